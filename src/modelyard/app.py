@@ -1,0 +1,86 @@
+"""The ASGI application: ``create_app(settings)`` wires settings, storage and routes."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse, Response
+from starlette.routing import Route
+
+from modelyard import __version__, mlflow_api
+from modelyard.db.engine import Database
+from modelyard.db.migrate import ensure_schema
+from modelyard.db.schema import DEFAULT_PROJECT_ID
+from modelyard.errors import ErrorCode
+from modelyard.mlflow_api.wire import Context, error_response
+from modelyard.settings import Settings
+
+
+async def health(_request: Request) -> Response:
+    return PlainTextResponse("OK")
+
+
+async def version(_request: Request) -> Response:
+    return PlainTextResponse(__version__)
+
+
+async def not_found(request: Request, _exc: Exception) -> Response:
+    return error_response(
+        ErrorCode.ENDPOINT_NOT_FOUND, f"No endpoint {request.method} {request.url.path}"
+    )
+
+
+async def wrong_method(request: Request, _exc: Exception) -> Response:
+    response = error_response(
+        ErrorCode.ENDPOINT_NOT_FOUND,
+        f"Method {request.method} is not allowed on {request.url.path}",
+    )
+    response.status_code = 405
+    return response
+
+
+async def http_error(request: Request, exc: Exception) -> Response:
+    status = exc.status_code if isinstance(exc, HTTPException) else 500
+    if status == 404:
+        return await not_found(request, exc)
+    if status == 405:
+        return await wrong_method(request, exc)
+    return error_response(ErrorCode.BAD_REQUEST, str(getattr(exc, "detail", exc)))
+
+
+async def internal_error(_request: Request, _exc: Exception) -> Response:
+    return error_response(ErrorCode.INTERNAL_ERROR, "Internal server error.")
+
+
+def create_app(settings: Settings, *, database: Database | None = None) -> Starlette:
+    """Build the application; the database schema is created or checked first."""
+    if settings.is_sqlite:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+    db = database or Database(settings.effective_database_url)
+    ensure_schema(db)
+    default_context = Context(db=db, project_id=DEFAULT_PROJECT_ID)
+
+    def context_of(_request: Request) -> Context:
+        return default_context
+
+    @asynccontextmanager
+    async def lifespan(_app: Starlette) -> AsyncIterator[None]:
+        yield
+        db.dispose()
+
+    app = Starlette(
+        routes=[
+            Route("/health", health, methods=["GET"]),
+            Route("/version", version, methods=["GET"]),
+            *mlflow_api.routes(context_of),
+        ],
+        exception_handlers={HTTPException: http_error, Exception: internal_error},
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.db = db
+    return app

@@ -1,0 +1,1 @@
+"""Metadata storage: SQLAlchemy Core tables, the engine with its write discipline, migrations."""

@@ -1,0 +1,100 @@
+"""The database handle: engines, transactions and the write discipline.
+
+SQLite runs in WAL mode; writes are serialised by a process-wide lock and ``BEGIN IMMEDIATE``
+(which also serialises between server processes). A database that stays busy past the busy
+timeout raises :class:`~modelyard.errors.Unavailable` (a retryable 503), never a 500.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy.exc import DBAPIError
+
+from modelyard.errors import Unavailable
+
+_BUSY_TIMEOUT_MS = 15_000
+
+
+class Database:
+    """Owns the engine; hands out read and write transactions."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.is_sqlite = url.startswith("sqlite")
+        self._write_lock = threading.Lock() if self.is_sqlite else None
+        self.engine = _make_engine(url)
+
+    @contextmanager
+    def read(self) -> Iterator[Connection]:
+        """A read-only transaction."""
+        with _translate_busy(), self.engine.connect() as conn, conn.begin():
+            yield conn
+
+    @contextmanager
+    def write(self) -> Iterator[Connection]:
+        """A write transaction, serialised on SQLite."""
+        if self._write_lock is None:
+            with _translate_busy(), self.engine.connect() as conn, conn.begin():
+                yield conn
+            return
+        with self._write_lock, _translate_busy(), self.engine.connect() as conn:
+            conn.info["begin_immediate"] = True
+            with conn.begin():
+                yield conn
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+
+def _make_engine(url: str) -> Engine:
+    if not url.startswith("sqlite"):
+        return create_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=False)
+    engine = create_engine(
+        url,
+        pool_size=8,
+        max_overflow=24,
+        connect_args={"check_same_thread": False, "isolation_level": None, "timeout": 15},
+    )
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+        cur = dbapi_conn.cursor()
+        cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute("PRAGMA synchronous=NORMAL")
+        cur.execute(f"PRAGMA busy_timeout={_BUSY_TIMEOUT_MS}")
+        cur.execute("PRAGMA foreign_keys=ON")
+        cur.execute("PRAGMA case_sensitive_like=ON")
+        cur.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Connection) -> None:
+        immediate = conn.info.pop("begin_immediate", False)
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+    return engine
+
+
+_BUSY_MARKERS = (
+    "database is locked",
+    "database is busy",
+    "could not serialize",
+    "deadlock detected",
+    "too many connections",
+    "connection refused",
+)
+
+
+@contextmanager
+def _translate_busy() -> Iterator[None]:
+    try:
+        yield
+    except DBAPIError as exc:
+        text = str(exc.orig if exc.orig is not None else exc).lower()
+        if any(marker in text for marker in _BUSY_MARKERS):
+            raise Unavailable("The database is busy; please retry.") from exc
+        raise

@@ -1,0 +1,168 @@
+"""Tracking core: projects, experiments, candidates, params, tags, metrics, datasets.
+
+Revision ID: 0001
+Revises:
+"""
+
+import time
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = "0001"
+down_revision = None
+branch_labels = None
+depends_on = None
+
+
+def _kv(name: str, owner: str, owner_type: sa.types.TypeEngine, key_len: int) -> None:
+    op.create_table(
+        name,
+        sa.Column(owner, owner_type, sa.ForeignKey(f"{owner.split('_')[0]}s.id"), nullable=False),
+        sa.Column("key", sa.String(key_len), nullable=False),
+        sa.Column("value", sa.Text, nullable=False),
+        sa.PrimaryKeyConstraint(owner, "key", name=f"pk_{name}"),
+    )
+
+
+def upgrade() -> None:
+    projects = op.create_table(
+        "projects",
+        sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+        sa.Column("name", sa.String(255), nullable=False, unique=True),
+        sa.Column("created_at", sa.BigInteger, nullable=False),
+    )
+    experiments = op.create_table(
+        "experiments",
+        sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+        sa.Column("project_id", sa.Integer, sa.ForeignKey("projects.id"), nullable=False),
+        sa.Column("name", sa.String(500), nullable=False),
+        sa.Column("artifact_location", sa.Text, nullable=True),
+        sa.Column("lifecycle_stage", sa.String(32), nullable=False),
+        sa.Column("creation_time", sa.BigInteger, nullable=False),
+        sa.Column("last_update_time", sa.BigInteger, nullable=False),
+        sa.UniqueConstraint("project_id", "name", name="uq_experiments_project_name"),
+    )
+    op.create_index("ix_experiments_project_created", "experiments", ["project_id", "creation_time"])
+    _kv("experiment_tags", "experiment_id", sa.Integer(), 250)
+    op.create_table(
+        "runs",
+        sa.Column("id", sa.String(64), primary_key=True),
+        sa.Column("project_id", sa.Integer, sa.ForeignKey("projects.id"), nullable=False),
+        sa.Column("experiment_id", sa.Integer, sa.ForeignKey("experiments.id"), nullable=False),
+        sa.Column("name", sa.String(250), nullable=False),
+        sa.Column("user_id", sa.String(256), nullable=False),
+        sa.Column("status", sa.String(16), nullable=False),
+        sa.Column("start_time", sa.BigInteger, nullable=True),
+        sa.Column("end_time", sa.BigInteger, nullable=True),
+        sa.Column("artifact_uri", sa.Text, nullable=True),
+        sa.Column("lifecycle_stage", sa.String(32), nullable=False),
+        sa.Column("deleted_time", sa.BigInteger, nullable=True),
+    )
+    op.create_index("ix_runs_experiment_start", "runs", ["experiment_id", "start_time", "id"])
+    op.create_table(
+        "params",
+        sa.Column("run_id", sa.String(64), sa.ForeignKey("runs.id"), nullable=False),
+        sa.Column("key", sa.String(250), nullable=False),
+        sa.Column("value", sa.Text, nullable=False),
+        sa.PrimaryKeyConstraint("run_id", "key", name="pk_params"),
+    )
+    op.create_index("ix_params_key_value", "params", ["key", "value"])
+    op.create_table(
+        "run_tags",
+        sa.Column("run_id", sa.String(64), sa.ForeignKey("runs.id"), nullable=False),
+        sa.Column("key", sa.String(250), nullable=False),
+        sa.Column("value", sa.Text, nullable=False),
+        sa.PrimaryKeyConstraint("run_id", "key", name="pk_run_tags"),
+    )
+    op.create_index("ix_run_tags_key", "run_tags", ["key"])
+    point_columns = [
+        sa.Column("run_id", sa.String(64), sa.ForeignKey("runs.id"), nullable=False),
+        sa.Column("key", sa.String(250), nullable=False),
+        sa.Column("step", sa.BigInteger, nullable=False),
+        sa.Column("timestamp", sa.BigInteger, nullable=False),
+        sa.Column("value", sa.Float, nullable=False),
+        sa.Column("is_nan", sa.Boolean, nullable=False),
+    ]
+    op.create_table(
+        "metrics",
+        *point_columns,
+        sa.Column("model_id", sa.String(64), nullable=True),
+        sa.Column("dataset_name", sa.String(500), nullable=True),
+        sa.Column("dataset_digest", sa.String(64), nullable=True),
+        sa.UniqueConstraint(
+            "run_id", "key", "step", "timestamp", "value", "is_nan", name="uq_metrics_point"
+        ),
+    )
+    op.create_table(
+        "latest_metrics",
+        *[c.copy() for c in point_columns],
+        sa.PrimaryKeyConstraint("run_id", "key", name="pk_latest_metrics"),
+    )
+    op.create_index("ix_latest_metrics_key_value", "latest_metrics", ["key", "value"])
+    op.create_table(
+        "datasets",
+        sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+        sa.Column("experiment_id", sa.Integer, sa.ForeignKey("experiments.id"), nullable=False),
+        sa.Column("name", sa.String(500), nullable=False),
+        sa.Column("digest", sa.String(64), nullable=False),
+        sa.Column("source_type", sa.String(36), nullable=False),
+        sa.Column("source", sa.Text, nullable=False),
+        sa.Column("schema", sa.Text, nullable=True),
+        sa.Column("profile", sa.Text, nullable=True),
+        sa.UniqueConstraint("experiment_id", "name", "digest", name="uq_datasets_identity"),
+    )
+    op.create_table(
+        "run_inputs",
+        sa.Column("run_id", sa.String(64), sa.ForeignKey("runs.id"), nullable=False),
+        sa.Column("dataset_id", sa.Integer, sa.ForeignKey("datasets.id"), nullable=False),
+        sa.Column("context", sa.String(250), nullable=True),
+        sa.Column("tags_json", sa.Text, nullable=False),
+        sa.PrimaryKeyConstraint("run_id", "dataset_id", name="pk_run_inputs"),
+    )
+    op.create_index("ix_run_inputs_dataset", "run_inputs", ["dataset_id"])
+    op.create_table(
+        "run_model_links",
+        sa.Column("run_id", sa.String(64), sa.ForeignKey("runs.id"), nullable=False),
+        sa.Column("model_id", sa.String(64), nullable=False),
+        sa.Column("direction", sa.String(8), nullable=False),
+        sa.Column("step", sa.BigInteger, nullable=False),
+        sa.PrimaryKeyConstraint("run_id", "model_id", "direction", name="pk_run_model_links"),
+    )
+
+    now = int(time.time() * 1000)
+    op.bulk_insert(projects, [{"id": 1, "name": "default", "created_at": now}])
+    op.bulk_insert(
+        experiments,
+        [
+            {
+                "id": 0,
+                "project_id": 1,
+                "name": "Default",
+                "artifact_location": "mlflow-artifacts:/0",
+                "lifecycle_stage": "active",
+                "creation_time": now,
+                "last_update_time": now,
+            }
+        ],
+    )
+    if op.get_bind().dialect.name == "postgresql":
+        op.execute("SELECT setval('projects_id_seq', 1)")
+        op.execute("SELECT setval('experiments_id_seq', 1, false)")
+
+
+def downgrade() -> None:
+    for table in (
+        "run_model_links",
+        "run_inputs",
+        "datasets",
+        "latest_metrics",
+        "metrics",
+        "run_tags",
+        "params",
+        "runs",
+        "experiment_tags",
+        "experiments",
+        "projects",
+    ):
+        op.drop_table(table)

@@ -1,0 +1,159 @@
+"""The tables. Every top-level row belongs to a project."""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    PrimaryKeyConstraint,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+
+metadata = MetaData()
+
+DEFAULT_PROJECT_ID = 1
+DEFAULT_PROJECT_NAME = "default"
+
+projects = Table(
+    "projects",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("name", String(255), nullable=False, unique=True),
+    Column("created_at", BigInteger, nullable=False),
+)
+
+experiments = Table(
+    "experiments",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("project_id", Integer, ForeignKey("projects.id"), nullable=False),
+    Column("name", String(500), nullable=False),
+    Column("artifact_location", Text, nullable=True),
+    Column("lifecycle_stage", String(32), nullable=False),
+    Column("creation_time", BigInteger, nullable=False),
+    Column("last_update_time", BigInteger, nullable=False),
+    UniqueConstraint("project_id", "name", name="uq_experiments_project_name"),
+    Index("ix_experiments_project_created", "project_id", "creation_time"),
+)
+
+experiment_tags = Table(
+    "experiment_tags",
+    metadata,
+    Column("experiment_id", Integer, ForeignKey("experiments.id"), nullable=False),
+    Column("key", String(250), nullable=False),
+    Column("value", Text, nullable=False),
+    PrimaryKeyConstraint("experiment_id", "key", name="pk_experiment_tags"),
+)
+
+runs = Table(
+    "runs",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("project_id", Integer, ForeignKey("projects.id"), nullable=False),
+    Column("experiment_id", Integer, ForeignKey("experiments.id"), nullable=False),
+    Column("name", String(250), nullable=False),
+    Column("user_id", String(256), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("start_time", BigInteger, nullable=True),
+    Column("end_time", BigInteger, nullable=True),
+    Column("artifact_uri", Text, nullable=True),
+    Column("lifecycle_stage", String(32), nullable=False),
+    Column("deleted_time", BigInteger, nullable=True),
+    Index("ix_runs_experiment_start", "experiment_id", "start_time", "id"),
+)
+
+params = Table(
+    "params",
+    metadata,
+    Column("run_id", String(64), ForeignKey("runs.id"), nullable=False),
+    Column("key", String(250), nullable=False),
+    Column("value", Text, nullable=False),
+    PrimaryKeyConstraint("run_id", "key", name="pk_params"),
+    Index("ix_params_key_value", "key", "value"),
+)
+
+run_tags = Table(
+    "run_tags",
+    metadata,
+    Column("run_id", String(64), ForeignKey("runs.id"), nullable=False),
+    Column("key", String(250), nullable=False),
+    Column("value", Text, nullable=False),
+    PrimaryKeyConstraint("run_id", "key", name="pk_run_tags"),
+    Index("ix_run_tags_key", "key"),
+)
+
+# Every logged point. NaN is stored as is_nan with value 0 so that the unique key deduplicates it.
+metrics = Table(
+    "metrics",
+    metadata,
+    Column("run_id", String(64), ForeignKey("runs.id"), nullable=False),
+    Column("key", String(250), nullable=False),
+    Column("step", BigInteger, nullable=False),
+    Column("timestamp", BigInteger, nullable=False),
+    Column("value", Float, nullable=False),
+    Column("is_nan", Boolean, nullable=False),
+    Column("model_id", String(64), nullable=True),
+    Column("dataset_name", String(500), nullable=True),
+    Column("dataset_digest", String(64), nullable=True),
+    UniqueConstraint(
+        "run_id", "key", "step", "timestamp", "value", "is_nan", name="uq_metrics_point"
+    ),
+)
+
+# The latest value of each metric of each run (highest step, then timestamp, then value).
+latest_metrics = Table(
+    "latest_metrics",
+    metadata,
+    Column("run_id", String(64), ForeignKey("runs.id"), nullable=False),
+    Column("key", String(250), nullable=False),
+    Column("step", BigInteger, nullable=False),
+    Column("timestamp", BigInteger, nullable=False),
+    Column("value", Float, nullable=False),
+    Column("is_nan", Boolean, nullable=False),
+    PrimaryKeyConstraint("run_id", "key", name="pk_latest_metrics"),
+    Index("ix_latest_metrics_key_value", "key", "value"),
+)
+
+datasets = Table(
+    "datasets",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("experiment_id", Integer, ForeignKey("experiments.id"), nullable=False),
+    Column("name", String(500), nullable=False),
+    Column("digest", String(64), nullable=False),
+    Column("source_type", String(36), nullable=False),
+    Column("source", Text, nullable=False),
+    Column("schema", Text, nullable=True),
+    Column("profile", Text, nullable=True),
+    UniqueConstraint("experiment_id", "name", "digest", name="uq_datasets_identity"),
+)
+
+run_inputs = Table(
+    "run_inputs",
+    metadata,
+    Column("run_id", String(64), ForeignKey("runs.id"), nullable=False),
+    Column("dataset_id", Integer, ForeignKey("datasets.id"), nullable=False),
+    Column("context", String(250), nullable=True),
+    Column("tags_json", Text, nullable=False),
+    PrimaryKeyConstraint("run_id", "dataset_id", name="pk_run_inputs"),
+    Index("ix_run_inputs_dataset", "dataset_id"),
+)
+
+run_model_links = Table(
+    "run_model_links",
+    metadata,
+    Column("run_id", String(64), ForeignKey("runs.id"), nullable=False),
+    Column("model_id", String(64), nullable=False),
+    Column("direction", String(8), nullable=False),
+    Column("step", BigInteger, nullable=False),
+    PrimaryKeyConstraint("run_id", "model_id", "direction", name="pk_run_model_links"),
+)

@@ -1,0 +1,76 @@
+"""Domain errors. Every service raises these; the web layers map them to their wire formats."""
+
+from __future__ import annotations
+
+from enum import Enum
+
+
+class ErrorCode(str, Enum):
+    """Error codes shared with MLflow's wire protocol, each with its HTTP status."""
+
+    INVALID_PARAMETER_VALUE = "INVALID_PARAMETER_VALUE"
+    BAD_REQUEST = "BAD_REQUEST"
+    RESOURCE_ALREADY_EXISTS = "RESOURCE_ALREADY_EXISTS"
+    RESOURCE_DOES_NOT_EXIST = "RESOURCE_DOES_NOT_EXIST"
+    ENDPOINT_NOT_FOUND = "ENDPOINT_NOT_FOUND"
+    PERMISSION_DENIED = "PERMISSION_DENIED"
+    UNAUTHENTICATED = "UNAUTHENTICATED"
+    RESOURCE_CONFLICT = "RESOURCE_CONFLICT"
+    REQUEST_LIMIT_EXCEEDED = "REQUEST_LIMIT_EXCEEDED"
+    INTERNAL_ERROR = "INTERNAL_ERROR"
+    NOT_IMPLEMENTED = "NOT_IMPLEMENTED"
+    TEMPORARILY_UNAVAILABLE = "TEMPORARILY_UNAVAILABLE"
+
+    @property
+    def http_status(self) -> int:
+        return _STATUS[self]
+
+
+_STATUS = {
+    ErrorCode.INVALID_PARAMETER_VALUE: 400,
+    ErrorCode.BAD_REQUEST: 400,
+    ErrorCode.RESOURCE_ALREADY_EXISTS: 400,
+    ErrorCode.RESOURCE_DOES_NOT_EXIST: 404,
+    ErrorCode.ENDPOINT_NOT_FOUND: 404,
+    ErrorCode.PERMISSION_DENIED: 403,
+    ErrorCode.UNAUTHENTICATED: 401,
+    ErrorCode.RESOURCE_CONFLICT: 409,
+    ErrorCode.REQUEST_LIMIT_EXCEEDED: 429,
+    ErrorCode.INTERNAL_ERROR: 500,
+    ErrorCode.NOT_IMPLEMENTED: 501,
+    ErrorCode.TEMPORARILY_UNAVAILABLE: 503,
+}
+
+
+class ModelyardError(Exception):
+    """A failure with a stable error code and a message meant for the user."""
+
+    code: ErrorCode = ErrorCode.INTERNAL_ERROR
+
+    def __init__(self, message: str, code: ErrorCode | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        if code is not None:
+            self.code = code
+
+
+class InvalidParameter(ModelyardError):
+    code = ErrorCode.INVALID_PARAMETER_VALUE
+
+
+class BadRequest(ModelyardError):
+    code = ErrorCode.BAD_REQUEST
+
+
+class NotFound(ModelyardError):
+    code = ErrorCode.RESOURCE_DOES_NOT_EXIST
+
+
+class AlreadyExists(ModelyardError):
+    code = ErrorCode.RESOURCE_ALREADY_EXISTS
+
+
+class Unavailable(ModelyardError):
+    """The database is busy; the client should retry."""
+
+    code = ErrorCode.TEMPORARILY_UNAVAILABLE

@@ -1,0 +1,49 @@
+"""MLflow's REST protocol: tracking under /api/2.0/mlflow and /ajax-api/2.0/mlflow."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from starlette.requests import Request
+from starlette.routing import BaseRoute, Route
+
+from modelyard import __version__
+from modelyard.mlflow_api import experiments, metrics, runs
+from modelyard.mlflow_api.wire import Context, Handler, Message, endpoint
+
+PREFIXES = ("/api/2.0/mlflow", "/ajax-api/2.0/mlflow")
+INFO_PREFIXES = ("/api/3.0/mlflow", "/ajax-api/3.0/mlflow")
+
+
+def server_info(_ctx: Context, _msg: Message) -> dict[str, Any]:
+    return {
+        "store_type": "SqlStore",
+        "server": "modelyard",
+        "version": __version__,
+        "workspaces_enabled": False,
+        "multipart_uploads_enabled": False,
+        "multipart_downloads_enabled": False,
+        "artifact_serving_enabled": False,
+        "artifacts_presigned_only": False,
+    }
+
+
+TRACKING: list[tuple[str, tuple[str, ...], Handler]] = [
+    *experiments.ROUTES,
+    *runs.ROUTES,
+    *metrics.ROUTES,
+]
+INFO: list[tuple[str, tuple[str, ...], Handler]] = [
+    ("/server-info", ("GET",), server_info),
+]
+
+
+def routes(context_of: Callable[[Request], Context]) -> list[BaseRoute]:
+    """Every MLflow route, bound to a function that tells each request's context."""
+    out: list[BaseRoute] = []
+    for prefixes, table in ((PREFIXES, TRACKING), (INFO_PREFIXES, INFO)):
+        for path, methods, handler in table:
+            wrapped = endpoint(handler, context_of)
+            out.extend(Route(p + path, wrapped, methods=list(methods)) for p in prefixes)
+    return out

@@ -1,0 +1,43 @@
+"""MLflow metric history endpoints."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from modelyard.mlflow_api.runs import metric_json
+from modelyard.mlflow_api.wire import Context, Handler, Message
+from modelyard.services import metric_history
+
+
+def get_history(ctx: Context, msg: Message) -> dict[str, Any]:
+    page = metric_history.history(
+        ctx.db,
+        ctx.project_id,
+        msg.required("run_id", alias="run_uuid"),
+        msg.required("metric_key"),
+        msg.int64("max_results"),
+        msg.string("page_token"),
+    )
+    out: dict[str, Any] = {"metrics": [metric_json(m) for m in page.items]}
+    if page.next_page_token:
+        out["next_page_token"] = page.next_page_token
+    return out
+
+
+def get_history_bulk_interval(ctx: Context, msg: Message) -> dict[str, Any]:
+    points = metric_history.bulk_interval(
+        ctx.db,
+        ctx.project_id,
+        msg.strings("run_ids"),
+        msg.required("metric_key"),
+        msg.int64("start_step"),
+        msg.int64("end_step"),
+        msg.int64("max_results"),
+    )
+    return {"metrics": [metric_json(m) for m in points]}
+
+
+ROUTES: list[tuple[str, tuple[str, ...], Handler]] = [
+    ("/metrics/get-history", ("GET",), get_history),
+    ("/metrics/get-history-bulk-interval", ("GET",), get_history_bulk_interval),
+]

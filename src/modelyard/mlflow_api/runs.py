@@ -1,0 +1,244 @@
+"""MLflow run endpoints: lifecycle, logging, search."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from modelyard.errors import InvalidParameter
+from modelyard.mlflow_api.wire import Context, Handler, Message, number
+from modelyard.services import run_data, validation
+from modelyard.services import runs as service
+from modelyard.services.entities import Dataset, DatasetInput, Metric, Run, RunInfo, now_ms
+
+DEFAULT_SEARCH_RESULTS = 1000
+
+
+def info_json(info: RunInfo) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "run_uuid": info.run_id,
+        "run_id": info.run_id,
+        "experiment_id": str(info.experiment_id),
+        "run_name": info.run_name,
+        "user_id": info.user_id,
+        "status": info.status,
+        "artifact_uri": info.artifact_uri,
+        "lifecycle_stage": info.lifecycle_stage,
+    }
+    if info.start_time is not None:
+        out["start_time"] = info.start_time
+    if info.end_time is not None:
+        out["end_time"] = info.end_time
+    return out
+
+
+def metric_json(m: Metric) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "key": m.key, "value": number(m.value), "timestamp": m.timestamp, "step": m.step
+    }
+    if m.run_id is not None:
+        out["run_id"] = m.run_id
+    return out
+
+
+def _pairs(values: dict[str, str]) -> list[dict[str, str]]:
+    return [{"key": k, "value": v} for k, v in values.items()]
+
+
+def run_json(run: Run) -> dict[str, Any]:
+    data: dict[str, Any] = {}
+    if run.metrics:
+        data["metrics"] = [metric_json(m) for m in run.metrics]
+    if run.params:
+        data["params"] = _pairs(run.params)
+    if run.tags:
+        data["tags"] = _pairs(run.tags)
+    inputs: dict[str, Any] = {}
+    if run.dataset_inputs:
+        inputs["dataset_inputs"] = [
+            {"tags": _pairs(i.tags), "dataset": _dataset_json(i.dataset)}
+            for i in run.dataset_inputs
+        ]
+    if run.model_inputs:
+        inputs["model_inputs"] = [{"model_id": m} for m in run.model_inputs]
+    outputs: dict[str, Any] = {}
+    if run.model_outputs:
+        outputs["model_outputs"] = [{"model_id": m, "step": s} for m, s in run.model_outputs]
+    return {"info": info_json(run.info), "data": data, "inputs": inputs, "outputs": outputs}
+
+
+def _dataset_json(d: Dataset) -> dict[str, Any]:
+    out = {"name": d.name, "digest": d.digest, "source_type": d.source_type, "source": d.source}
+    if d.schema:
+        out["schema"] = d.schema
+    if d.profile:
+        out["profile"] = d.profile
+    return out
+
+
+def _run_id(msg: Message) -> str:
+    return msg.required("run_id", alias="run_uuid")
+
+
+def create(ctx: Context, msg: Message) -> dict[str, Any]:
+    run = service.create(
+        ctx.db,
+        ctx.project_id,
+        experiment_id=msg.string("experiment_id"),
+        user_id=msg.string("user_id"),
+        run_name=msg.string("run_name"),
+        start_time=msg.int64("start_time"),
+        tags=dict(msg.key_values("tags")),
+    )
+    return {"run": run_json(run)}
+
+
+def get(ctx: Context, msg: Message) -> dict[str, Any]:
+    return {"run": run_json(service.get(ctx.db, ctx.project_id, _run_id(msg)))}
+
+
+def update(ctx: Context, msg: Message) -> dict[str, Any]:
+    info = service.update_info(
+        ctx.db,
+        ctx.project_id,
+        _run_id(msg),
+        status=msg.string("status"),
+        end_time=msg.int64("end_time"),
+        run_name=msg.string("run_name"),
+    )
+    return {"run_info": info_json(info)}
+
+
+def delete(ctx: Context, msg: Message) -> dict[str, Any]:
+    service.set_lifecycle(ctx.db, ctx.project_id, _run_id(msg), service.DELETED)
+    return {}
+
+
+def restore(ctx: Context, msg: Message) -> dict[str, Any]:
+    service.set_lifecycle(ctx.db, ctx.project_id, _run_id(msg), service.ACTIVE)
+    return {}
+
+
+def _metric(item: dict[str, Any], *, timestamp_required: bool) -> Metric:
+    key = item.get("key")
+    if not isinstance(key, str) or not key:
+        raise InvalidParameter("Missing value for required parameter 'key'.")
+    if "value" not in item or item["value"] is None:
+        raise InvalidParameter("Missing value for required parameter 'value'.")
+    raw_ts = item.get("timestamp")
+    if raw_ts is None and timestamp_required:
+        raise InvalidParameter("Missing value for required parameter 'timestamp'.")
+    optional = {f: item.get(f) for f in ("model_id", "dataset_name", "dataset_digest")}
+    for field, value in optional.items():
+        if value is not None and not isinstance(value, str):
+            raise validation.invalid_value(value, field)
+    return Metric(
+        key=key,
+        value=validation.metric_value(item["value"], key),
+        timestamp=validation.int64(raw_ts if raw_ts is not None else now_ms(), "timestamp"),
+        step=validation.int64(item.get("step") or 0, "step"),
+        model_id=optional["model_id"] or None,
+        dataset_name=optional["dataset_name"] or None,
+        dataset_digest=optional["dataset_digest"] or None,
+    )
+
+
+def log_metric(ctx: Context, msg: Message) -> dict[str, Any]:
+    metric = _metric(msg.data, timestamp_required=True)
+    batch = run_data.check_batch([metric], [], [])
+    run_data.log_batch(ctx.db, ctx.project_id, _run_id(msg), batch)
+    return {}
+
+
+def log_param(ctx: Context, msg: Message) -> dict[str, Any]:
+    value = msg.string("value") or ""
+    batch = run_data.check_batch([], [(msg.required("key"), value)], [])
+    run_data.log_batch(ctx.db, ctx.project_id, _run_id(msg), batch)
+    return {}
+
+
+def set_tag(ctx: Context, msg: Message) -> dict[str, Any]:
+    value = msg.string("value") or ""
+    batch = run_data.check_batch([], [], [(msg.required("key"), value)])
+    run_data.log_batch(ctx.db, ctx.project_id, _run_id(msg), batch)
+    return {}
+
+
+def delete_tag(ctx: Context, msg: Message) -> dict[str, Any]:
+    run_data.delete_tag(ctx.db, ctx.project_id, _run_id(msg), msg.required("key"))
+    return {}
+
+
+def log_batch(ctx: Context, msg: Message) -> dict[str, Any]:
+    if msg.size > validation.MAX_REQUEST_BYTES:
+        raise InvalidParameter(
+            f"Batched logging API requests must be at most {validation.MAX_REQUEST_BYTES} bytes, "
+            f"got a request of {msg.size} bytes."
+        )
+    metrics = [_metric(m, timestamp_required=False) for m in msg.objects("metrics")]
+    batch = run_data.check_batch(metrics, msg.key_values("params"), msg.key_values("tags"))
+    run_data.log_batch(ctx.db, ctx.project_id, _run_id(msg), batch)
+    return {}
+
+
+def log_inputs(ctx: Context, msg: Message) -> dict[str, Any]:
+    inputs: list[DatasetInput] = []
+    for item in msg.objects("datasets"):
+        raw = item.get("dataset")
+        if not isinstance(raw, dict):
+            raise InvalidParameter("Missing value for required parameter 'datasets.dataset'.")
+        fields = {f: raw.get(f) for f in ("name", "digest", "source_type", "source", "schema",
+                                           "profile")}
+        for field, value in fields.items():
+            if value is not None and not isinstance(value, str):
+                raise validation.invalid_value(value, f"dataset.{field}")
+        dataset = Dataset(**{k: v or "" for k, v in fields.items()})
+        tags = dict(Message(item).key_values("tags"))
+        inputs.append(DatasetInput(dataset, tags))
+    models = [str(m.get("model_id") or "") for m in msg.objects("models")]
+    run_data.log_inputs(ctx.db, ctx.project_id, _run_id(msg), inputs, models)
+    return {}
+
+
+def log_outputs(ctx: Context, msg: Message) -> dict[str, Any]:
+    models = [
+        (str(m.get("model_id") or ""), validation.int64(m.get("step") or 0, "step"))
+        for m in msg.objects("models")
+    ]
+    run_data.log_outputs(ctx.db, ctx.project_id, _run_id(msg), models)
+    return {}
+
+
+def search(ctx: Context, msg: Message) -> dict[str, Any]:
+    page = service.search(
+        ctx.db,
+        ctx.project_id,
+        experiment_ids=msg.strings("experiment_ids"),
+        filter_string=msg.string("filter"),
+        run_view_type=msg.string("run_view_type"),
+        max_results=msg.int64("max_results", default=DEFAULT_SEARCH_RESULTS) or 0,
+        order_by=msg.strings("order_by"),
+        page_token=msg.string("page_token"),
+    )
+    out: dict[str, Any] = {}
+    if page.items:
+        out["runs"] = [run_json(r) for r in page.items]
+    if page.next_page_token:
+        out["next_page_token"] = page.next_page_token
+    return out
+
+
+ROUTES: list[tuple[str, tuple[str, ...], Handler]] = [
+    ("/runs/create", ("POST",), create),
+    ("/runs/get", ("GET",), get),
+    ("/runs/update", ("POST",), update),
+    ("/runs/delete", ("POST",), delete),
+    ("/runs/restore", ("POST",), restore),
+    ("/runs/log-metric", ("POST",), log_metric),
+    ("/runs/log-parameter", ("POST",), log_param),
+    ("/runs/set-tag", ("POST",), set_tag),
+    ("/runs/delete-tag", ("POST",), delete_tag),
+    ("/runs/log-batch", ("POST",), log_batch),
+    ("/runs/log-inputs", ("POST",), log_inputs),
+    ("/runs/outputs", ("POST",), log_outputs),
+    ("/runs/search", ("POST", "GET"), search),
+]

@@ -1,0 +1,163 @@
+"""MLflow's JSON wire format: request messages in, protobuf-style JSON out, errors."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import Response
+
+from modelyard.db.engine import Database
+from modelyard.errors import BadRequest, ErrorCode, InvalidParameter, ModelyardError
+from modelyard.services import validation
+
+JSON = "application/json"
+
+
+@dataclass(frozen=True, slots=True)
+class Context:
+    """What a handler may use: the database and the caller's project."""
+
+    db: Database
+    project_id: int
+
+
+class Message:
+    """One request message, read from the query string (GET) or the JSON body."""
+
+    __slots__ = ("data", "size")
+
+    def __init__(self, data: dict[str, Any], size: int = 0) -> None:
+        self.data = data
+        self.size = size
+
+    @classmethod
+    async def read(cls, request: Request) -> Message:
+        if request.method == "GET":
+            merged: dict[str, Any] = {}
+            for key, value in request.query_params.multi_items():
+                if key in merged:
+                    previous = merged[key]
+                    merged[key] = [*previous, value] if isinstance(previous, list) else [
+                        previous, value
+                    ]
+                else:
+                    merged[key] = value
+            return cls(merged)
+        body = await request.body()
+        if not body.strip():
+            return cls({}, 0)
+        if "content-type" not in request.headers:
+            raise BadRequest("Bad Request. Content-Type header is missing.")
+        try:
+            data = orjson.loads(body)
+        except orjson.JSONDecodeError as exc:
+            raise BadRequest(f"Malformed JSON in request body: {exc}") from None
+        if not isinstance(data, dict):
+            raise BadRequest("The request body must be a JSON object.")
+        return cls(data, len(body))
+
+    def raw(self, name: str) -> Any:
+        return self.data.get(name)
+
+    def string(self, name: str, *, required: bool = False, alias: str | None = None) -> str | None:
+        value = self.data.get(name)
+        if (value is None or value == "") and alias is not None:
+            value = self.data.get(alias)
+        if value is None or value == "":
+            if required:
+                raise InvalidParameter(f"Missing value for required parameter '{name}'.")
+            return None if value is None else ""
+        if isinstance(value, list) and len(value) == 1:
+            value = value[0]
+        if isinstance(value, bool) or not isinstance(value, str | int):
+            raise validation.invalid_value(value, name)
+        return str(value)
+
+    def required(self, name: str, alias: str | None = None) -> str:
+        value = self.string(name, required=True, alias=alias)
+        assert value is not None
+        return value
+
+    def int64(self, name: str, *, required: bool = False, default: int | None = None) -> int | None:
+        value = self.data.get(name)
+        if value is None or value == "":
+            if required:
+                raise InvalidParameter(f"Missing value for required parameter '{name}'.")
+            return default
+        if isinstance(value, list) and len(value) == 1:
+            value = value[0]
+        return validation.int64(value, name)
+
+    def strings(self, name: str) -> list[str]:
+        value = self.data.get(name)
+        if value is None:
+            return []
+        items = value if isinstance(value, list) else [value]
+        for item in items:
+            if isinstance(item, bool) or not isinstance(item, str | int):
+                raise validation.invalid_value(item, name)
+        return [str(item) for item in items]
+
+    def objects(self, name: str) -> list[dict[str, Any]]:
+        value = self.data.get(name)
+        if value is None:
+            return []
+        if not isinstance(value, list) or not all(isinstance(v, dict) for v in value):
+            raise validation.invalid_value(value, name)
+        return value
+
+    def key_values(self, name: str) -> list[tuple[str, str]]:
+        """``[{"key": k, "value": v}]`` pairs, as used for params and tags."""
+        pairs: list[tuple[str, str]] = []
+        for item in self.objects(name):
+            key, value = item.get("key"), item.get("value", "")
+            if not isinstance(key, str) or not key:
+                raise InvalidParameter(f"Missing value for required parameter '{name}.key'.")
+            if value is None:
+                value = ""
+            if not isinstance(value, str | int | float) or isinstance(value, bool):
+                raise validation.invalid_value(value, f"{name}.value")
+            pairs.append((key, str(value)))
+        return pairs
+
+
+def number(value: float) -> float | str:
+    """Doubles as protobuf JSON writes them: NaN and infinities become strings."""
+    if math.isfinite(value):
+        return value
+    if math.isnan(value):
+        return "NaN"
+    return "Infinity" if value > 0 else "-Infinity"
+
+
+def respond(payload: dict[str, Any], status: int = 200) -> Response:
+    return Response(orjson.dumps(payload), status_code=status, media_type=JSON)
+
+
+def error_response(code: ErrorCode, message: str) -> Response:
+    return respond({"error_code": code.value, "message": message}, code.http_status)
+
+
+Handler = Callable[[Context, Message], dict[str, Any]]
+
+
+def endpoint(handler: Handler, context_of: Callable[[Request], Context]) -> Callable[
+    [Request], Awaitable[Response]
+]:
+    """Wrap a synchronous handler: parse, run in a worker thread, serialise, map errors."""
+
+    async def route(request: Request) -> Response:
+        try:
+            message = await Message.read(request)
+            result = await run_in_threadpool(handler, context_of(request), message)
+        except ModelyardError as exc:
+            return error_response(exc.code, exc.message)
+        return respond(result)
+
+    return route

@@ -1,0 +1,1 @@
+"""Business rules. No HTTP here: handlers parse, call one function, serialise."""

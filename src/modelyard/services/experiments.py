@@ -1,0 +1,266 @@
+"""Experiments: create, read, search, rename, delete and restore, tags."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import Connection, Row, and_, delete, insert, select, update
+from sqlalchemy.exc import IntegrityError
+
+from modelyard.db.engine import Database
+from modelyard.db.schema import experiment_tags, experiments, runs
+from modelyard.errors import AlreadyExists, InvalidParameter, NotFound
+from modelyard.services import validation
+from modelyard.services.entities import Experiment, Page, now_ms
+from modelyard.services.search import experiments as compile_experiments
+from modelyard.services.search import sql
+from modelyard.services.search.grammar import parse_filter, parse_order_by
+
+ACTIVE = "active"
+DELETED = "deleted"
+VIEW_TYPES = {"ACTIVE_ONLY": (ACTIVE,), "DELETED_ONLY": (DELETED,), "ALL": (ACTIVE, DELETED)}
+MAX_SEARCH_RESULTS = 50_000
+
+
+def lifecycle_stages(view_type: str | None) -> tuple[str, ...]:
+    stages = VIEW_TYPES.get(view_type or "ACTIVE_ONLY")
+    if stages is None:
+        raise InvalidParameter(
+            f"Invalid view type '{view_type}'. Valid values are {sorted(VIEW_TYPES)}"
+        )
+    return stages
+
+
+def create(
+    db: Database,
+    project_id: int,
+    name: str | None,
+    artifact_location: str | None = None,
+    tags: dict[str, str] | None = None,
+) -> int:
+    name = validation.experiment_name(name)
+    checked_tags = {k: _tag_value(k, v) for k, v in (tags or {}).items()}
+    now = now_ms()
+    with db.write() as conn:
+        if conn.execute(
+            select(experiments.c.id).where(
+                experiments.c.project_id == project_id, experiments.c.name == name
+            )
+        ).first():
+            raise _duplicate(name)
+        try:
+            new_id = conn.execute(
+                insert(experiments)
+                .values(
+                    project_id=project_id,
+                    name=name,
+                    artifact_location=artifact_location,
+                    lifecycle_stage=ACTIVE,
+                    creation_time=now,
+                    last_update_time=now,
+                )
+                .returning(experiments.c.id)
+            ).scalar_one()
+        except IntegrityError:
+            raise _duplicate(name) from None
+        if not artifact_location:
+            conn.execute(
+                update(experiments)
+                .where(experiments.c.id == new_id)
+                .values(artifact_location=f"mlflow-artifacts:/{new_id}")
+            )
+        if checked_tags:
+            conn.execute(
+                insert(experiment_tags),
+                [{"experiment_id": new_id, "key": k, "value": v} for k, v in checked_tags.items()],
+            )
+    return int(new_id)
+
+
+def _duplicate(name: str) -> AlreadyExists:
+    return AlreadyExists(f"Experiment(name={name}) already exists.")
+
+
+def _tag_value(key: str, value: str | None) -> str:
+    validation.key(key, "Tag")
+    return validation.bounded(
+        value or "", validation.MAX_EXPERIMENT_TAG_VALUE_LENGTH, f"Experiment tag '{key}' value"
+    )
+
+
+def _from_row(row: Row[Any], tags: dict[str, str]) -> Experiment:
+    return Experiment(
+        experiment_id=row.id,
+        name=row.name,
+        artifact_location=row.artifact_location or "",
+        lifecycle_stage=row.lifecycle_stage,
+        creation_time=row.creation_time,
+        last_update_time=row.last_update_time,
+        tags=tags,
+    )
+
+
+def _tags_of(conn: Connection, ids: list[int]) -> dict[int, dict[str, str]]:
+    found: dict[int, dict[str, str]] = {i: {} for i in ids}
+    if ids:
+        for row in conn.execute(
+            select(experiment_tags).where(experiment_tags.c.experiment_id.in_(ids))
+        ):
+            found[row.experiment_id][row.key] = row.value
+    return found
+
+
+def load_row(conn: Connection, project_id: int, experiment_id: int) -> Row[Any]:
+    """The experiment row, or RESOURCE_DOES_NOT_EXIST."""
+    row = conn.execute(
+        select(experiments).where(
+            experiments.c.id == experiment_id, experiments.c.project_id == project_id
+        )
+    ).first()
+    if row is None:
+        raise NotFound(f"No Experiment with id={experiment_id} exists")
+    return row
+
+
+def get(db: Database, project_id: int, experiment_id: str | None) -> Experiment:
+    number = validation.experiment_id(experiment_id)
+    with db.read() as conn:
+        row = load_row(conn, project_id, number)
+        return _from_row(row, _tags_of(conn, [row.id])[row.id])
+
+
+def get_by_name(db: Database, project_id: int, name: str | None) -> Experiment:
+    if not name:
+        raise InvalidParameter("Missing value for required parameter 'experiment_name'.")
+    with db.read() as conn:
+        row = conn.execute(
+            select(experiments).where(
+                experiments.c.project_id == project_id, experiments.c.name == name
+            )
+        ).first()
+        if row is None:
+            raise NotFound(f"Could not find experiment with name '{name}'")
+        return _from_row(row, _tags_of(conn, [row.id])[row.id])
+
+
+def search(
+    db: Database,
+    project_id: int,
+    *,
+    view_type: str | None,
+    max_results: int,
+    filter_string: str | None,
+    order_by: list[str],
+    page_token: str | None,
+) -> Page[Experiment]:
+    if max_results <= 0 or max_results > MAX_SEARCH_RESULTS:
+        raise InvalidParameter(
+            f"Invalid value {max_results} for parameter 'max_results' supplied. It must be "
+            f"a positive integer no greater than {MAX_SEARCH_RESULTS}."
+        )
+    stages = lifecycle_stages(view_type)
+    node = parse_filter(filter_string)
+    keys = compile_experiments.sort_keys(parse_order_by(order_by))
+    print_ = sql.fingerprint("experiments", project_id, stages, filter_string, order_by)
+    after = sql.decode_token(page_token, print_, len(keys))
+    query = select(experiments, *sql.select_columns(keys)).where(
+        experiments.c.project_id == project_id, experiments.c.lifecycle_stage.in_(stages)
+    )
+    if node is not None:
+        query = query.where(compile_experiments.condition(node))
+    if after is not None:
+        query = query.where(sql.after(keys, after))
+    query = query.order_by(*sql.order_clauses(keys)).limit(max_results + 1)
+    with db.read() as conn:
+        rows = conn.execute(query).all()
+        page, more = rows[:max_results], len(rows) > max_results
+        tags = _tags_of(conn, [r.id for r in page])
+    token = None
+    if more:
+        last = page[-1]
+        token = sql.encode_token([getattr(last, f"_sort{i}") for i in range(len(keys))], print_)
+    return Page([_from_row(r, tags[r.id]) for r in page], token)
+
+
+def rename(db: Database, project_id: int, experiment_id: str | None, new_name: str | None) -> None:
+    number = validation.experiment_id(experiment_id)
+    name = validation.experiment_name(new_name)
+    with db.write() as conn:
+        row = load_row(conn, project_id, number)
+        if row.lifecycle_stage != ACTIVE:
+            raise InvalidParameter("Cannot rename a non-active experiment.")
+        clash = conn.execute(
+            select(experiments.c.id).where(
+                experiments.c.project_id == project_id,
+                experiments.c.name == name,
+                experiments.c.id != number,
+            )
+        ).first()
+        if clash:
+            raise _duplicate(name)
+        conn.execute(
+            update(experiments)
+            .where(experiments.c.id == number)
+            .values(name=name, last_update_time=now_ms())
+        )
+
+
+def set_lifecycle(db: Database, project_id: int, experiment_id: str | None, stage: str) -> None:
+    """Delete (stage=deleted) or restore (stage=active) an experiment and its candidates."""
+    number = validation.experiment_id(experiment_id)
+    now = now_ms()
+    with db.write() as conn:
+        row = load_row(conn, project_id, number)
+        if stage == ACTIVE and row.lifecycle_stage == ACTIVE:
+            raise InvalidParameter(
+                f"Cannot restore an active experiment. Experiment {number} is active."
+            )
+        conn.execute(
+            update(experiments)
+            .where(experiments.c.id == number)
+            .values(lifecycle_stage=stage, last_update_time=now)
+        )
+        previous = DELETED if stage == ACTIVE else ACTIVE
+        conn.execute(
+            update(runs)
+            .where(and_(runs.c.experiment_id == number, runs.c.lifecycle_stage == previous))
+            .values(lifecycle_stage=stage, deleted_time=now if stage == DELETED else None)
+        )
+
+
+def set_tag(
+    db: Database, project_id: int, experiment_id: str | None, key: str, value: str | None
+) -> None:
+    number = validation.experiment_id(experiment_id)
+    checked = _tag_value(key, value)
+    with db.write() as conn:
+        row = load_row(conn, project_id, number)
+        if row.lifecycle_stage != ACTIVE:
+            raise InvalidParameter(
+                f"The experiment {number} must be in the 'active' state. "
+                f"Current state is {row.lifecycle_stage}."
+            )
+        conn.execute(
+            delete(experiment_tags).where(
+                experiment_tags.c.experiment_id == number, experiment_tags.c.key == key
+            )
+        )
+        conn.execute(insert(experiment_tags).values(experiment_id=number, key=key, value=checked))
+
+
+def delete_tag(db: Database, project_id: int, experiment_id: str | None, key: str) -> None:
+    number = validation.experiment_id(experiment_id)
+    with db.write() as conn:
+        row = load_row(conn, project_id, number)
+        if row.lifecycle_stage != ACTIVE:
+            raise InvalidParameter(
+                f"The experiment {number} must be in the 'active' state. "
+                f"Current state is {row.lifecycle_stage}."
+            )
+        gone = conn.execute(
+            delete(experiment_tags).where(
+                experiment_tags.c.experiment_id == number, experiment_tags.c.key == key
+            )
+        ).rowcount
+        if not gone:
+            raise NotFound(f"No tag with name: {key} in experiment with id {number}")

@@ -1,0 +1,243 @@
+"""What a candidate logs: metrics, params, tags, batches, dataset inputs and model outputs."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from sqlalchemy import Connection, delete, insert, select, tuple_
+
+from modelyard.db.dialect import insert_for
+from modelyard.db.engine import Database
+from modelyard.db.schema import datasets, latest_metrics, metrics, params, run_inputs, run_model_links
+from modelyard.errors import InvalidParameter, NotFound
+from modelyard.services import runs as run_service
+from modelyard.services import validation
+from modelyard.services.entities import Dataset, DatasetInput, Metric
+
+CONTEXT_TAG = "mlflow.data.context"
+
+
+@dataclass(slots=True)
+class Batch:
+    metrics: list[Metric]
+    params: dict[str, str]
+    tags: dict[str, str]
+
+
+def check_batch(
+    raw_metrics: list[Metric], raw_params: list[tuple[str, str]], raw_tags: list[tuple[str, str]]
+) -> Batch:
+    """Apply MLflow's batch limits and per-entity rules; nothing is written on failure."""
+    limits = (
+        (len(raw_metrics), validation.MAX_BATCH_METRICS, "metrics"),
+        (len(raw_params), validation.MAX_BATCH_PARAMS, "params"),
+        (len(raw_tags), validation.MAX_BATCH_TAGS, "tags"),
+        (len(raw_metrics) + len(raw_params) + len(raw_tags), validation.MAX_BATCH_ENTITIES,
+         "total entities"),
+    )
+    for count, limit, what in limits:
+        if count > limit:
+            raise InvalidParameter(
+                f"A batch logging request can contain at most {limit} {what}. "
+                f"Got {count} {what}. Please split up {what} across multiple requests and try "
+                "again."
+            )
+    for metric in raw_metrics:
+        validation.key(metric.key, "Metric")
+    checked_params: dict[str, str] = {}
+    for key, value in raw_params:
+        validation.key(key, "Param")
+        if key in checked_params:
+            raise InvalidParameter(
+                f"Duplicate parameter keys have been submitted: ['{key}']. Please ensure the "
+                "request contains only one param value per param key."
+            )
+        checked_params[key] = validation.truncate(value, validation.MAX_PARAM_VALUE_LENGTH)
+    checked_tags = {validation.key(k, "Tag"): run_service.tag_value(v) for k, v in raw_tags}
+    return Batch(raw_metrics, checked_params, checked_tags)
+
+
+def log_batch(db: Database, project_id: int, run_id: str | None, batch: Batch) -> None:
+    checked = validation.run_id(run_id)
+    with db.write() as conn:
+        run_service.load_active(conn, project_id, checked)
+        if batch.params:
+            _insert_params(conn, checked, batch.params)
+        if batch.metrics:
+            _insert_metrics(conn, checked, batch.metrics)
+        for key, value in batch.tags.items():
+            _set_tag(conn, checked, key, value)
+
+
+def _insert_params(conn: Connection, run_id: str, values: dict[str, str]) -> None:
+    existing = dict(
+        conn.execute(
+            select(params.c.key, params.c.value).where(
+                params.c.run_id == run_id, params.c.key.in_(list(values))
+            )
+        ).all()
+    )
+    changed = {k: (existing[k], v) for k, v in values.items() if k in existing and existing[k] != v}
+    if changed:
+        detail = ", ".join(
+            f"Param(key={k}, old_value={old}, new_value={new})" for k, (old, new) in changed.items()
+        )
+        raise InvalidParameter(
+            "Changing param values is not allowed. Params were already logged for run "
+            f"ID='{run_id}' with different values: {detail}."
+        )
+    fresh = [{"run_id": run_id, "key": k, "value": v} for k, v in values.items() if k not in existing]
+    if fresh:
+        conn.execute(insert(params), fresh)
+
+
+def _insert_metrics(conn: Connection, run_id: str, points: list[Metric]) -> None:
+    rows: list[dict[str, Any]] = []
+    latest: dict[str, dict[str, Any]] = {}
+    for p in points:
+        nan = math.isnan(p.value)
+        row = {
+            "run_id": run_id,
+            "key": p.key,
+            "step": p.step,
+            "timestamp": p.timestamp,
+            "value": 0.0 if nan else p.value,
+            "is_nan": nan,
+        }
+        rows.append(
+            {**row, "model_id": p.model_id, "dataset_name": p.dataset_name,
+             "dataset_digest": p.dataset_digest}
+        )
+        best = latest.get(p.key)
+        if best is None or _order(row) > _order(best):
+            latest[p.key] = row
+    conn.execute(insert_for(conn, metrics).on_conflict_do_nothing(), rows)
+    stmt = insert_for(conn, latest_metrics)
+    current = tuple_(latest_metrics.c.step, latest_metrics.c.timestamp, latest_metrics.c.value)
+    incoming = tuple_(stmt.excluded.step, stmt.excluded.timestamp, stmt.excluded.value)
+    stmt = stmt.on_conflict_do_update(
+        index_elements=[latest_metrics.c.run_id, latest_metrics.c.key],
+        set_={c: stmt.excluded[c] for c in ("step", "timestamp", "value", "is_nan")},
+        where=incoming > current,
+    )
+    conn.execute(stmt, list(latest.values()))
+
+
+def _order(row: dict[str, Any]) -> tuple[int, int, float]:
+    return (row["step"], row["timestamp"], row["value"])
+
+
+def _set_tag(conn: Connection, run_id: str, key: str, value: str) -> None:
+    if key == run_service.RUN_NAME_TAG:
+        name = validation.bounded(value, validation.MAX_RUN_NAME_LENGTH, "Run name")
+        conn.execute(
+            run_service.runs.update().where(run_service.runs.c.id == run_id).values(name=name)
+        )
+    run_service.set_tag_row(conn, run_id, key, value)
+
+
+def delete_tag(db: Database, project_id: int, run_id: str | None, key: str | None) -> None:
+    checked = validation.run_id(run_id)
+    if not key:
+        raise InvalidParameter("Missing value for required parameter 'key'.")
+    with db.write() as conn:
+        run_service.load_active(conn, project_id, checked)
+        table = run_service.run_tags
+        gone = conn.execute(
+            delete(table).where(table.c.run_id == checked, table.c.key == key)
+        ).rowcount
+        if not gone:
+            raise NotFound(f"No tag with name: {key} in run with id {checked}")
+
+
+def log_inputs(
+    db: Database,
+    project_id: int,
+    run_id: str | None,
+    dataset_inputs: list[DatasetInput],
+    model_ids: list[str],
+) -> None:
+    checked = validation.run_id(run_id)
+    for item in dataset_inputs:
+        _check_dataset(item.dataset)
+        for key in item.tags:
+            validation.key(key, "Input tag")
+    with db.write() as conn:
+        run = run_service.load_active(conn, project_id, checked)
+        for item in dataset_inputs:
+            dataset_id = _dataset_id(conn, run.experiment_id, item.dataset)
+            conn.execute(
+                insert_for(conn, run_inputs).on_conflict_do_nothing(),
+                {
+                    "run_id": checked,
+                    "dataset_id": dataset_id,
+                    "context": item.tags.get(CONTEXT_TAG),
+                    "tags_json": orjson.dumps(item.tags).decode(),
+                },
+            )
+        _link_models(conn, checked, [(m, 0) for m in model_ids], "input")
+
+
+def log_outputs(
+    db: Database, project_id: int, run_id: str | None, models: list[tuple[str, int]]
+) -> None:
+    checked = validation.run_id(run_id)
+    with db.write() as conn:
+        run_service.load_active(conn, project_id, checked)
+        _link_models(conn, checked, models, "output")
+
+
+def _link_models(
+    conn: Connection, run_id: str, models: list[tuple[str, int]], direction: str
+) -> None:
+    for model_id, step in models:
+        if not model_id:
+            raise InvalidParameter("Missing value for required parameter 'model_id'.")
+        conn.execute(
+            insert_for(conn, run_model_links).on_conflict_do_nothing(),
+            {"run_id": run_id, "model_id": model_id, "direction": direction, "step": step},
+        )
+
+
+def _check_dataset(dataset: Dataset) -> None:
+    for value, limit, what in (
+        (dataset.name, validation.MAX_DATASET_NAME_LENGTH, "Dataset name"),
+        (dataset.digest, validation.MAX_DATASET_DIGEST_LENGTH, "Dataset digest"),
+        (dataset.source, validation.MAX_DATASET_SOURCE_LENGTH, "Dataset source"),
+        (dataset.schema or "", validation.MAX_DATASET_SCHEMA_LENGTH, "Dataset schema"),
+        (dataset.profile or "", validation.MAX_DATASET_PROFILE_LENGTH, "Dataset profile"),
+    ):
+        validation.bounded(value, limit, what)
+    for value, what in ((dataset.name, "name"), (dataset.digest, "digest"),
+                        (dataset.source_type, "source_type"), (dataset.source, "source")):
+        if not value:
+            raise InvalidParameter(f"Missing value for required parameter 'dataset.{what}'.")
+
+
+def _dataset_id(conn: Connection, experiment_id: int, dataset: Dataset) -> int:
+    where = (
+        datasets.c.experiment_id == experiment_id,
+        datasets.c.name == dataset.name,
+        datasets.c.digest == dataset.digest,
+    )
+    found = conn.execute(select(datasets.c.id).where(*where)).scalar()
+    if found is not None:
+        return int(found)
+    return int(
+        conn.execute(
+            insert(datasets)
+            .values(
+                experiment_id=experiment_id,
+                name=dataset.name,
+                digest=dataset.digest,
+                source_type=dataset.source_type,
+                source=dataset.source,
+                schema=dataset.schema,
+                profile=dataset.profile,
+            )
+            .returning(datasets.c.id)
+        ).scalar_one()
+    )

@@ -1,0 +1,260 @@
+"""Candidates (runs): create, read, update, delete, restore and search."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from typing import Any
+
+import orjson
+from sqlalchemy import Connection, Row, delete, insert, select, update
+
+from modelyard.db.engine import Database
+from modelyard.db.schema import (
+    datasets,
+
+    latest_metrics,
+    params,
+    run_inputs,
+    run_model_links,
+    run_tags,
+    runs,
+)
+from modelyard.errors import InvalidParameter, NotFound
+from modelyard.services import experiments as experiment_service
+from modelyard.services import validation
+from modelyard.services.entities import (
+    Dataset,
+    DatasetInput,
+    Metric,
+    Page,
+    Run,
+    RunInfo,
+    now_ms,
+)
+from modelyard.services.names import candidate_name
+from modelyard.services.search import runs as compile_runs
+from modelyard.services.search import sql
+from modelyard.services.search.grammar import parse_filter, parse_order_by
+
+RUN_NAME_TAG = "mlflow.runName"
+MAX_SEARCH_RESULTS = 50_000
+ACTIVE, DELETED = experiment_service.ACTIVE, experiment_service.DELETED
+
+
+def load_row(conn: Connection, project_id: int, run_id: str) -> Row[Any]:
+    row = conn.execute(
+        select(runs).where(runs.c.id == run_id, runs.c.project_id == project_id)
+    ).first()
+    if row is None:
+        raise NotFound(f"Run with id={run_id} not found")
+    return row
+
+
+def load_active(conn: Connection, project_id: int, run_id: str) -> Row[Any]:
+    """The run row, which must be active to be written to."""
+    row = load_row(conn, project_id, run_id)
+    if row.lifecycle_stage != ACTIVE:
+        raise InvalidParameter(
+            f"The run {run_id} must be in the 'active' state. "
+            f"Current state is {row.lifecycle_stage}."
+        )
+    return row
+
+
+def create(
+    db: Database,
+    project_id: int,
+    *,
+    experiment_id: str | None,
+    user_id: str | None,
+    run_name: str | None,
+    start_time: int | None,
+    tags: dict[str, str],
+) -> Run:
+    number = validation.experiment_id(experiment_id or "0")
+    checked = {validation.key(k, "Tag"): tag_value(v) for k, v in tags.items()}
+    tagged_name = checked.get(RUN_NAME_TAG)
+    if run_name and tagged_name and run_name != tagged_name:
+        raise InvalidParameter(
+            f"Both 'run_name' argument and 'mlflow.runName' tag are specified, but with "
+            f"different values (run_name='{run_name}', mlflow.runName='{tagged_name}')."
+        )
+    name = validation.bounded(
+        run_name or tagged_name or candidate_name(), validation.MAX_RUN_NAME_LENGTH, "Run name"
+    )
+    checked[RUN_NAME_TAG] = name
+    run_id = uuid.uuid4().hex
+    with db.write() as conn:
+        experiment = experiment_service.load_row(conn, project_id, number)
+        if experiment.lifecycle_stage != ACTIVE:
+            raise InvalidParameter(
+                f"The experiment {number} must be in the 'active' state. "
+                f"Current state is {experiment.lifecycle_stage}."
+            )
+        location = (experiment.artifact_location or f"mlflow-artifacts:/{number}").rstrip("/")
+        row = {
+            "id": run_id,
+            "project_id": project_id,
+            "experiment_id": number,
+            "name": name,
+            "user_id": user_id or "",
+            "status": "RUNNING",
+            "start_time": now_ms() if start_time is None else start_time,
+            "end_time": None,
+            "artifact_uri": f"{location}/{run_id}/artifacts",
+            "lifecycle_stage": ACTIVE,
+        }
+        conn.execute(insert(runs).values(**row))
+        conn.execute(
+            insert(run_tags), [{"run_id": run_id, "key": k, "value": v} for k, v in checked.items()]
+        )
+    return Run(info=_info(row), tags=checked)
+
+
+def tag_value(value: str | None) -> str:
+    return validation.truncate(value or "", validation.MAX_RUN_TAG_VALUE_LENGTH)
+
+
+def _info(row: Any) -> RunInfo:
+    get = row.__getitem__ if isinstance(row, dict) else row._mapping.__getitem__
+    return RunInfo(
+        run_id=get("id"),
+        experiment_id=get("experiment_id"),
+        run_name=get("name"),
+        user_id=get("user_id"),
+        status=get("status"),
+        start_time=get("start_time"),
+        end_time=get("end_time"),
+        artifact_uri=get("artifact_uri") or "",
+        lifecycle_stage=get("lifecycle_stage"),
+    )
+
+
+def get(db: Database, project_id: int, run_id: str | None) -> Run:
+    checked = validation.run_id(run_id)
+    with db.read() as conn:
+        row = load_row(conn, project_id, checked)
+        return hydrate(conn, [row])[0]
+
+
+def hydrate(conn: Connection, rows: Sequence[Row[Any]]) -> list[Run]:
+    """Full runs (params, tags, latest metrics, inputs, outputs) in a fixed number of queries."""
+    found = {row.id: Run(info=_info(row)) for row in rows}
+    ids = list(found)
+    if not ids:
+        return []
+    for r in conn.execute(select(params).where(params.c.run_id.in_(ids))):
+        found[r.run_id].params[r.key] = r.value
+    for r in conn.execute(select(run_tags).where(run_tags.c.run_id.in_(ids))):
+        found[r.run_id].tags[r.key] = r.value
+    for r in conn.execute(select(latest_metrics).where(latest_metrics.c.run_id.in_(ids))):
+        value = float("nan") if r.is_nan else r.value
+        found[r.run_id].metrics.append(Metric(r.key, value, r.timestamp, r.step))
+    joined = run_inputs.join(datasets, datasets.c.id == run_inputs.c.dataset_id)
+    inputs = select(run_inputs.c.run_id, run_inputs.c.tags_json, datasets).select_from(joined)
+    for r in conn.execute(inputs.where(run_inputs.c.run_id.in_(ids)).order_by(datasets.c.id)):
+        dataset = Dataset(r.name, r.digest, r.source_type, r.source, r.schema, r.profile)
+        found[r.run_id].dataset_inputs.append(DatasetInput(dataset, orjson.loads(r.tags_json)))
+    links = select(run_model_links).where(run_model_links.c.run_id.in_(ids))
+    for r in conn.execute(links):
+        if r.direction == "input":
+            found[r.run_id].model_inputs.append(r.model_id)
+        else:
+            found[r.run_id].model_outputs.append((r.model_id, r.step))
+    return [found[row.id] for row in rows]
+
+
+def update_info(
+    db: Database,
+    project_id: int,
+    run_id: str | None,
+    *,
+    status: str | None,
+    end_time: int | None,
+    run_name: str | None,
+) -> RunInfo:
+    checked = validation.run_id(run_id)
+    values: dict[str, Any] = {}
+    if status:
+        values["status"] = validation.run_status(status)
+    if end_time is not None:
+        values["end_time"] = end_time
+    if run_name:
+        values["name"] = validation.bounded(run_name, validation.MAX_RUN_NAME_LENGTH, "Run name")
+    with db.write() as conn:
+        row = load_active(conn, project_id, checked)
+        if values:
+            conn.execute(update(runs).where(runs.c.id == checked).values(**values))
+        if run_name:
+            set_tag_row(conn, checked, RUN_NAME_TAG, values["name"])
+        merged = {**row._mapping, **values}
+    return _info(merged)
+
+
+def set_tag_row(conn: Connection, run_id: str, key: str, value: str) -> None:
+    conn.execute(delete(run_tags).where(run_tags.c.run_id == run_id, run_tags.c.key == key))
+    conn.execute(insert(run_tags).values(run_id=run_id, key=key, value=value))
+
+
+def set_lifecycle(db: Database, project_id: int, run_id: str | None, stage: str) -> None:
+    checked = validation.run_id(run_id)
+    with db.write() as conn:
+        row = load_row(conn, project_id, checked)
+        if stage == ACTIVE:
+            experiment = experiment_service.load_row(conn, project_id, row.experiment_id)
+            if experiment.lifecycle_stage != ACTIVE:
+                raise InvalidParameter(
+                    f"Cannot restore run {checked}: its experiment {row.experiment_id} is deleted."
+                )
+        conn.execute(
+            update(runs)
+            .where(runs.c.id == checked)
+            .values(lifecycle_stage=stage, deleted_time=now_ms() if stage == DELETED else None)
+        )
+
+
+def search(
+    db: Database,
+    project_id: int,
+    *,
+    experiment_ids: list[str],
+    filter_string: str | None,
+    run_view_type: str | None,
+    max_results: int,
+    order_by: list[str],
+    page_token: str | None,
+) -> Page[Run]:
+    if max_results <= 0 or max_results > MAX_SEARCH_RESULTS:
+        raise InvalidParameter(
+            f"Invalid value {max_results} for parameter 'max_results' supplied. It must be "
+            f"a positive integer no greater than {MAX_SEARCH_RESULTS}."
+        )
+    ids = [validation.experiment_id(e, "experiment_ids") for e in experiment_ids]
+    stages = experiment_service.lifecycle_stages(run_view_type)
+    node = parse_filter(filter_string)
+    keys = compile_runs.sort_keys(parse_order_by(order_by))
+    print_ = sql.fingerprint("runs", project_id, ids, stages, filter_string, order_by)
+    after = sql.decode_token(page_token, print_, len(keys))
+    query = select(runs, *sql.select_columns(keys)).where(
+        runs.c.project_id == project_id,
+        runs.c.experiment_id.in_(ids),
+        runs.c.lifecycle_stage.in_(stages),
+    )
+    if node is not None:
+        query = query.where(compile_runs.condition(node))
+    if after is not None:
+        query = query.where(sql.after(keys, after))
+    query = query.order_by(*sql.order_clauses(keys)).limit(max_results + 1)
+    if not ids:
+        return Page([], None)
+    with db.read() as conn:
+        rows = conn.execute(query).all()
+        page, more = rows[:max_results], len(rows) > max_results
+        found = hydrate(conn, page)
+    token = None
+    if more:
+        token = sql.encode_token([getattr(page[-1], f"_sort{i}") for i in range(len(keys))], print_)
+    return Page(found, token)
+
+

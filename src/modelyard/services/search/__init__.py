@@ -1,0 +1,1 @@
+"""One filter grammar for every search, compiled to indexed SQL."""

@@ -1,0 +1,158 @@
+"""Shared SQL building blocks for searches: comparisons, sort keys and keyset page tokens."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from sqlalchemy import ColumnElement, and_, case, false, func, literal, or_
+
+from modelyard.errors import InvalidParameter
+from modelyard.services.search.grammar import Comparison, Value
+
+STRING_OPS = ("=", "!=", "LIKE", "ILIKE", "IN", "NOT IN")
+NUMERIC_OPS = ("=", "!=", "<", "<=", ">", ">=")
+
+
+def string_condition(column: Any, comp: Comparison, what: str) -> ColumnElement[bool]:
+    """``column <op> value`` for string-valued fields."""
+    if comp.op not in STRING_OPS:
+        raise InvalidParameter(
+            f"Invalid comparator '{comp.op}' for {what}. Valid comparators: {', '.join(STRING_OPS)}"
+        )
+    if comp.op in {"IN", "NOT IN"}:
+        values = comp.value
+        assert isinstance(values, tuple)
+        return column.in_(values) if comp.op == "IN" else column.not_in(values)
+    value = _string_value(comp.value, what)
+    if comp.op == "=":
+        return column == value  # type: ignore[no-any-return]
+    if comp.op == "!=":
+        return column != value  # type: ignore[no-any-return]
+    if comp.op == "LIKE":
+        return column.like(value)  # type: ignore[no-any-return]
+    return func.lower(column).like(func.lower(literal(value)))
+
+
+def numeric_condition(column: Any, comp: Comparison, what: str) -> ColumnElement[bool]:
+    """``column <op> number`` for numeric fields."""
+    if comp.op not in NUMERIC_OPS:
+        raise InvalidParameter(
+            f"Invalid comparator '{comp.op}' for {what}. "
+            f"Valid comparators: {', '.join(NUMERIC_OPS)}"
+        )
+    if not isinstance(comp.value, float):
+        raise InvalidParameter(
+            f"Expected a numeric value for {what} '{comp.ident.key}'. Found {comp.value!r}"
+        )
+    return compare(column, comp.op, comp.value)
+
+
+def compare(column: Any, op: str, value: Any) -> ColumnElement[bool]:
+    ops = {
+        "=": column.__eq__,
+        "!=": column.__ne__,
+        "<": column.__lt__,
+        "<=": column.__le__,
+        ">": column.__gt__,
+        ">=": column.__ge__,
+    }
+    return ops[op](value)  # type: ignore[no-any-return]
+
+
+def _string_value(value: Value, what: str) -> str:
+    if not isinstance(value, str):
+        raise InvalidParameter(
+            f"Expected a quoted string value for {what}. Found {value!r}; quote it like 'value'."
+        )
+    return value
+
+
+def integer_value(comp: Comparison, what: str) -> int:
+    value = comp.value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, str):
+        try:
+            return int(value)
+        except ValueError:
+            pass
+    raise InvalidParameter(f"Expected an integer value for {what}. Found {value!r}")
+
+
+def combine(op: str, items: Sequence[ColumnElement[bool]]) -> ColumnElement[bool]:
+    return and_(*items) if op == "AND" else or_(*items)
+
+
+@dataclass(frozen=True)
+class SortKey:
+    """One ORDER BY column; NULLs always sort last, whichever the direction."""
+
+    expr: Any
+    descending: bool
+    nullable: bool = True
+
+
+def order_clauses(keys: Sequence[SortKey]) -> list[Any]:
+    clauses: list[Any] = []
+    for key in keys:
+        if key.nullable:
+            clauses.append(_null_flag(key.expr))
+        clauses.append(key.expr.desc() if key.descending else key.expr.asc())
+    return clauses
+
+
+def select_columns(keys: Sequence[SortKey]) -> list[Any]:
+    return [key.expr.label(f"_sort{i}") for i, key in enumerate(keys)]
+
+
+def _null_flag(expr: Any) -> Any:
+    return case((expr.is_(None), 1), else_=0)
+
+
+def after(keys: Sequence[SortKey], values: Sequence[Any]) -> ColumnElement[bool]:
+    """Rows strictly after the row whose sort values are ``values`` (keyset paging)."""
+    branches: list[ColumnElement[bool]] = []
+    equal_so_far: list[ColumnElement[bool]] = []
+    for key, value in zip(keys, values, strict=True):
+        branches.append(and_(*equal_so_far, _strictly_after(key, value)))
+        equal_so_far.append(key.expr.is_(None) if value is None else key.expr == value)
+    return or_(*branches) if branches else false()
+
+
+def _strictly_after(key: SortKey, value: Any) -> ColumnElement[bool]:
+    if value is None:
+        return false()
+    beyond = key.expr < value if key.descending else key.expr > value
+    return or_(beyond, key.expr.is_(None)) if key.nullable else beyond  # type: ignore[no-any-return]
+
+
+def encode_token(values: Sequence[Any], fingerprint: str) -> str:
+    raw = orjson.dumps({"after": list(values), "q": fingerprint})
+    return base64.urlsafe_b64encode(raw).decode()
+
+
+def decode_token(token: str | None, fingerprint: str, width: int) -> list[Any] | None:
+    """The sort values stored in a page token; it must belong to the same query."""
+    if not token:
+        return None
+    try:
+        data = orjson.loads(base64.urlsafe_b64decode(token.encode()))
+    except (binascii.Error, ValueError, orjson.JSONDecodeError):
+        raise InvalidParameter("Invalid page token, could not base64-decode") from None
+    if not isinstance(data, dict) or not isinstance(data.get("after"), list):
+        raise InvalidParameter("Invalid page token: unexpected content.")
+    if data.get("q") != fingerprint or len(data["after"]) != width:
+        raise InvalidParameter(
+            "Invalid page token: it belongs to a search with a different filter or order."
+        )
+    return list(data["after"])
+
+
+def fingerprint(*parts: Any) -> str:
+    return hashlib.sha256(orjson.dumps(parts, default=str)).hexdigest()[:16]

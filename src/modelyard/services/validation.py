@@ -1,0 +1,144 @@
+"""Validation rules and limits for names and values, matching MLflow's server."""
+
+from __future__ import annotations
+
+import math
+import posixpath
+import re
+
+from modelyard.errors import InvalidParameter
+
+MAX_KEY_LENGTH = 250
+MAX_PARAM_VALUE_LENGTH = 6000
+MAX_RUN_TAG_VALUE_LENGTH = 8000
+MAX_EXPERIMENT_TAG_VALUE_LENGTH = 20000
+MAX_EXPERIMENT_NAME_LENGTH = 500
+MAX_RUN_NAME_LENGTH = 250
+MAX_BATCH_METRICS = 1000
+MAX_BATCH_PARAMS = 100
+MAX_BATCH_TAGS = 100
+MAX_BATCH_ENTITIES = 1000
+MAX_REQUEST_BYTES = 1024 * 1024
+MAX_DATASET_NAME_LENGTH = 500
+MAX_DATASET_DIGEST_LENGTH = 36
+MAX_DATASET_SOURCE_LENGTH = 65535
+MAX_DATASET_SCHEMA_LENGTH = 1_048_575
+MAX_DATASET_PROFILE_LENGTH = 16384
+
+_KEY_RE = re.compile(r"^[/\w.\- :]*$")
+_RUN_ID_RE = re.compile(r"^[a-zA-Z0-9][\w\-]{0,255}$")
+RUN_STATUSES = ("RUNNING", "SCHEDULED", "FINISHED", "FAILED", "KILLED")
+
+
+def key(value: str, what: str) -> str:
+    """A metric, param or tag key: bounded, path-safe, characters from MLflow's set."""
+    if value is None or value == "":
+        raise InvalidParameter(f"Missing value for required parameter 'key'. ({what} key)")
+    if len(value) > MAX_KEY_LENGTH:
+        raise InvalidParameter(
+            f"{what} key '{value[:40]}...' had length {len(value)}, which exceeded length limit "
+            f"of {MAX_KEY_LENGTH}"
+        )
+    if not _KEY_RE.match(value):
+        raise InvalidParameter(
+            f"Invalid {what.lower()} name: '{value}'. Names may only contain alphanumerics, "
+            "underscores (_), dashes (-), periods (.), spaces ( ), colon(:) and slashes (/)."
+        )
+    if posixpath.normpath(value) != value or value.startswith("/"):
+        raise InvalidParameter(
+            f"Invalid {what.lower()} name: '{value}'. Names cannot resolve to a different path "
+            "when normalized, and cannot be absolute."
+        )
+    return value
+
+
+def truncate(value: str, limit: int) -> str:
+    """Values over the limit are cut to it, as MLflow's server does by default."""
+    return value if len(value) <= limit else value[:limit]
+
+
+def bounded(value: str, limit: int, what: str) -> str:
+    if len(value) > limit:
+        raise InvalidParameter(
+            f"{what} '{value[:40]}...' had length {len(value)}, which exceeded length limit "
+            f"of {limit}"
+        )
+    return value
+
+
+def experiment_name(name: str | None) -> str:
+    if name is None or name.strip() == "":
+        raise InvalidParameter("Invalid experiment name: ''. Experiment name cannot be empty.")
+    return bounded(name, MAX_EXPERIMENT_NAME_LENGTH, "Experiment name")
+
+
+def run_id(value: str | None, param: str = "run_id") -> str:
+    if not value:
+        raise InvalidParameter(f"Missing value for required parameter '{param}'.")
+    if not _RUN_ID_RE.match(value):
+        raise InvalidParameter(f"Invalid run ID: '{value}'")
+    return value
+
+
+def experiment_id(value: str | None, param: str = "experiment_id") -> int:
+    if value is None or value == "":
+        raise InvalidParameter(f"Missing value for required parameter '{param}'.")
+    try:
+        number = int(value)
+    except (TypeError, ValueError):
+        raise InvalidParameter(f"Invalid experiment ID: '{value}'") from None
+    if number < 0 or number > 2**63 - 1:
+        raise InvalidParameter(f"Invalid experiment ID: '{value}'")
+    return number
+
+
+def run_status(value: str) -> str:
+    if value not in RUN_STATUSES:
+        raise InvalidParameter(
+            f"Invalid run status '{value}'. Valid values are {', '.join(RUN_STATUSES)}."
+        )
+    return value
+
+
+def metric_value(value: object, metric_key: str) -> float:
+    """Numbers, or the strings NaN / Infinity / -Infinity of protobuf JSON."""
+    if isinstance(value, bool):
+        raise _bad_metric(value, metric_key)
+    if isinstance(value, int | float):
+        return float(value)
+    if isinstance(value, str) and value in {"NaN", "Infinity", "-Infinity", "inf", "-inf", "nan"}:
+        return float(value.replace("Infinity", "inf"))
+    raise _bad_metric(value, metric_key)
+
+
+def _bad_metric(value: object, metric_key: str) -> InvalidParameter:
+    return InvalidParameter(
+        f"Got invalid value {value!r} for metric '{metric_key}' (timestamp, step, value must be "
+        "numbers)."
+    )
+
+
+def int64(value: object, param: str, *, minimum: int | None = None) -> int:
+    """An int64 from JSON: a number, or a decimal string as protobuf JSON allows."""
+    if isinstance(value, bool):
+        raise invalid_value(value, param)
+    number: int
+    if isinstance(value, int):
+        number = value
+    elif isinstance(value, float) and value.is_integer() and math.isfinite(value):
+        number = int(value)
+    elif isinstance(value, str):
+        try:
+            number = int(value)
+        except ValueError:
+            raise invalid_value(value, param) from None
+    else:
+        raise invalid_value(value, param)
+    if not -(2**63) <= number < 2**63 or (minimum is not None and number < minimum):
+        raise invalid_value(value, param)
+    return number
+
+
+def invalid_value(value: object, param: str) -> InvalidParameter:
+    shown = value if isinstance(value, str) else repr(value)
+    return InvalidParameter(f'Invalid value "{shown}" for parameter \'{param}\' supplied.')

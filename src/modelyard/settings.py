@@ -1,0 +1,66 @@
+"""One typed settings object, read once: CLI flags > ``MODELYARD_*`` environment > defaults."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+
+def _meta(help_text: str) -> dict[str, str]:
+    return {"help": help_text}
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the server and the CLI need to know. Each field is documented in docs."""
+
+    host: str = field(default="127.0.0.1", metadata=_meta("Address to listen on."))
+    port: int = field(default=5000, metadata=_meta("TCP port to listen on."))
+    data_dir: Path = field(
+        default=Path("modelyard-data"),
+        metadata=_meta("Folder holding the SQLite database and, later, the blobs."),
+    )
+    database_url: str = field(
+        default="",
+        metadata=_meta(
+            "SQLAlchemy URL of the metadata database, e.g. postgresql+psycopg://host/db. "
+            "Empty means the SQLite file modelyard.db inside the data dir."
+        ),
+    )
+    workers: int = field(default=1, metadata=_meta("Number of server processes."))
+    log_level: str = field(default="warning", metadata=_meta("Server log level."))
+
+    @property
+    def effective_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.data_dir / 'modelyard.db').resolve()}"
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.effective_database_url.startswith("sqlite")
+
+    @classmethod
+    def load(cls, **overrides: Any) -> Settings:
+        """Build settings from the environment, then apply non-None overrides (CLI flags)."""
+        values: dict[str, Any] = {}
+        for f in fields(cls):
+            env = os.environ.get(f"MODELYARD_{f.name.upper()}")
+            if env is not None and env != "":
+                values[f.name] = env
+            if overrides.get(f.name) is not None:
+                values[f.name] = overrides[f.name]
+        return cls(**{k: _coerce(cls, k, v) for k, v in values.items()})
+
+
+def _coerce(cls: type[Settings], name: str, value: Any) -> Any:
+    default = next(f.default for f in fields(cls) if f.name == name)
+    if isinstance(default, bool):
+        return str(value).lower() in {"1", "true", "yes", "on"}
+    if isinstance(default, int):
+        return int(value)
+    if isinstance(default, Path):
+        return Path(value)
+    return value
