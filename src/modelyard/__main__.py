@@ -1,0 +1,5 @@
+"""``python -m modelyard``."""
+
+from modelyard.cli import main
+
+main()
