@@ -73,8 +73,6 @@ class Message:
             if required:
                 raise InvalidParameter(f"Missing value for required parameter '{name}'.")
             return None if value is None else ""
-        if isinstance(value, list) and len(value) == 1:
-            value = value[0]
         if isinstance(value, bool) or not isinstance(value, str | int):
             raise validation.invalid_value(value, name)
         return str(value)
@@ -90,8 +88,6 @@ class Message:
             if required:
                 raise InvalidParameter(f"Missing value for required parameter '{name}'.")
             return default
-        if isinstance(value, list) and len(value) == 1:
-            value = value[0]
         return validation.int64(value, name)
 
     def strings(self, name: str) -> list[str]:

@@ -44,7 +44,8 @@ def key(value: str, what: str) -> str:
             f"Invalid {what.lower()} name: '{value}'. Names may only contain alphanumerics, "
             "underscores (_), dashes (-), periods (.), spaces ( ), colon(:) and slashes (/)."
         )
-    if posixpath.normpath(value) != value or value.startswith("/"):
+    normal = posixpath.normpath(value)
+    if normal != value or normal == "." or normal.startswith(("..", "/")):
         raise InvalidParameter(
             f"Invalid {what.lower()} name: '{value}'. Names cannot resolve to a different path "
             "when normalized, and cannot be absolute."
