@@ -17,6 +17,8 @@ from modelyard.services.search.grammar import Comparison, Value
 
 STRING_OPS = ("=", "!=", "LIKE", "ILIKE", "IN", "NOT IN")
 NUMERIC_OPS = ("=", "!=", "<", "<=", ">", ">=")
+# In LIKE patterns a backslash makes the next % or _ literal, on every database.
+LIKE_ESCAPE = "\\"
 
 
 def string_condition(column: Any, comp: Comparison, what: str) -> ColumnElement[bool]:
@@ -35,8 +37,8 @@ def string_condition(column: Any, comp: Comparison, what: str) -> ColumnElement[
     if comp.op == "!=":
         return column != value  # type: ignore[no-any-return]
     if comp.op == "LIKE":
-        return column.like(value)  # type: ignore[no-any-return]
-    return func.lower(column).like(func.lower(literal(value)))
+        return column.like(value, escape=LIKE_ESCAPE)  # type: ignore[no-any-return]
+    return func.lower(column).like(func.lower(literal(value)), escape=LIKE_ESCAPE)
 
 
 def numeric_condition(column: Any, comp: Comparison, what: str) -> ColumnElement[bool]:

@@ -25,6 +25,17 @@ def _kv(name: str, owner: str, owner_type: sa.types.TypeEngine, key_len: int) ->
     )
 
 
+def _point_columns() -> list[sa.Column]:
+    return [
+        sa.Column("run_id", sa.String(64), sa.ForeignKey("runs.id"), nullable=False),
+        sa.Column("key", sa.String(250), nullable=False),
+        sa.Column("step", sa.BigInteger, nullable=False),
+        sa.Column("timestamp", sa.BigInteger, nullable=False),
+        sa.Column("value", sa.Float, nullable=False),
+        sa.Column("is_nan", sa.Boolean, nullable=False),
+    ]
+
+
 def upgrade() -> None:
     projects = op.create_table(
         "projects",
@@ -76,17 +87,9 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("run_id", "key", name="pk_run_tags"),
     )
     op.create_index("ix_run_tags_key", "run_tags", ["key"])
-    point_columns = [
-        sa.Column("run_id", sa.String(64), sa.ForeignKey("runs.id"), nullable=False),
-        sa.Column("key", sa.String(250), nullable=False),
-        sa.Column("step", sa.BigInteger, nullable=False),
-        sa.Column("timestamp", sa.BigInteger, nullable=False),
-        sa.Column("value", sa.Float, nullable=False),
-        sa.Column("is_nan", sa.Boolean, nullable=False),
-    ]
     op.create_table(
         "metrics",
-        *point_columns,
+        *_point_columns(),
         sa.Column("model_id", sa.String(64), nullable=True),
         sa.Column("dataset_name", sa.String(500), nullable=True),
         sa.Column("dataset_digest", sa.String(64), nullable=True),
@@ -96,7 +99,7 @@ def upgrade() -> None:
     )
     op.create_table(
         "latest_metrics",
-        *[c.copy() for c in point_columns],
+        *_point_columns(),
         sa.PrimaryKeyConstraint("run_id", "key", name="pk_latest_metrics"),
     )
     op.create_index("ix_latest_metrics_key_value", "latest_metrics", ["key", "value"])
