@@ -198,8 +198,9 @@ class Rest:
             url, data=body, headers={"Content-Type": "application/json"}, timeout=self.timeout_s
         )
         if response.status_code != 200:
-            raise HttpError("POST", url, body.decode(errors="replace"), response.status_code,
-                            response.text)
+            raise HttpError(
+                "POST", url, body.decode(errors="replace"), response.status_code, response.text
+            )
         return response.json()  # type: ignore[no-any-return]
 
     def get(self, path: str, params: dict[str, Any]) -> dict[str, Any]:
@@ -235,14 +236,20 @@ def mlflow_client(base_url: str) -> Any:
 def metric_objects(key: str, first_step: int, count: int) -> list[Any]:
     from mlflow.entities import Metric
 
-    return [Metric(key, (first_step + i) * 0.001, BASE_TS + first_step + i, first_step + i)
-            for i in range(count)]
+    return [
+        Metric(key, (first_step + i) * 0.001, BASE_TS + first_step + i, first_step + i)
+        for i in range(count)
+    ]
 
 
 def batch_body(run_id: str, key: str, first_step: int, count: int) -> bytes:
     metrics = [
-        {"key": key, "value": (first_step + i) * 0.001, "timestamp": BASE_TS + first_step + i,
-         "step": first_step + i}
+        {
+            "key": key,
+            "value": (first_step + i) * 0.001,
+            "timestamp": BASE_TS + first_step + i,
+            "step": first_step + i,
+        }
         for i in range(count)
     ]
     return json.dumps({"run_id": run_id, "metrics": metrics}).encode()
@@ -324,13 +331,25 @@ class Server:
 
 def server_command(kind: str, workdir: Path, port: int) -> list[str]:
     if kind == "modelyard":
-        return [executable("modelyard"), "server", "--data-dir", str(workdir / "data"),
-                "--port", str(port)]
+        return [
+            executable("modelyard"),
+            "server",
+            "--data-dir",
+            str(workdir / "data"),
+            "--port",
+            str(port),
+        ]
     return [
-        executable("mlflow"), "server",
-        "--backend-store-uri", f"sqlite:///{workdir / 'mlflow.db'}",
-        "--default-artifact-root", str(workdir / "art"),
-        "--host", "127.0.0.1", "--port", str(port),
+        executable("mlflow"),
+        "server",
+        "--backend-store-uri",
+        f"sqlite:///{workdir / 'mlflow.db'}",
+        "--default-artifact-root",
+        str(workdir / "art"),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
     ]
 
 
@@ -345,8 +364,13 @@ def start_server(kind: str, workdir: Path) -> Server:
     command = server_command(kind, workdir, port)
     started = time.perf_counter()
     proc = subprocess.Popen(
-        command, stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-        cwd=workdir, env=env, start_new_session=True,
+        command,
+        stdout=log_file,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        cwd=workdir,
+        env=env,
+        start_new_session=True,
     )
     log_file.close()
     server = Server(kind, port, workdir, proc, log_path)
@@ -355,8 +379,10 @@ def start_server(kind: str, workdir: Path) -> Server:
     try:
         while True:
             if proc.poll() is not None:
-                raise RuntimeError(f"{kind} exited with {proc.returncode} before answering "
-                                   f"/health:\n{tail(log_path)}")
+                raise RuntimeError(
+                    f"{kind} exited with {proc.returncode} before answering "
+                    f"/health:\n{tail(log_path)}"
+                )
             if time.perf_counter() - started > START_TIMEOUT_S:
                 stop_server(server)
                 raise RuntimeError(f"{kind} did not answer /health within {START_TIMEOUT_S} s")
@@ -419,26 +445,33 @@ def workload_log_metric(server: Server, plan: Plan, out: Outcome) -> None:
         client.log_metric(run_id, "warmup", float(i), step=i)
     client_times = timed_calls(
         lambda i: client.log_metric(run_id, "m", i * 0.5, step=i),
-        plan.log_metric_calls, plan.budget_s, min_count=min(plan.log_metric_calls, 20),
+        plan.log_metric_calls,
+        plan.budget_s,
+        min_count=min(plan.log_metric_calls, 20),
     )
     rest = Rest(server.base_url)
     raw_run = rest.create_run(experiment_id, "raw")
 
     def raw_call(i: int) -> object:
-        return rest.post("/runs/log-metric", {"run_id": raw_run, "key": "m", "value": i * 0.5,
-                                              "timestamp": BASE_TS + i, "step": i})
+        return rest.post(
+            "/runs/log-metric",
+            {"run_id": raw_run, "key": "m", "value": i * 0.5, "timestamp": BASE_TS + i, "step": i},
+        )
 
     for i in range(plan.warmup):
         raw_call(-1 - i)
-    raw_times = timed_calls(raw_call, plan.log_metric_calls, plan.budget_s,
-                            min_count=min(plan.log_metric_calls, 20))
+    raw_times = timed_calls(
+        raw_call, plan.log_metric_calls, plan.budget_s, min_count=min(plan.log_metric_calls, 20)
+    )
     rest.close()
-    out.figures.update({
-        "log_metric.client_p50_ms": percentile(client_times, 50) * 1e3,
-        "log_metric.client_p95_ms": percentile(client_times, 95) * 1e3,
-        "log_metric.raw_p50_ms": percentile(raw_times, 50) * 1e3,
-        "log_metric.raw_p95_ms": percentile(raw_times, 95) * 1e3,
-    })
+    out.figures.update(
+        {
+            "log_metric.client_p50_ms": percentile(client_times, 50) * 1e3,
+            "log_metric.client_p95_ms": percentile(client_times, 95) * 1e3,
+            "log_metric.raw_p50_ms": percentile(raw_times, 50) * 1e3,
+            "log_metric.raw_p95_ms": percentile(raw_times, 95) * 1e3,
+        }
+    )
     out.details["log_metric"] = {"client_calls": len(client_times), "raw_calls": len(raw_times)}
 
 
@@ -449,28 +482,41 @@ def workload_log_batch(server: Server, plan: Plan, out: Outcome) -> None:
     # One MlflowClient: Metric objects are built before the clock starts.
     run_id = client.create_run(experiment_id).info.run_id
     client.log_batch(run_id, metrics=metric_objects("warmup", 0, BATCH_SIZE))
-    batches = [metric_objects("tp", b * BATCH_SIZE, BATCH_SIZE)
-               for b in range(plan.batches_one_client)]
-    times = timed_calls(lambda i: client.log_batch(run_id, metrics=batches[i]), len(batches),
-                        plan.budget_s, min_count=min(len(batches), 3))
+    batches = [
+        metric_objects("tp", b * BATCH_SIZE, BATCH_SIZE) for b in range(plan.batches_one_client)
+    ]
+    times = timed_calls(
+        lambda i: client.log_batch(run_id, metrics=batches[i]),
+        len(batches),
+        plan.budget_s,
+        min_count=min(len(batches), 3),
+    )
     out.figures["log_batch.client1_pts_s"] = len(times) * BATCH_SIZE / sum(times)
 
     # One raw HTTP client: bodies serialised before the clock starts.
     rest = Rest(server.base_url)
     raw_run = rest.create_run(experiment_id, "raw")
     rest.post_body("/runs/log-batch", batch_body(raw_run, "warmup", 0, BATCH_SIZE))
-    bodies = [batch_body(raw_run, "tp", b * BATCH_SIZE, BATCH_SIZE)
-              for b in range(plan.batches_one_client)]
-    raw_times = timed_calls(lambda i: rest.post_body("/runs/log-batch", bodies[i]), len(bodies),
-                            plan.budget_s, min_count=min(len(bodies), 3))
+    bodies = [
+        batch_body(raw_run, "tp", b * BATCH_SIZE, BATCH_SIZE)
+        for b in range(plan.batches_one_client)
+    ]
+    raw_times = timed_calls(
+        lambda i: rest.post_body("/runs/log-batch", bodies[i]),
+        len(bodies),
+        plan.budget_s,
+        min_count=min(len(bodies), 3),
+    )
     out.figures["log_batch.raw1_pts_s"] = len(raw_times) * BATCH_SIZE / sum(raw_times)
 
     # N concurrent raw HTTP clients, one thread, session and run each.
     clients = [Rest(server.base_url) for _ in range(plan.concurrency)]
     runs = [rest.create_run(experiment_id, f"concurrent-{i}") for i in range(plan.concurrency)]
     payloads = [
-        [batch_body(run, "tp", b * BATCH_SIZE, BATCH_SIZE)
-         for b in range(plan.batches_per_concurrent_client)]
+        [
+            batch_body(run, "tp", b * BATCH_SIZE, BATCH_SIZE)
+            for b in range(plan.batches_per_concurrent_client)
+        ]
         for run in runs
     ]
     barrier = threading.Barrier(plan.concurrency + 1)
@@ -503,8 +549,10 @@ def workload_log_batch(server: Server, plan: Plan, out: Outcome) -> None:
         raise RuntimeError(f"{len(failures)} concurrent client(s) failed; first: {failures[0]}")
     out.figures["log_batch.rawN_pts_s"] = sum(sent) * BATCH_SIZE / elapsed
     out.details["log_batch"] = {
-        "client1_batches": len(times), "raw1_batches": len(raw_times),
-        "concurrent_clients": plan.concurrency, "concurrent_batches": sum(sent),
+        "client1_batches": len(times),
+        "raw1_batches": len(raw_times),
+        "concurrent_clients": plan.concurrency,
+        "concurrent_batches": sum(sent),
     }
 
 
@@ -513,8 +561,12 @@ def workload_create_run(server: Server, plan: Plan, out: Outcome) -> None:
     experiment_id = client.create_experiment(unique("create-run"))
     for _ in range(min(plan.warmup, 3)):
         client.create_run(experiment_id)
-    times = timed_calls(lambda _i: client.create_run(experiment_id), plan.create_runs,
-                        plan.budget_s, min_count=min(plan.create_runs, 10))
+    times = timed_calls(
+        lambda _i: client.create_run(experiment_id),
+        plan.create_runs,
+        plan.budget_s,
+        min_count=min(plan.create_runs, 10),
+    )
     out.figures["create_run.client_runs_s"] = len(times) / sum(times)
     out.figures["create_run.client_p50_ms"] = percentile(times, 50) * 1e3
     out.details["create_run"] = {"runs": len(times)}
@@ -529,11 +581,14 @@ def workload_history(server: Server, plan: Plan, out: Outcome) -> None:
         run_id = rest.create_run(experiment_id, f"history-{size}")
         t0 = time.perf_counter()
         for first in range(0, size, BATCH_SIZE):
-            rest.post_body("/runs/log-batch",
-                           batch_body(run_id, "h", first, min(BATCH_SIZE, size - first)))
+            rest.post_body(
+                "/runs/log-batch", batch_body(run_id, "h", first, min(BATCH_SIZE, size - first))
+            )
         seed_s = time.perf_counter() - t0
-        log(f"  {server.kind}: seeded {size} steps in {seed_s:.1f} s "
-            f"({size / seed_s:,.0f} points/s)")
+        log(
+            f"  {server.kind}: seeded {size} steps in {seed_s:.1f} s "
+            f"({size / seed_s:,.0f} points/s)"
+        )
 
         def via_client(_i: int, run_id: str = run_id, size: int = size) -> None:
             got = len(client.get_metric_history(run_id, "h"))
@@ -541,8 +596,11 @@ def workload_history(server: Server, plan: Plan, out: Outcome) -> None:
                 raise RuntimeError(f"get_metric_history returned {got} points, expected {size}")
 
         def via_http(_i: int, run_id: str = run_id, size: int = size) -> None:
-            params: dict[str, Any] = {"run_id": run_id, "metric_key": "h",
-                                      "max_results": HISTORY_PAGE}
+            params: dict[str, Any] = {
+                "run_id": run_id,
+                "metric_key": "h",
+                "max_results": HISTORY_PAGE,
+            }
             got, pages = 0, 0
             while True:
                 page = rest.get("/metrics/get-history", params)
@@ -559,8 +617,11 @@ def workload_history(server: Server, plan: Plan, out: Outcome) -> None:
         raw_times = timed_calls(via_http, plan.history_calls, plan.budget_s)
         out.figures[f"history.{size}.client_p50_ms"] = percentile(client_times, 50) * 1e3
         out.figures[f"history.{size}.raw_p50_ms"] = percentile(raw_times, 50) * 1e3
-        details[str(size)] = {"seed_s": seed_s, "client_calls": len(client_times),
-                              "raw_calls": len(raw_times)}
+        details[str(size)] = {
+            "seed_s": seed_s,
+            "client_calls": len(client_times),
+            "raw_calls": len(raw_times),
+        }
     rest.close()
     out.details["history"] = details
 
@@ -614,8 +675,14 @@ def seed_search(server: Server, experiment_id: str, data: list[SeedRun], threads
             for key, values in (("loss", run.loss), ("acc", run.acc))
             for s in range(SEARCH_STEPS)
         ]
-        rest.post("/runs/log-batch", {"run_id": run_id, "metrics": metrics,
-                                      "params": [{"key": "alpha", "value": run.alpha}]})
+        rest.post(
+            "/runs/log-batch",
+            {
+                "run_id": run_id,
+                "metrics": metrics,
+                "params": [{"key": "alpha", "value": run.alpha}],
+            },
+        )
         with lock:
             done[0] += 1
             if done[0] % step == 0:
@@ -656,8 +723,9 @@ def search_one_size(server: Server, plan: Plan, client: Any, size: int, out: Out
     results: list[list[str]] = []
 
     def search(_i: int) -> None:
-        runs = client.search_runs([experiment_id], SEARCH_FILTER, order_by=list(SEARCH_ORDER),
-                                  max_results=SEARCH_MAX)
+        runs = client.search_runs(
+            [experiment_id], SEARCH_FILTER, order_by=list(SEARCH_ORDER), max_results=SEARCH_MAX
+        )
         results.append([r.info.run_name for r in runs])
 
     for i in range(2):
@@ -667,22 +735,33 @@ def search_one_size(server: Server, plan: Plan, client: Any, size: int, out: Out
     matches = results[0] == expected
     if not matches:
         same_set = set(results[0]) == set(expected)
-        log(f"  {server.kind}: search at {size} runs returned {len(results[0])} runs; expected "
-            f"{len(expected)}; same set: {same_set}")
+        log(
+            f"  {server.kind}: search at {size} runs returned {len(results[0])} runs; expected "
+            f"{len(expected)}; same set: {same_set}"
+        )
     out.figures[f"search.{size}.p50_ms"] = percentile(times, 50) * 1e3
     out.figures[f"search.{size}.p95_ms"] = percentile(times, 95) * 1e3
     out.figures[f"search.{size}.seed_runs_s"] = size / seed_s
     out.details["search"][str(size)] = {
-        "calls": len(times), "seed_s": seed_s, "returned": len(results[0]),
-        "expected": len(expected), "matches_expected": matches,
+        "calls": len(times),
+        "seed_s": seed_s,
+        "returned": len(results[0]),
+        "expected": len(expected),
+        "matches_expected": matches,
         "first_names": results[0][:5],
     }
 
 
 def record_error(out: Outcome, kind: str, workload: str, exc: BaseException) -> None:
     text = f"{type(exc).__name__}: {exc}"
-    out.errors.append({"server": kind, "workload": workload, "error": text,
-                       "traceback": traceback.format_exc(limit=6)})
+    out.errors.append(
+        {
+            "server": kind,
+            "workload": workload,
+            "error": text,
+            "traceback": traceback.format_exc(limit=6),
+        }
+    )
     log(f"  {kind}: {workload} FAILED: {text}")
 
 
@@ -722,8 +801,13 @@ def bench_server(kind: str, workdir: Path, plan: Plan, keep_logs_in: Path) -> Ou
         rss, procs = tree_rss(server.proc.pid)
         out.figures["end.rss_mib"] = rss
         if server.proc.poll() is not None:
-            out.errors.append({"server": kind, "workload": "-",
-                               "error": f"server exited with {server.proc.returncode}"})
+            out.errors.append(
+                {
+                    "server": kind,
+                    "workload": "-",
+                    "error": f"server exited with {server.proc.returncode}",
+                }
+            )
     finally:
         log(f"{kind}: stopping process group {server.proc.pid}")
         stop_server(server)
@@ -753,36 +837,67 @@ def table_rows(plan: Plan) -> list[Row]:
     rows = [
         Row("start.cold_s", "cold start: spawn -> /health 200", "s", "lower", 2.0),
         Row("start.idle_rss_mib", "idle RSS, all processes", "MiB", "lower", 150.0),
-        Row("start.idle_processes", "idle process count", "", "lower"),
+        Row("start.idle_processes", "idle process count", "", ""),
         Row("log_metric.client_p50_ms", "log_metric p50 (MlflowClient)", "ms", "lower", 3.0),
         Row("log_metric.client_p95_ms", "log_metric p95 (MlflowClient)", "ms", "lower"),
         Row("log_metric.raw_p50_ms", "log-metric p50 (raw HTTP)", "ms", "lower"),
         Row("log_metric.raw_p95_ms", "log-metric p95 (raw HTTP)", "ms", "lower"),
-        Row("log_batch.client1_pts_s", "log_batch 1 client (MlflowClient)", "pts/s", "higher",
-            100_000.0),
-        Row("log_batch.raw1_pts_s", "log-batch 1 client (raw HTTP)", "pts/s", "higher",
-            100_000.0),
-        Row("log_batch.rawN_pts_s", f"log-batch {plan.concurrency} clients (raw HTTP)", "pts/s",
-            "higher"),
-        Row("create_run.client_runs_s", "create_run sequential (MlflowClient)", "runs/s",
-            "higher", 200.0),
+        Row(
+            "log_batch.client1_pts_s",
+            "log_batch 1 client (MlflowClient)",
+            "pts/s",
+            "higher",
+            100_000.0,
+        ),
+        Row("log_batch.raw1_pts_s", "log-batch 1 client (raw HTTP)", "pts/s", "higher", 100_000.0),
+        Row(
+            "log_batch.rawN_pts_s",
+            f"log-batch {plan.concurrency} clients (raw HTTP)",
+            "pts/s",
+            "higher",
+        ),
+        Row(
+            "create_run.client_runs_s",
+            "create_run sequential (MlflowClient)",
+            "runs/s",
+            "higher",
+            200.0,
+        ),
         Row("create_run.client_p50_ms", "create_run p50 (MlflowClient)", "ms", "lower"),
     ]
     search_targets = {10_000: 30.0, 100_000: 150.0}
     for size in plan.search_sizes:
         rows += [
-            Row(f"search.{size}.p50_ms", f"search_runs p50, {size:,} runs", "ms", "lower",
-                search_targets.get(size)),
+            Row(
+                f"search.{size}.p50_ms",
+                f"search_runs p50, {size:,} runs",
+                "ms",
+                "lower",
+                search_targets.get(size),
+            ),
             Row(f"search.{size}.p95_ms", f"search_runs p95, {size:,} runs", "ms", "lower"),
-            Row(f"search.{size}.seed_runs_s", f"  seeding {size:,} runs (raw HTTP)", "runs/s",
-                "higher"),
+            Row(
+                f"search.{size}.seed_runs_s",
+                f"  seeding {size:,} runs (raw HTTP)",
+                "runs/s",
+                "higher",
+            ),
         ]
     for size in plan.history_sizes:
         rows += [
-            Row(f"history.{size}.client_p50_ms", f"get_metric_history p50, {size:,} steps",
-                "ms", "lower", 200.0 if size == 100_000 else None),
-            Row(f"history.{size}.raw_p50_ms", f"get-history all pages (raw), {size:,} steps",
-                "ms", "lower"),
+            Row(
+                f"history.{size}.client_p50_ms",
+                f"get_metric_history p50, {size:,} steps",
+                "ms",
+                "lower",
+                200.0 if size == 100_000 else None,
+            ),
+            Row(
+                f"history.{size}.raw_p50_ms",
+                f"get-history all pages (raw), {size:,} steps",
+                "ms",
+                "lower",
+            ),
         ]
     rows.append(Row("end.rss_mib", "RSS after all workloads", "MiB", "lower"))
     return rows
@@ -825,7 +940,8 @@ def cell(
 def build_report(plan: Plan, outcomes: dict[str, Outcome]) -> list[dict[str, Any]]:
     skipped_mlflow = {
         f"search.{size}.{suffix}"
-        for size in plan.search_sizes if size > plan.mlflow_max_search_runs
+        for size in plan.search_sizes
+        if size > plan.mlflow_max_search_runs
         for suffix in ("p50_ms", "p95_ms", "seed_runs_s")
     }
     report = []
@@ -841,20 +957,32 @@ def build_report(plan: Plan, outcomes: dict[str, Outcome]) -> list[dict[str, Any
             if my_value is not None:
                 met = my_value <= row.target if row.better == "lower" else my_value >= row.target
                 target += "  ok" if met else "  MISS"
-        report.append({
-            "key": row.key, "label": row.label, "unit": row.unit, "better": row.better,
-            "modelyard": my_value, "mlflow": ml_value, "ratio": r,
-            "modelyard_text": my_text, "mlflow_text": ml_text,
-            "ratio_text": "-" if r is None else f"{r:,.1f}x",
-            "target": row.target, "target_text": target, "target_met": met,
-        })
+        report.append(
+            {
+                "key": row.key,
+                "label": row.label,
+                "unit": row.unit,
+                "better": row.better,
+                "modelyard": my_value,
+                "mlflow": ml_value,
+                "ratio": r,
+                "modelyard_text": my_text,
+                "mlflow_text": ml_text,
+                "ratio_text": "-" if r is None else f"{r:,.1f}x",
+                "target": row.target,
+                "target_text": target,
+                "target_met": met,
+            }
+        )
     return report
 
 
 def print_table(report: list[dict[str, Any]]) -> None:
     headers = ("workload", "modelyard", "mlflow", "ratio", "modelyard target")
-    lines = [(r["label"], r["modelyard_text"], r["mlflow_text"], r["ratio_text"],
-              r["target_text"]) for r in report]
+    lines = [
+        (r["label"], r["modelyard_text"], r["mlflow_text"], r["ratio_text"], r["target_text"])
+        for r in report
+    ]
     widths = [max(len(h), *(len(line[i]) for line in lines)) for i, h in enumerate(headers)]
 
     def render(cells: tuple[str, ...]) -> str:
@@ -867,8 +995,10 @@ def print_table(report: list[dict[str, Any]]) -> None:
     print("-+-".join("-" * w for w in widths))
     for line in lines:
         print(render(line))
-    print("ratio > 1 means modelyard is better (latency: mlflow/modelyard; "
-          "throughput: modelyard/mlflow)")
+    print(
+        "ratio > 1 means modelyard is better (latency: mlflow/modelyard; "
+        "throughput: modelyard/mlflow)"
+    )
 
 
 def versions() -> dict[str, str]:
@@ -880,8 +1010,12 @@ def versions() -> dict[str, str]:
             found[package] = "?"
     try:
         found["modelyard_commit"] = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], cwd=BENCH_DIR, capture_output=True,
-            text=True, check=False, timeout=10,
+            ["git", "rev-parse", "--short", "HEAD"],
+            cwd=BENCH_DIR,
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=10,
         ).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         found["modelyard_commit"] = "?"
@@ -892,18 +1026,37 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description="Benchmark modelyard against the MLflow tracking server on this machine."
     )
-    parser.add_argument("--quick", action="store_true",
-                        help="small sizes and few repetitions (about 3 minutes)")
+    parser.add_argument(
+        "--quick", action="store_true", help="small sizes and few repetitions (about 3 minutes)"
+    )
     parser.add_argument("--only", choices=SERVERS, help="measure one server only")
-    parser.add_argument("--runs", type=int, nargs="+", metavar="N",
-                        help="search workload sizes in runs (default 300 10000; quick: 300)")
+    parser.add_argument(
+        "--runs",
+        type=int,
+        nargs="+",
+        metavar="N",
+        help="search workload sizes in runs (default 300 10000; quick: 300)",
+    )
     parser.add_argument("--big", action="store_true", help="add a 100,000-run search size")
-    parser.add_argument("--history-steps", type=int, nargs="+", metavar="N",
-                        help="metric history lengths (default 5000 100000; quick: 1000 5000)")
-    parser.add_argument("--mlflow-max-runs", type=int, metavar="N",
-                        help="skip MLflow search sizes above N runs (default 10000)")
-    parser.add_argument("--budget", type=float, metavar="S",
-                        help="wall-time cap in seconds for each timed loop (default 45; quick 12)")
+    parser.add_argument(
+        "--history-steps",
+        type=int,
+        nargs="+",
+        metavar="N",
+        help="metric history lengths (default 5000 100000; quick: 1000 5000)",
+    )
+    parser.add_argument(
+        "--mlflow-max-runs",
+        type=int,
+        metavar="N",
+        help="skip MLflow search sizes above N runs (default 10000)",
+    )
+    parser.add_argument(
+        "--budget",
+        type=float,
+        metavar="S",
+        help="wall-time cap in seconds for each timed loop (default 45; quick 12)",
+    )
     parser.add_argument("--output", type=Path, help="JSON file to write (default bench/results/)")
     args = parser.parse_args(argv)
     for sizes in (args.runs or [], args.history_steps or []):
@@ -929,8 +1082,9 @@ def main(argv: list[str] | None = None) -> int:
     outcomes: dict[str, Outcome] = {}
     with tempfile.TemporaryDirectory(prefix="modelyard-bench-") as tmp:
         for kind in kinds:
-            outcomes[kind] = bench_server(kind, Path(tmp) / kind, plan,
-                                          output.parent / f"tracking-{stamp}-logs")
+            outcomes[kind] = bench_server(
+                kind, Path(tmp) / kind, plan, output.parent / f"tracking-{stamp}-logs"
+            )
     report = build_report(plan, outcomes)
     print()
     print_table(report)
@@ -941,6 +1095,14 @@ def main(argv: list[str] | None = None) -> int:
         for size, d in o.details.get("search", {}).items()
         if not d.get("skipped") and not d.get("matches_expected")
     ]
+    checked = [
+        f"{kind} {size}"
+        for kind, o in outcomes.items()
+        for size, d in o.details.get("search", {}).items()
+        if d.get("matches_expected")
+    ]
+    if checked:
+        print(f"search answers equal to the locally computed answer: {', '.join(checked)}")
     for line in mismatches:
         print(f"CHECK FAILED: {line} (or different order)")
     for error in errors:
@@ -953,8 +1115,10 @@ def main(argv: list[str] | None = None) -> int:
         "argv": sys.argv[1:],
         "plan": asdict(plan),
         "host": {
-            "platform": platform.platform(), "python": platform.python_version(),
-            "cpus": os.cpu_count(), **versions(),
+            "platform": platform.platform(),
+            "python": platform.python_version(),
+            "cpus": os.cpu_count(),
+            **versions(),
         },
         "rows": report,
         "servers": {kind: asdict(o) for kind, o in outcomes.items()},
