@@ -72,15 +72,25 @@ class Server:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         args = [
-            sys.executable, "-m", "modelyard", "server", "--port", str(self.port),
-            "--data-dir", str(backend.data_dir), *extra,
+            sys.executable,
+            "-m",
+            "modelyard",
+            "server",
+            "--port",
+            str(self.port),
+            "--data-dir",
+            str(backend.data_dir),
+            *extra,
         ]
         if backend.name == "postgresql":
             args += ["--database-url", backend.url]
         self.log = backend.data_dir / f"server-{self.port}.log"
         self.proc = subprocess.Popen(
-            args, stdout=self.log.open("wb"), stderr=subprocess.STDOUT,
-            env={**os.environ, **(env or {})}, start_new_session=True,
+            args,
+            stdout=self.log.open("wb"),
+            stderr=subprocess.STDOUT,
+            env={**os.environ, **(env or {})},
+            start_new_session=True,
         )
         self._wait()
 
@@ -103,7 +113,9 @@ class Server:
 
 
 @pytest.fixture(scope="session", params=BACKENDS)
-def server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+def server(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Server]:
     """One live server per backend for the whole session; tests make their own experiments."""
     kind = request.param
     data_dir = tmp_path_factory.mktemp(f"server-{kind}")

@@ -19,8 +19,12 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def modelyard(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "modelyard", *args], capture_output=True, text=True, timeout=60,
-        env={**os.environ, **(env or {})}, check=False,
+        [sys.executable, "-m", "modelyard", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, **(env or {})},
+        check=False,
     )
 
 
@@ -52,9 +56,13 @@ def test_server_refuses_outdated_schema(tmp_path: Path) -> None:
 def test_settings_from_environment(tmp_path: Path) -> None:
     port = free_port()
     env = {"MODELYARD_PORT": str(port), "MODELYARD_DATA_DIR": str(tmp_path / "envdata")}
-    proc = subprocess.Popen([sys.executable, "-m", "modelyard", "server"],
-                            env={**os.environ, **env}, start_new_session=True,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "modelyard", "server"],
+        env={**os.environ, **env},
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         for _ in range(100):
             try:
@@ -93,8 +101,11 @@ def test_several_workers_share_one_database(make_backend) -> None:
     try:
         ids = set()
         for i in range(20):
-            response = requests.post(f"{server.url}/api/2.0/mlflow/experiments/create",
-                                     json={"name": f"w{i}"}, timeout=10)
+            response = requests.post(
+                f"{server.url}/api/2.0/mlflow/experiments/create",
+                json={"name": f"w{i}"},
+                timeout=10,
+            )
             ids.add(response.json()["experiment_id"])
         assert len(ids) == 20
     finally:

@@ -47,7 +47,9 @@ def main() -> None:
 @main.command()
 @click.option("--host", default=None, help="Address to listen on [env MODELYARD_HOST; 127.0.0.1].")
 @click.option("--port", type=int, default=None, help="Port [env MODELYARD_PORT; 5000].")
-@click.option("--workers", type=int, default=None, help="Server processes [env MODELYARD_WORKERS; 1].")
+@click.option(
+    "--workers", type=int, default=None, help="Server processes [env MODELYARD_WORKERS; 1]."
+)
 @click.option("--log-level", default=None, help="Log level [env MODELYARD_LOG_LEVEL; warning].")
 @storage_options
 def server(**options: Any) -> None:

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from enum import Enum
+from enum import StrEnum
 
 
-class ErrorCode(str, Enum):
+class ErrorCode(StrEnum):
     """Error codes shared with MLflow's wire protocol, each with its HTTP status."""
 
     INVALID_PARAMETER_VALUE = "INVALID_PARAMETER_VALUE"

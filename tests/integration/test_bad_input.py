@@ -19,15 +19,19 @@ def run_id(client, experiment_id: str) -> str:
 
 def snapshot(server_url: str, run_id: str) -> dict:
     run = api(server_url, "GET", "runs/get", params={"run_id": run_id}).json()["run"]
-    history = api(server_url, "GET", "metrics/get-history",
-                  params={"run_id": run_id, "metric_key": "kept"}).json()
+    history = api(
+        server_url, "GET", "metrics/get-history", params={"run_id": run_id, "metric_key": "kept"}
+    ).json()
     return {"run": run, "history": history}
 
 
-def post_raw(server_url: str, path: str, data: bytes, content_type: str | None) -> requests.Response:
+def post_raw(
+    server_url: str, path: str, data: bytes, content_type: str | None
+) -> requests.Response:
     headers = {"Content-Type": content_type} if content_type else {}
-    return requests.post(f"{server_url}/api/2.0/mlflow/{path}", data=data, headers=headers,
-                         timeout=30)
+    return requests.post(
+        f"{server_url}/api/2.0/mlflow/{path}", data=data, headers=headers, timeout=30
+    )
 
 
 def body_for(run_id: str, **extra: object) -> dict:
@@ -36,68 +40,167 @@ def body_for(run_id: str, **extra: object) -> dict:
 
 BAD_JSON_REQUESTS = [
     # (path, json body builder, expected status, expected code)
-    ("runs/log-metric", lambda r: body_for(r, key="m", value="abc", timestamp=1), 400,
-     "INVALID_PARAMETER_VALUE"),
+    (
+        "runs/log-metric",
+        lambda r: body_for(r, key="m", value="abc", timestamp=1),
+        400,
+        "INVALID_PARAMETER_VALUE",
+    ),
     ("runs/log-metric", lambda r: body_for(r, key="m", value=1.0), 400, "INVALID_PARAMETER_VALUE"),
-    ("runs/log-metric", lambda r: body_for(r, key="m", value=1.0, timestamp="soon"), 400,
-     "INVALID_PARAMETER_VALUE"),
-    ("runs/log-metric", lambda r: body_for(r, key="m", value=1.0, timestamp=1, step=[1]), 400,
-     "INVALID_PARAMETER_VALUE"),
-    ("runs/log-metric", lambda r: body_for(r, key="../up", value=1.0, timestamp=1), 400,
-     "INVALID_PARAMETER_VALUE"),
-    ("runs/log-metric", lambda r: body_for(r, key="k" * 251, value=1.0, timestamp=1), 400,
-     "INVALID_PARAMETER_VALUE"),
-    ("runs/log-metric", lambda r: body_for(r, key="bad!", value=1.0, timestamp=1), 400,
-     "INVALID_PARAMETER_VALUE"),
-    ("runs/log-metric", lambda r: {"key": "m", "value": 1.0, "timestamp": 1}, 400,
-     "INVALID_PARAMETER_VALUE"),
-    ("runs/log-metric", lambda r: body_for("f" * 32, key="m", value=1.0, timestamp=1), 404,
-     "RESOURCE_DOES_NOT_EXIST"),
-    ("runs/log-parameter", lambda r: body_for(r, key="keep", value="2"), 400,
-     "INVALID_PARAMETER_VALUE"),
-    ("runs/log-parameter", lambda r: body_for(r, key={"a": 1}, value="2"), 400,
-     "INVALID_PARAMETER_VALUE"),
+    (
+        "runs/log-metric",
+        lambda r: body_for(r, key="m", value=1.0, timestamp="soon"),
+        400,
+        "INVALID_PARAMETER_VALUE",
+    ),
+    (
+        "runs/log-metric",
+        lambda r: body_for(r, key="m", value=1.0, timestamp=1, step=[1]),
+        400,
+        "INVALID_PARAMETER_VALUE",
+    ),
+    (
+        "runs/log-metric",
+        lambda r: body_for(r, key="../up", value=1.0, timestamp=1),
+        400,
+        "INVALID_PARAMETER_VALUE",
+    ),
+    (
+        "runs/log-metric",
+        lambda r: body_for(r, key="k" * 251, value=1.0, timestamp=1),
+        400,
+        "INVALID_PARAMETER_VALUE",
+    ),
+    (
+        "runs/log-metric",
+        lambda r: body_for(r, key="bad!", value=1.0, timestamp=1),
+        400,
+        "INVALID_PARAMETER_VALUE",
+    ),
+    (
+        "runs/log-metric",
+        lambda r: {"key": "m", "value": 1.0, "timestamp": 1},
+        400,
+        "INVALID_PARAMETER_VALUE",
+    ),
+    (
+        "runs/log-metric",
+        lambda r: body_for("f" * 32, key="m", value=1.0, timestamp=1),
+        404,
+        "RESOURCE_DOES_NOT_EXIST",
+    ),
+    (
+        "runs/log-parameter",
+        lambda r: body_for(r, key="keep", value="2"),
+        400,
+        "INVALID_PARAMETER_VALUE",
+    ),
+    (
+        "runs/log-parameter",
+        lambda r: body_for(r, key={"a": 1}, value="2"),
+        400,
+        "INVALID_PARAMETER_VALUE",
+    ),
     ("runs/set-tag", lambda r: body_for(r, key="", value="x"), 400, "INVALID_PARAMETER_VALUE"),
-    ("runs/log-batch", lambda r: body_for(r, metrics=[
-        {"key": "m", "value": float(i), "timestamp": 1, "step": i} for i in range(1001)]), 400,
-     "INVALID_PARAMETER_VALUE"),
-    ("runs/log-batch", lambda r: body_for(r, params=[
-        {"key": f"p{i}", "value": "v"} for i in range(101)]), 400, "INVALID_PARAMETER_VALUE"),
-    ("runs/log-batch", lambda r: body_for(r, tags=[
-        {"key": f"t{i}", "value": "v"} for i in range(101)]), 400, "INVALID_PARAMETER_VALUE"),
-    ("runs/log-batch", lambda r: body_for(r, params=[{"key": "d", "value": "1"},
-                                                     {"key": "d", "value": "2"}]), 400,
-     "INVALID_PARAMETER_VALUE"),
-    ("runs/log-batch", lambda r: body_for(r, metrics=[{"key": "ok", "value": 1, "timestamp": 1}],
-                                          params=[{"key": "keep", "value": "changed"}]), 400,
-     "INVALID_PARAMETER_VALUE"),
+    (
+        "runs/log-batch",
+        lambda r: body_for(
+            r,
+            metrics=[
+                {"key": "m", "value": float(i), "timestamp": 1, "step": i} for i in range(1001)
+            ],
+        ),
+        400,
+        "INVALID_PARAMETER_VALUE",
+    ),
+    (
+        "runs/log-batch",
+        lambda r: body_for(r, params=[{"key": f"p{i}", "value": "v"} for i in range(101)]),
+        400,
+        "INVALID_PARAMETER_VALUE",
+    ),
+    (
+        "runs/log-batch",
+        lambda r: body_for(r, tags=[{"key": f"t{i}", "value": "v"} for i in range(101)]),
+        400,
+        "INVALID_PARAMETER_VALUE",
+    ),
+    (
+        "runs/log-batch",
+        lambda r: body_for(r, params=[{"key": "d", "value": "1"}, {"key": "d", "value": "2"}]),
+        400,
+        "INVALID_PARAMETER_VALUE",
+    ),
+    (
+        "runs/log-batch",
+        lambda r: body_for(
+            r,
+            metrics=[{"key": "ok", "value": 1, "timestamp": 1}],
+            params=[{"key": "keep", "value": "changed"}],
+        ),
+        400,
+        "INVALID_PARAMETER_VALUE",
+    ),
     ("runs/log-batch", lambda r: body_for(r, metrics="nope"), 400, "INVALID_PARAMETER_VALUE"),
-    ("runs/log-batch", lambda r: body_for(r, metrics=[{"key": "m", "value": True,
-                                                       "timestamp": 1}]), 400,
-     "INVALID_PARAMETER_VALUE"),
-    ("runs/log-batch", lambda r: body_for(r, params=[{"key": "big", "value": "x" * 1_100_000}]),
-     400, "INVALID_PARAMETER_VALUE"),
+    (
+        "runs/log-batch",
+        lambda r: body_for(r, metrics=[{"key": "m", "value": True, "timestamp": 1}]),
+        400,
+        "INVALID_PARAMETER_VALUE",
+    ),
+    (
+        "runs/log-batch",
+        lambda r: body_for(r, params=[{"key": "big", "value": "x" * 1_100_000}]),
+        400,
+        "INVALID_PARAMETER_VALUE",
+    ),
     ("runs/update", lambda r: body_for(r, status="DONE"), 400, "INVALID_PARAMETER_VALUE"),
     ("runs/update", lambda r: body_for(r, end_time="yesterday"), 400, "INVALID_PARAMETER_VALUE"),
     ("runs/create", lambda r: {"experiment_id": "999999"}, 404, "RESOURCE_DOES_NOT_EXIST"),
     ("runs/create", lambda r: {"experiment_id": "x"}, 400, "INVALID_PARAMETER_VALUE"),
-    ("runs/create", lambda r: {"experiment_id": "0", "run_name": "a",
-                               "tags": [{"key": "mlflow.runName", "value": "b"}]}, 400,
-     "INVALID_PARAMETER_VALUE"),
-    ("runs/search", lambda r: {"experiment_ids": ["0"], "filter": "metrics.a >"}, 400,
-     "INVALID_PARAMETER_VALUE"),
-    ("runs/search", lambda r: {"experiment_ids": ["0"], "run_view_type": "SOME"}, 400,
-     "INVALID_PARAMETER_VALUE"),
-    ("runs/search", lambda r: {"experiment_ids": ["0"], "max_results": -1}, 400,
-     "INVALID_PARAMETER_VALUE"),
+    (
+        "runs/create",
+        lambda r: {
+            "experiment_id": "0",
+            "run_name": "a",
+            "tags": [{"key": "mlflow.runName", "value": "b"}],
+        },
+        400,
+        "INVALID_PARAMETER_VALUE",
+    ),
+    (
+        "runs/search",
+        lambda r: {"experiment_ids": ["0"], "filter": "metrics.a >"},
+        400,
+        "INVALID_PARAMETER_VALUE",
+    ),
+    (
+        "runs/search",
+        lambda r: {"experiment_ids": ["0"], "run_view_type": "SOME"},
+        400,
+        "INVALID_PARAMETER_VALUE",
+    ),
+    (
+        "runs/search",
+        lambda r: {"experiment_ids": ["0"], "max_results": -1},
+        400,
+        "INVALID_PARAMETER_VALUE",
+    ),
     ("experiments/create", lambda r: {"name": ""}, 400, "INVALID_PARAMETER_VALUE"),
     ("experiments/create", lambda r: {"name": "n" * 501}, 400, "INVALID_PARAMETER_VALUE"),
     ("experiments/create", lambda r: {"name": ["list"]}, 400, "INVALID_PARAMETER_VALUE"),
-    ("experiments/set-experiment-tag", lambda r: {"experiment_id": "0", "key": "k",
-                                                  "value": "v" * 20001}, 400,
-     "INVALID_PARAMETER_VALUE"),
-    ("experiments/update", lambda r: {"experiment_id": "0", "new_name": ""}, 400,
-     "INVALID_PARAMETER_VALUE"),
+    (
+        "experiments/set-experiment-tag",
+        lambda r: {"experiment_id": "0", "key": "k", "value": "v" * 20001},
+        400,
+        "INVALID_PARAMETER_VALUE",
+    ),
+    (
+        "experiments/update",
+        lambda r: {"experiment_id": "0", "new_name": ""},
+        400,
+        "INVALID_PARAMETER_VALUE",
+    ),
 ]
 
 
@@ -120,8 +223,9 @@ def test_bad_json_request(server, run_id: str, path: str, build, status: int, co
         (b"\xff\xfe\x00", "application/json", "BAD_REQUEST"),
     ],
 )
-def test_malformed_bodies(server, run_id: str, data: bytes, content_type: str | None,
-                          code: str) -> None:
+def test_malformed_bodies(
+    server, run_id: str, data: bytes, content_type: str | None, code: str
+) -> None:
     before = snapshot(server.url, run_id)
     response = post_raw(server.url, "runs/log-batch", data, content_type)
     assert response.status_code == 400
@@ -142,8 +246,9 @@ def test_unknown_run_reads(server) -> None:
     missing = api(server.url, "GET", "runs/get", params={"run_id": "0" * 32})
     assert missing.status_code == 404
     assert missing.json()["error_code"] == "RESOURCE_DOES_NOT_EXIST"
-    history = api(server.url, "GET", "metrics/get-history",
-                  params={"run_id": "0" * 32, "metric_key": "m"})
+    history = api(
+        server.url, "GET", "metrics/get-history", params={"run_id": "0" * 32, "metric_key": "m"}
+    )
     assert history.status_code == 404
     invalid = api(server.url, "GET", "runs/get", params={"run_id": "../etc"})
     assert invalid.status_code == 400

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import operator
 import uuid
 
 import mlflow
@@ -110,7 +112,7 @@ def test_search_filter_order_and_paging(client) -> None:
         if not token:
             break
     assert [len(p) for p in pages] == [3, 3, 1]
-    assert sum(pages, []) == list(reversed(ids))
+    assert functools.reduce(operator.iadd, pages, []) == list(reversed(ids))
 
 
 def test_search_view_types(client) -> None:

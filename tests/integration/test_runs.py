@@ -49,7 +49,9 @@ def test_latest_metric_is_highest_step_then_timestamp(client, experiment_id: str
     assert client.get_run(run_id).data.metrics["m"] == 6.0
     history = client.get_metric_history(run_id, "m")
     assert [(h.step, h.timestamp, h.value) for h in history] == [
-        (1, 50, 7.0), (3, 100, 5.0), (3, 200, 6.0)
+        (1, 50, 7.0),
+        (3, 100, 5.0),
+        (3, 200, 6.0),
     ]
 
 
@@ -128,9 +130,11 @@ def test_set_terminated_and_delete_tag(client, experiment_id: str) -> None:
 
 
 def test_nested_runs(tracking_uri: str, experiment_id: str, client) -> None:
-    with mlflow.start_run(experiment_id=experiment_id) as parent:
-        with mlflow.start_run(experiment_id=experiment_id, nested=True) as child:
-            mlflow.log_metric("inner", 1.0)
+    with (
+        mlflow.start_run(experiment_id=experiment_id) as parent,
+        mlflow.start_run(experiment_id=experiment_id, nested=True) as child,
+    ):
+        mlflow.log_metric("inner", 1.0)
     kids = client.search_runs(
         [experiment_id], filter_string=f"tags.`mlflow.parentRunId` = '{parent.info.run_id}'"
     )
@@ -158,11 +162,19 @@ def test_log_inputs_datasets(tracking_uri: str, experiment_id: str, client) -> N
 
 def test_outputs_and_model_inputs(server, client, experiment_id: str) -> None:
     run_id = client.create_run(experiment_id).info.run_id
-    out = api(server.url, "POST", "runs/outputs",
-              json={"run_id": run_id, "models": [{"model_id": "m-abc", "step": 3}]})
+    out = api(
+        server.url,
+        "POST",
+        "runs/outputs",
+        json={"run_id": run_id, "models": [{"model_id": "m-abc", "step": 3}]},
+    )
     assert out.status_code == 200
-    inp = api(server.url, "POST", "runs/log-inputs",
-              json={"run_id": run_id, "models": [{"model_id": "m-def"}]})
+    inp = api(
+        server.url,
+        "POST",
+        "runs/log-inputs",
+        json={"run_id": run_id, "models": [{"model_id": "m-def"}]},
+    )
     assert inp.status_code == 200
     got = api(server.url, "GET", "runs/get", params={"run_id": run_id}).json()["run"]
     assert got["outputs"] == {"model_outputs": [{"model_id": "m-abc", "step": 3}]}
@@ -174,8 +186,12 @@ def test_run_uuid_alias_is_accepted(server, client, experiment_id: str) -> None:
     response = api(server.url, "GET", "runs/get", params={"run_uuid": run_id})
     assert response.status_code == 200
     assert response.json()["run"]["info"]["run_uuid"] == run_id
-    logged = api(server.url, "POST", "runs/log-metric",
-                 json={"run_uuid": run_id, "key": "k", "value": 2, "timestamp": 1})
+    logged = api(
+        server.url,
+        "POST",
+        "runs/log-metric",
+        json={"run_uuid": run_id, "key": "k", "value": 2, "timestamp": 1},
+    )
     assert logged.status_code == 200
     assert client.get_run(run_id).data.metrics == {"k": 2.0}
 
@@ -207,6 +223,10 @@ def test_history_bulk_interval_samples(server, client, experiment_id: str) -> No
         assert len(steps) == 10
         assert steps[0] == 0
         assert steps[-1] == 99
-    ranged = api(server.url, "GET", "metrics/get-history-bulk-interval",
-                 params={**params, "start_step": 10, "end_step": 19}).json()
+    ranged = api(
+        server.url,
+        "GET",
+        "metrics/get-history-bulk-interval",
+        params={**params, "start_step": 10, "end_step": 19},
+    ).json()
     assert {m["step"] for m in ranged["metrics"]} == set(range(10, 20))

@@ -29,8 +29,9 @@ def seeded(client, experiment_id: str) -> dict[str, str]:
         if loss is not None:
             metrics.append(Metric("loss", loss, now, 1))
         tags = [RunTag("team", team)] if team else []
-        client.log_batch(run.info.run_id, metrics=metrics, params=[Param("alpha", alpha)],
-                         tags=tags)
+        client.log_batch(
+            run.info.run_id, metrics=metrics, params=[Param("alpha", alpha)], tags=tags
+        )
         ids[name] = run.info.run_id
     client.set_terminated(ids["r1"], "FINISHED")
     return ids
@@ -92,8 +93,7 @@ def test_paging_visits_every_run_once(client, experiment_id: str, seeded, order)
     everything = names(client.search_runs([experiment_id], order_by=order))
     paged, token = [], None
     while True:
-        page = client.search_runs([experiment_id], order_by=order, max_results=2,
-                                  page_token=token)
+        page = client.search_runs([experiment_id], order_by=order, max_results=2, page_token=token)
         paged += names(page)
         token = page.token
         if not token:
@@ -125,7 +125,9 @@ def test_several_experiments_and_view_types(client, seeded, experiment_id: str) 
         ("params.alpha ~ 'x'", "~"),
     ],
 )
-def test_invalid_filters_name_the_token(client, experiment_id: str, flt: str, fragment: str) -> None:
+def test_invalid_filters_name_the_token(
+    client, experiment_id: str, flt: str, fragment: str
+) -> None:
     with pytest.raises(MlflowException) as err:
         client.search_runs([experiment_id], flt)
     assert err.value.error_code == "INVALID_PARAMETER_VALUE"
@@ -133,23 +135,42 @@ def test_invalid_filters_name_the_token(client, experiment_id: str, flt: str, fr
 
 
 def test_bad_page_token_and_order_by(server, experiment_id: str) -> None:
-    bad = api(server.url, "POST", "runs/search",
-              json={"experiment_ids": [experiment_id], "page_token": "!!notbase64"})
+    bad = api(
+        server.url,
+        "POST",
+        "runs/search",
+        json={"experiment_ids": [experiment_id], "page_token": "!!notbase64"},
+    )
     assert bad.status_code == 400
     assert bad.json()["error_code"] == "INVALID_PARAMETER_VALUE"
-    dup = api(server.url, "POST", "runs/search",
-              json={"experiment_ids": [experiment_id], "order_by": ["metrics.a", "metrics.a DESC"]})
+    dup = api(
+        server.url,
+        "POST",
+        "runs/search",
+        json={"experiment_ids": [experiment_id], "order_by": ["metrics.a", "metrics.a DESC"]},
+    )
     assert dup.status_code == 400
-    too_many = api(server.url, "POST", "runs/search",
-                   json={"experiment_ids": [experiment_id], "max_results": 50001})
+    too_many = api(
+        server.url,
+        "POST",
+        "runs/search",
+        json={"experiment_ids": [experiment_id], "max_results": 50001},
+    )
     assert too_many.status_code == 400
 
 
 def test_get_search_with_repeated_query_keys(server, client, seeded, experiment_id: str) -> None:
-    response = api(server.url, "GET", "runs/search", params=[
-        ("experiment_ids", experiment_id), ("order_by", "params.alpha DESC"),
-        ("order_by", "attributes.run_name"), ("max_results", "2"),
-    ])
+    response = api(
+        server.url,
+        "GET",
+        "runs/search",
+        params=[
+            ("experiment_ids", experiment_id),
+            ("order_by", "params.alpha DESC"),
+            ("order_by", "attributes.run_name"),
+            ("max_results", "2"),
+        ],
+    )
     assert response.status_code == 200
     body = response.json()
     assert [r["info"]["run_name"] for r in body["runs"]] == ["r3", "r1"]

@@ -80,7 +80,10 @@ def restore(ctx: Context, msg: Message) -> dict[str, Any]:
 
 def set_tag(ctx: Context, msg: Message) -> dict[str, Any]:
     service.set_tag(
-        ctx.db, ctx.project_id, msg.required("experiment_id"), msg.required("key"),
+        ctx.db,
+        ctx.project_id,
+        msg.required("experiment_id"),
+        msg.required("key"),
         msg.string("value"),
     )
     return {}

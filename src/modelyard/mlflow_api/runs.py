@@ -33,7 +33,10 @@ def info_json(info: RunInfo) -> dict[str, Any]:
 
 def metric_json(m: Metric) -> dict[str, Any]:
     out: dict[str, Any] = {
-        "key": m.key, "value": number(m.value), "timestamp": m.timestamp, "step": m.step
+        "key": m.key,
+        "value": number(m.value),
+        "timestamp": m.timestamp,
+        "step": m.step,
     }
     if m.run_id is not None:
         out["run_id"] = m.run_id
@@ -186,8 +189,9 @@ def log_inputs(ctx: Context, msg: Message) -> dict[str, Any]:
         raw = item.get("dataset")
         if not isinstance(raw, dict):
             raise InvalidParameter("Missing value for required parameter 'datasets.dataset'.")
-        fields = {f: raw.get(f) for f in ("name", "digest", "source_type", "source", "schema",
-                                           "profile")}
+        fields = {
+            f: raw.get(f) for f in ("name", "digest", "source_type", "source", "schema", "profile")
+        }
         for field, value in fields.items():
             if value is not None and not isinstance(value, str):
                 raise validation.invalid_value(value, f"dataset.{field}")

@@ -43,9 +43,9 @@ class Message:
             for key, value in request.query_params.multi_items():
                 if key in merged:
                     previous = merged[key]
-                    merged[key] = [*previous, value] if isinstance(previous, list) else [
-                        previous, value
-                    ]
+                    merged[key] = (
+                        [*previous, value] if isinstance(previous, list) else [previous, value]
+                    )
                 else:
                     merged[key] = value
             return cls(merged)
@@ -143,9 +143,9 @@ def error_response(code: ErrorCode, message: str) -> Response:
 Handler = Callable[[Context, Message], dict[str, Any]]
 
 
-def endpoint(handler: Handler, context_of: Callable[[Request], Context]) -> Callable[
-    [Request], Awaitable[Response]
-]:
+def endpoint(
+    handler: Handler, context_of: Callable[[Request], Context]
+) -> Callable[[Request], Awaitable[Response]]:
     """Wrap a synchronous handler: parse, run in a worker thread, serialise, map errors."""
 
     async def route(request: Request) -> Response:

@@ -46,9 +46,7 @@ def history(
         run_service.load_row(conn, project_id, checked)
         rows = conn.execute(query).all()
     page = rows[:limit]
-    points = [
-        Metric(key, float("nan") if r.is_nan else r.value, r.timestamp, r.step) for r in page
-    ]
+    points = [Metric(key, float("nan") if r.is_nan else r.value, r.timestamp, r.step) for r in page]
     token = None
     if len(rows) > limit:
         last = page[-1]
@@ -67,11 +65,11 @@ def bulk_interval(
 ) -> list[Metric]:
     """Histories of several runs, sampled to at most ``max_results`` steps per run."""
     if not run_ids:
-        raise InvalidParameter("GetMetricHistoryBulkInterval request must specify at least one run_id.")
-    if len(run_ids) > MAX_BULK_RUNS:
         raise InvalidParameter(
-            f"GetMetricHistoryBulkInterval request cannot specify more than {MAX_BULK_RUNS} run_ids."
+            "GetMetricHistoryBulkInterval request must specify at least one run_id."
         )
+    if len(run_ids) > MAX_BULK_RUNS:
+        raise InvalidParameter(f"At most {MAX_BULK_RUNS} run_ids may be given; got {len(run_ids)}.")
     if not key:
         raise InvalidParameter("Missing value for required parameter 'metric_key'.")
     limit = MAX_BULK_RESULTS if max_results is None else max_results

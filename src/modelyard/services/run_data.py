@@ -7,11 +7,20 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
-from sqlalchemy import Connection, delete, insert, select, tuple_
+from sqlalchemy import Connection, delete, insert, select, tuple_, update
 
 from modelyard.db.dialect import insert_for
 from modelyard.db.engine import Database
-from modelyard.db.schema import datasets, latest_metrics, metrics, params, run_inputs, run_model_links
+from modelyard.db.schema import (
+    datasets,
+    latest_metrics,
+    metrics,
+    params,
+    run_inputs,
+    run_model_links,
+    run_tags,
+    runs,
+)
 from modelyard.errors import InvalidParameter, NotFound
 from modelyard.services import runs as run_service
 from modelyard.services import validation
@@ -35,8 +44,11 @@ def check_batch(
         (len(raw_metrics), validation.MAX_BATCH_METRICS, "metrics"),
         (len(raw_params), validation.MAX_BATCH_PARAMS, "params"),
         (len(raw_tags), validation.MAX_BATCH_TAGS, "tags"),
-        (len(raw_metrics) + len(raw_params) + len(raw_tags), validation.MAX_BATCH_ENTITIES,
-         "total entities"),
+        (
+            len(raw_metrics) + len(raw_params) + len(raw_tags),
+            validation.MAX_BATCH_ENTITIES,
+            "total entities",
+        ),
     )
     for count, limit, what in limits:
         if count > limit:
@@ -89,7 +101,9 @@ def _insert_params(conn: Connection, run_id: str, values: dict[str, str]) -> Non
             "Changing param values is not allowed. Params were already logged for run "
             f"ID='{run_id}' with different values: {detail}."
         )
-    fresh = [{"run_id": run_id, "key": k, "value": v} for k, v in values.items() if k not in existing]
+    fresh = [
+        {"run_id": run_id, "key": k, "value": v} for k, v in values.items() if k not in existing
+    ]
     if fresh:
         conn.execute(insert(params), fresh)
 
@@ -108,8 +122,12 @@ def _insert_metrics(conn: Connection, run_id: str, points: list[Metric]) -> None
             "is_nan": nan,
         }
         rows.append(
-            {**row, "model_id": p.model_id, "dataset_name": p.dataset_name,
-             "dataset_digest": p.dataset_digest}
+            {
+                **row,
+                "model_id": p.model_id,
+                "dataset_name": p.dataset_name,
+                "dataset_digest": p.dataset_digest,
+            }
         )
         best = latest.get(p.key)
         if best is None or _order(row) > _order(best):
@@ -133,9 +151,7 @@ def _order(row: dict[str, Any]) -> tuple[int, int, float]:
 def _set_tag(conn: Connection, run_id: str, key: str, value: str) -> None:
     if key == run_service.RUN_NAME_TAG:
         name = validation.bounded(value, validation.MAX_RUN_NAME_LENGTH, "Run name")
-        conn.execute(
-            run_service.runs.update().where(run_service.runs.c.id == run_id).values(name=name)
-        )
+        conn.execute(update(runs).where(runs.c.id == run_id).values(name=name))
     run_service.set_tag_row(conn, run_id, key, value)
 
 
@@ -145,9 +161,8 @@ def delete_tag(db: Database, project_id: int, run_id: str | None, key: str | Non
         raise InvalidParameter("Missing value for required parameter 'key'.")
     with db.write() as conn:
         run_service.load_active(conn, project_id, checked)
-        table = run_service.run_tags
         gone = conn.execute(
-            delete(table).where(table.c.run_id == checked, table.c.key == key)
+            delete(run_tags).where(run_tags.c.run_id == checked, run_tags.c.key == key)
         ).rowcount
         if not gone:
             raise NotFound(f"No tag with name: {key} in run with id {checked}")
@@ -211,8 +226,12 @@ def _check_dataset(dataset: Dataset) -> None:
         (dataset.profile or "", validation.MAX_DATASET_PROFILE_LENGTH, "Dataset profile"),
     ):
         validation.bounded(value, limit, what)
-    for value, what in ((dataset.name, "name"), (dataset.digest, "digest"),
-                        (dataset.source_type, "source_type"), (dataset.source, "source")):
+    for value, what in (
+        (dataset.name, "name"),
+        (dataset.digest, "digest"),
+        (dataset.source_type, "source_type"),
+        (dataset.source, "source"),
+    ):
         if not value:
             raise InvalidParameter(f"Missing value for required parameter 'dataset.{what}'.")
 

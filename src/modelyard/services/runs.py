@@ -12,7 +12,6 @@ from sqlalchemy import Connection, Row, delete, insert, select, update
 from modelyard.db.engine import Database
 from modelyard.db.schema import (
     datasets,
-
     latest_metrics,
     params,
     run_inputs,
@@ -256,5 +255,3 @@ def search(
     if more:
         token = sql.encode_token([getattr(page[-1], f"_sort{i}") for i in range(len(keys))], print_)
     return Page(found, token)
-
-

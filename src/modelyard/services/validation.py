@@ -142,4 +142,4 @@ def int64(value: object, param: str, *, minimum: int | None = None) -> int:
 
 def invalid_value(value: object, param: str) -> InvalidParameter:
     shown = value if isinstance(value, str) else repr(value)
-    return InvalidParameter(f'Invalid value "{shown}" for parameter \'{param}\' supplied.')
+    return InvalidParameter(f"Invalid value \"{shown}\" for parameter '{param}' supplied.")

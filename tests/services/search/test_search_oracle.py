@@ -90,8 +90,10 @@ def comparisons(draw: st.DrawFn) -> tuple[str, tuple[Any, ...]]:
         op = draw(st.sampled_from(["=", "!=", "LIKE", "ILIKE", "IN", "NOT IN"]))
         if op.endswith("IN"):
             values = tuple(draw(st.lists(st.sampled_from(NAMES), min_size=1, max_size=3)))
-            return (f"attributes.run_name {op} ({', '.join(quote(v) for v in values)})",
-                    ("name", op, values))
+            return (
+                f"attributes.run_name {op} ({', '.join(quote(v) for v in values)})",
+                ("name", op, values),
+            )
         value = draw(st.sampled_from(["alpha", "a%", "%A", "ALPHA", "_eta"]))
         return f"attributes.run_name {op} {quote(value)}", ("name", op, value)
     op = draw(st.sampled_from(["=", "!="]))
@@ -101,10 +103,13 @@ def comparisons(draw: st.DrawFn) -> tuple[str, tuple[Any, ...]]:
 
 def filters(depth: int = 3) -> st.SearchStrategy[tuple[str, Any]]:
     def combine(children: st.SearchStrategy[tuple[str, Any]]) -> st.SearchStrategy[Any]:
-        return st.tuples(st.sampled_from(["AND", "OR"]), st.lists(children, min_size=2,
-                                                                     max_size=3)).map(
-            lambda t: ("(" + f" {t[0]} ".join(c[0] for c in t[1]) + ")",
-                       ("bool", t[0], [c[1] for c in t[1]]))
+        return st.tuples(
+            st.sampled_from(["AND", "OR"]), st.lists(children, min_size=2, max_size=3)
+        ).map(
+            lambda t: (
+                "(" + f" {t[0]} ".join(c[0] for c in t[1]) + ")",
+                ("bool", t[0], [c[1] for c in t[1]]),
+            )
         )
 
     return st.recursive(comparisons(), combine, max_leaves=6)
@@ -152,8 +157,14 @@ def oracle(node: Any, run: FakeRun) -> bool:
         value = run.metrics.get(key)
         if value is None or math.isnan(value):
             return False
-        return {"=": value == target, "!=": value != target, "<": value < target,
-                "<=": value <= target, ">": value > target, ">=": value >= target}[op]
+        return {
+            "=": value == target,
+            "!=": value != target,
+            "<": value < target,
+            "<=": value <= target,
+            ">": value > target,
+            ">=": value >= target,
+        }[op]
     if kind in {"param", "tag"}:
         _, key, op, target = node
         source = run.params if kind == "param" else run.tags
@@ -174,7 +185,7 @@ ORDERS = [
 
 
 def sort_value(run: FakeRun, clause: str) -> Any:
-    ident = clause.split()[0]
+    ident = clause.split(maxsplit=1)[0]
     entity, _, key = ident.partition(".")
     if entity == "metrics":
         value = run.metrics.get(key)
@@ -212,15 +223,21 @@ def database(request: pytest.FixtureRequest, make_backend) -> Database:
 def store(db: Database, fakes: list[FakeRun]) -> str:
     exp = str(experiments.create(db, PROJECT, f"prop-{uuid.uuid4().hex}"))
     for fake in fakes:
-        run = runs.create(db, PROJECT, experiment_id=exp, user_id="u", run_name=fake.name,
-                          start_time=fake.start_time, tags=fake.tags)
+        run = runs.create(
+            db,
+            PROJECT,
+            experiment_id=exp,
+            user_id="u",
+            run_name=fake.name,
+            start_time=fake.start_time,
+            tags=fake.tags,
+        )
         fake.run_id = run.info.run_id
         batch = run_data.check_batch(
             [Metric(k, v, 0, 0) for k, v in fake.metrics.items()], list(fake.params.items()), []
         )
         run_data.log_batch(db, PROJECT, fake.run_id, batch)
-        runs.update_info(db, PROJECT, fake.run_id, status=fake.status, end_time=None,
-                         run_name=None)
+        runs.update_info(db, PROJECT, fake.run_id, status=fake.status, end_time=None, run_name=None)
     return exp
 
 
@@ -228,9 +245,16 @@ def search_all(db: Database, exp: str, flt: str, order: list[str], page_size: in
     found: list[str] = []
     token = None
     for _ in range(50):
-        page = runs.search(db, PROJECT, experiment_ids=[exp], filter_string=flt,
-                           run_view_type=None, max_results=page_size, order_by=order,
-                           page_token=token)
+        page = runs.search(
+            db,
+            PROJECT,
+            experiment_ids=[exp],
+            filter_string=flt,
+            run_view_type=None,
+            max_results=page_size,
+            order_by=order,
+            page_token=token,
+        )
         found += [r.info.run_id for r in page.items]
         token = page.next_page_token
         if not token:
@@ -238,12 +262,17 @@ def search_all(db: Database, exp: str, flt: str, order: list[str], page_size: in
     raise AssertionError("paging did not terminate")
 
 
-@settings(max_examples=80, deadline=None,
-          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
-@given(fakes=fake_runs(), flt=filters(), order=st.sampled_from(ORDERS),
-       page_size=st.integers(1, 10))
-def test_search_matches_oracle(database: Database, fakes: list[FakeRun], flt: tuple[str, Any],
-                               order: list[str], page_size: int) -> None:
+@settings(
+    max_examples=80,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(
+    fakes=fake_runs(), flt=filters(), order=st.sampled_from(ORDERS), page_size=st.integers(1, 10)
+)
+def test_search_matches_oracle(
+    database: Database, fakes: list[FakeRun], flt: tuple[str, Any], order: list[str], page_size: int
+) -> None:
     exp = store(database, fakes)
     text, tree = flt
     matching = [f for f in fakes if oracle(tree, f)]

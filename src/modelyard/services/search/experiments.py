@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from sqlalchemy import ColumnElement, exists
 
 from modelyard.db.schema import experiment_tags, experiments
@@ -11,8 +9,10 @@ from modelyard.errors import InvalidParameter
 from modelyard.services.search.grammar import BoolOp, Comparison, Ident, Node, OrderKey
 from modelyard.services.search.sql import SortKey, combine, numeric_condition, string_condition
 
-_NUMERIC = {"creation_time": experiments.c.creation_time,
-            "last_update_time": experiments.c.last_update_time}
+_NUMERIC = {
+    "creation_time": experiments.c.creation_time,
+    "last_update_time": experiments.c.last_update_time,
+}
 _SORTABLE = {"name": experiments.c.name, "experiment_id": experiments.c.id, **_NUMERIC}
 
 
@@ -40,14 +40,14 @@ def _comparison(comp: Comparison) -> ColumnElement[bool]:
         )
     if entity != "attribute":
         raise InvalidParameter(
-            f"Invalid entity type '{entity}' for experiments. Valid values are "
-            "['attribute', 'tag']"
+            f"Invalid entity type '{entity}' for experiments. Valid values are ['attribute', 'tag']"
         )
     if key == "name":
         return string_condition(experiments.c.name, comp, "attribute 'name'")
     if key == "experiment_id":
         if comp.op in {"IN", "NOT IN"}:
-            ids = [_experiment_id(v) for v in comp.value or ()]
+            values = comp.value if isinstance(comp.value, tuple) else ()
+            ids = [_experiment_id(v) for v in values]
             column = experiments.c.id
             return column.in_(ids) if comp.op == "IN" else column.not_in(ids)
         fixed = Comparison(comp.ident, comp.op, float(_experiment_id(comp.value)))
@@ -80,5 +80,3 @@ def sort_keys(order: list[OrderKey]) -> list[SortKey]:
     if not any(o.ident == Ident("attribute", "experiment_id") for o in order):
         keys.append(SortKey(experiments.c.id, descending=False, nullable=False))
     return keys
-
-

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Union
 
 from modelyard.errors import InvalidParameter
 
@@ -32,7 +31,7 @@ VALID_ENTITIES = "['metric', 'parameter', 'tag', 'attribute', 'dataset']"
 COMPARATORS = ("=", "!=", "<", "<=", ">", ">=")
 _KEYWORDS = {"AND", "OR", "NOT", "IN", "LIKE", "ILIKE", "IS", "NULL", "ASC", "DESC"}
 
-Value = Union[str, float, tuple[str, ...], None]
+Value = str | float | tuple[str, ...] | None
 
 
 @dataclass(frozen=True)
@@ -54,7 +53,7 @@ class BoolOp:
     items: tuple[Node, ...]
 
 
-Node = Union[Comparison, BoolOp]
+Node = Comparison | BoolOp
 
 
 @dataclass(frozen=True)

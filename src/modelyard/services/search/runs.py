@@ -119,11 +119,7 @@ def _sort_expr(ident: Ident) -> Any:
     if ident.entity == "metric":
         lm = latest_metrics
         value = case((lm.c.is_nan.is_(True), None), else_=lm.c.value)
-        return (
-            select(value)
-            .where(lm.c.run_id == runs.c.id, lm.c.key == key)
-            .scalar_subquery()
-        )
+        return select(value).where(lm.c.run_id == runs.c.id, lm.c.key == key).scalar_subquery()
     if ident.entity in {"parameter", "tag"}:
         table = params if ident.entity == "parameter" else run_tags
         return (
@@ -138,5 +134,3 @@ def _sort_expr(ident: Ident) -> Any:
             return NUMERIC_ATTRIBUTES[key]
         raise _unknown_attribute(key)
     raise InvalidParameter(f"Invalid order_by entity '{ident.entity}' for runs.")
-
-

@@ -30,7 +30,8 @@ def string_condition(column: Any, comp: Comparison, what: str) -> ColumnElement[
     if comp.op in {"IN", "NOT IN"}:
         values = comp.value
         assert isinstance(values, tuple)
-        return column.in_(values) if comp.op == "IN" else column.not_in(values)
+        matched: ColumnElement[bool] = column.in_(values)
+        return matched if comp.op == "IN" else ~matched
     value = _string_value(comp.value, what)
     if comp.op == "=":
         return column == value  # type: ignore[no-any-return]
@@ -131,7 +132,7 @@ def _strictly_after(key: SortKey, value: Any) -> ColumnElement[bool]:
     if value is None:
         return false()
     beyond = key.expr < value if key.descending else key.expr > value
-    return or_(beyond, key.expr.is_(None)) if key.nullable else beyond  # type: ignore[no-any-return]
+    return or_(beyond, key.expr.is_(None)) if key.nullable else beyond
 
 
 def encode_token(values: Sequence[Any], fingerprint: str) -> str:

@@ -15,17 +15,7 @@ branch_labels = None
 depends_on = None
 
 
-def _kv(name: str, owner: str, owner_type: sa.types.TypeEngine, key_len: int) -> None:
-    op.create_table(
-        name,
-        sa.Column(owner, owner_type, sa.ForeignKey(f"{owner.split('_')[0]}s.id"), nullable=False),
-        sa.Column("key", sa.String(key_len), nullable=False),
-        sa.Column("value", sa.Text, nullable=False),
-        sa.PrimaryKeyConstraint(owner, "key", name=f"pk_{name}"),
-    )
-
-
-def _point_columns() -> list[sa.Column]:
+def _point_columns() -> list[sa.Column[object]]:
     return [
         sa.Column("run_id", sa.String(64), sa.ForeignKey("runs.id"), nullable=False),
         sa.Column("key", sa.String(250), nullable=False),
@@ -54,8 +44,16 @@ def upgrade() -> None:
         sa.Column("last_update_time", sa.BigInteger, nullable=False),
         sa.UniqueConstraint("project_id", "name", name="uq_experiments_project_name"),
     )
-    op.create_index("ix_experiments_project_created", "experiments", ["project_id", "creation_time"])
-    _kv("experiment_tags", "experiment_id", sa.Integer(), 250)
+    op.create_index(
+        "ix_experiments_project_created", "experiments", ["project_id", "creation_time"]
+    )
+    op.create_table(
+        "experiment_tags",
+        sa.Column("experiment_id", sa.Integer, sa.ForeignKey("experiments.id"), nullable=False),
+        sa.Column("key", sa.String(250), nullable=False),
+        sa.Column("value", sa.Text, nullable=False),
+        sa.PrimaryKeyConstraint("experiment_id", "key", name="pk_experiment_tags"),
+    )
     op.create_table(
         "runs",
         sa.Column("id", sa.String(64), primary_key=True),
