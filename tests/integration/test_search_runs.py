@@ -175,3 +175,25 @@ def test_get_search_with_repeated_query_keys(server, client, seeded, experiment_
     body = response.json()
     assert [r["info"]["run_name"] for r in body["runs"]] == ["r3", "r1"]
     assert body["next_page_token"]
+
+
+def test_fluent_search_returns_a_frame(tracking_uri: str, seeded, experiment_id: str) -> None:
+    import mlflow
+
+    frame = mlflow.search_runs(
+        experiment_ids=[experiment_id],
+        filter_string="metrics.acc > 0.5",
+        order_by=["metrics.acc DESC"],
+    )
+    assert list(frame["tags.mlflow.runName"]) == ["r0", "r4", "r1"]
+    assert list(frame["params.alpha"]) == ["0.1", "0.1", "0.5"]
+    every = mlflow.search_runs(search_all_experiments=True, filter_string="run_name = 'r2'")
+    assert seeded["r2"] in set(every["run_id"])
+
+
+def test_search_by_experiment_name(tracking_uri: str, client, seeded, experiment_id) -> None:
+    import mlflow
+
+    name = client.get_experiment(experiment_id).name
+    frame = mlflow.search_runs(experiment_names=[name], output_format="list")
+    assert sorted(r.info.run_name for r in frame) == ["r0", "r1", "r2", "r3", "r4"]
