@@ -1,0 +1,86 @@
+"""The 2.x client (mlflow-skinny 2.22.5, in its own virtualenv) works against the server too."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+LEGACY_VENV = ROOT / ".venv" / "mlflow2"
+LEGACY_VERSION = "2.22.5"
+
+SCRIPT = r"""
+import json, sys
+import mlflow
+from mlflow.entities import Metric, Param, RunTag
+from mlflow.tracking import MlflowClient
+
+name = sys.argv[1]
+mlflow.set_experiment(name)
+with mlflow.start_run(run_name="legacy") as run:
+    mlflow.log_param("alpha", 0.3)
+    mlflow.log_metric("loss", 0.9, step=0)
+    mlflow.log_metrics({"loss": 0.4, "acc": 0.8}, step=1)
+    mlflow.set_tag("client", "2.x")
+client = MlflowClient()
+client.log_batch(run.info.run_id, metrics=[Metric("b", float(i), 0, i) for i in range(1500)],
+                 params=[Param("p", "v")], tags=[RunTag("t", "v")])
+found = client.search_runs([run.info.experiment_id], "metrics.loss < 0.5 and params.alpha = '0.3'")
+got = client.get_run(run.info.run_id)
+print(json.dumps({
+    "version": mlflow.__version__,
+    "found": [r.info.run_id for r in found],
+    "run_id": run.info.run_id,
+    "status": got.info.status,
+    "metrics": got.data.metrics,
+    "params": got.data.params,
+    "history": len(client.get_metric_history(run.info.run_id, "b")),
+}))
+"""
+
+
+@pytest.fixture(scope="session")
+def legacy_python() -> Path:
+    python = LEGACY_VENV / "bin" / "python"
+    marker = LEGACY_VENV / f".mlflow-skinny-{LEGACY_VERSION}"
+    if not marker.exists():
+        subprocess.run([sys.executable, "-m", "venv", str(LEGACY_VENV)], check=True)
+        subprocess.run(
+            [
+                str(python),
+                "-m",
+                "pip",
+                "install",
+                "--quiet",
+                "--disable-pip-version-check",
+                f"mlflow-skinny=={LEGACY_VERSION}",
+            ],
+            check=True,
+        )
+        marker.touch()
+    return python
+
+
+def test_mlflow_2_client_logs_and_searches(server, legacy_python: Path) -> None:
+    env = {**os.environ, "MLFLOW_TRACKING_URI": server.url, "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0"}
+    done = subprocess.run(
+        [str(legacy_python), "-c", SCRIPT, f"legacy-{os.getpid()}-{server.port}"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert result["version"] == LEGACY_VERSION
+    assert result["found"] == [result["run_id"]]
+    assert result["status"] == "FINISHED"
+    assert result["metrics"] == {"loss": 0.4, "acc": 0.8, "b": 1499.0}
+    assert result["params"] == {"alpha": "0.3", "p": "v"}
+    assert result["history"] == 1500
