@@ -60,7 +60,7 @@ def create_app(settings: Settings, *, database: Database | None = None) -> Starl
     """Build the application; the database schema is created or checked first."""
     if settings.is_sqlite:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
-    db = database or Database(settings.effective_database_url)
+    db = database or settings.database()
     ensure_schema(db)
     default_context = Context(db=db, project_id=DEFAULT_PROJECT_ID)
 

@@ -9,7 +9,6 @@ from typing import Any
 
 import click
 
-from modelyard.db.engine import Database
 from modelyard.db.migrate import HEAD_REVISION, current_revision, upgrade
 from modelyard.errors import ModelyardError
 from modelyard.settings import Settings
@@ -30,6 +29,13 @@ def storage_options(command: Callable[..., Any]) -> Callable[..., Any]:
         default=None,
         help="SQLAlchemy URL, e.g. postgresql+psycopg://host/db [env MODELYARD_DATABASE_URL; "
         "default: SQLite in the data dir].",
+    )
+    @click.option(
+        "--busy-timeout",
+        type=float,
+        default=None,
+        help="Seconds a write waits for a busy SQLite database before a retryable 503 "
+        "[env MODELYARD_BUSY_TIMEOUT; 15].",
     )
     @functools.wraps(command)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -88,7 +94,7 @@ def db_upgrade(**options: Any) -> None:
     settings = Settings.load(**options)
     if settings.is_sqlite:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
-    database = Database(settings.effective_database_url)
+    database = settings.database()
     before = current_revision(database)
     upgrade(database)
     click.echo(f"schema upgraded: {before or 'empty'} -> {HEAD_REVISION}")
@@ -99,5 +105,5 @@ def db_upgrade(**options: Any) -> None:
 def db_current(**options: Any) -> None:
     """Print the schema revision of the database."""
     settings = Settings.load(**options)
-    revision = current_revision(Database(settings.effective_database_url))
+    revision = current_revision(settings.database())
     click.echo(f"{revision or 'empty'} (this modelyard needs {HEAD_REVISION})")

@@ -11,7 +11,6 @@ from types import FrameType
 import uvicorn
 
 from modelyard.app import create_app
-from modelyard.db.engine import Database
 from modelyard.db.migrate import ensure_schema
 from modelyard.settings import Settings
 
@@ -51,7 +50,7 @@ def serve(settings: Settings) -> None:
         return
     if settings.is_sqlite:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
-    db = Database(settings.effective_database_url)
+    db = settings.database()
     ensure_schema(db)
     db.dispose()
     spawn = multiprocessing.get_context("spawn")

@@ -5,7 +5,10 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from modelyard.db.engine import Database
 
 
 def _meta(help_text: str) -> dict[str, str]:
@@ -31,12 +34,24 @@ class Settings:
     )
     workers: int = field(default=1, metadata=_meta("Number of server processes."))
     log_level: str = field(default="warning", metadata=_meta("Server log level."))
+    busy_timeout: float = field(
+        default=15.0,
+        metadata=_meta(
+            "Seconds a write waits for a busy SQLite database before answering a retryable 503."
+        ),
+    )
 
     @property
     def effective_database_url(self) -> str:
         if self.database_url:
             return self.database_url
         return f"sqlite:///{(self.data_dir / 'modelyard.db').resolve()}"
+
+    def database(self) -> Database:
+        """A handle on the configured metadata database."""
+        from modelyard.db.engine import Database
+
+        return Database(self.effective_database_url, busy_timeout=self.busy_timeout)
 
     @property
     def is_sqlite(self) -> bool:
@@ -61,6 +76,8 @@ def _coerce(cls: type[Settings], name: str, value: Any) -> Any:
         return str(value).lower() in {"1", "true", "yes", "on"}
     if isinstance(default, int):
         return int(value)
+    if isinstance(default, float):
+        return float(value)
     if isinstance(default, Path):
         return Path(value)
     return value

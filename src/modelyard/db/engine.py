@@ -17,17 +17,18 @@ from sqlalchemy.exc import DBAPIError
 
 from modelyard.errors import Unavailable
 
-_BUSY_TIMEOUT_MS = 15_000
+DEFAULT_BUSY_TIMEOUT = 15.0
 
 
 class Database:
     """Owns the engine; hands out read and write transactions."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, busy_timeout: float = DEFAULT_BUSY_TIMEOUT) -> None:
         self.url = url
         self.is_sqlite = url.startswith("sqlite")
+        self.busy_timeout = busy_timeout
         self._write_lock = threading.Lock() if self.is_sqlite else None
-        self.engine = _make_engine(url)
+        self.engine = _make_engine(url, busy_timeout)
 
     @contextmanager
     def read(self) -> Iterator[Connection]:
@@ -42,23 +43,32 @@ class Database:
             with _translate_busy(), self.engine.connect() as conn, conn.begin():
                 yield conn
             return
-        with self._write_lock, _translate_busy(), self.engine.connect() as conn:
-            conn.info["begin_immediate"] = True
-            with conn.begin():
-                yield conn
+        if not self._write_lock.acquire(timeout=self.busy_timeout):
+            raise Unavailable("The database is busy; please retry.")
+        try:
+            with _translate_busy(), self.engine.connect() as conn:
+                conn.info["begin_immediate"] = True
+                with conn.begin():
+                    yield conn
+        finally:
+            self._write_lock.release()
 
     def dispose(self) -> None:
         self.engine.dispose()
 
 
-def _make_engine(url: str) -> Engine:
+def _make_engine(url: str, busy_timeout: float) -> Engine:
     if not url.startswith("sqlite"):
         return create_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=False)
     engine = create_engine(
         url,
         pool_size=8,
         max_overflow=24,
-        connect_args={"check_same_thread": False, "isolation_level": None, "timeout": 15},
+        connect_args={
+            "check_same_thread": False,
+            "isolation_level": None,
+            "timeout": busy_timeout,
+        },
     )
 
     @event.listens_for(engine, "connect")
@@ -66,7 +76,7 @@ def _make_engine(url: str) -> Engine:
         cur = dbapi_conn.cursor()
         cur.execute("PRAGMA journal_mode=WAL")
         cur.execute("PRAGMA synchronous=NORMAL")
-        cur.execute(f"PRAGMA busy_timeout={_BUSY_TIMEOUT_MS}")
+        cur.execute(f"PRAGMA busy_timeout={int(busy_timeout * 1000)}")
         cur.execute("PRAGMA foreign_keys=ON")
         cur.execute("PRAGMA case_sensitive_like=ON")
         cur.close()
