@@ -233,6 +233,22 @@ def test_malformed_bodies(
     assert snapshot(server.url, run_id) == before
 
 
+def test_oversized_body_is_refused(server, run_id: str) -> None:
+    before = snapshot(server.url, run_id)
+    huge = b'{"run_id": "' + run_id.encode() + b'", "params": [], "pad": "' + b"x" * (17 << 20)
+    response = post_raw(server.url, "runs/log-batch", huge + b'"}', "application/json")
+    assert response.status_code == 400
+    assert "exceeds the limit" in response.json()["message"]
+    assert snapshot(server.url, run_id) == before
+
+
+def test_numeric_strings_are_numbers(server, client, run_id: str) -> None:
+    point = {"run_id": run_id, "key": "s", "value": "2.5", "timestamp": "7", "step": "3"}
+    assert api(server.url, "POST", "runs/log-metric", json=point).status_code == 200
+    history = client.get_metric_history(run_id, "s")
+    assert [(m.value, m.timestamp, m.step) for m in history] == [(2.5, 7, 3)]
+
+
 def test_unknown_route_and_wrong_method(server) -> None:
     missing = api(server.url, "GET", "nothing/here")
     assert missing.status_code == 404

@@ -17,6 +17,7 @@ from modelyard.errors import BadRequest, ErrorCode, InvalidParameter, ModelyardE
 from modelyard.services import validation
 
 JSON = "application/json"
+MAX_BODY_BYTES = 16 * 1024 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,7 +50,7 @@ class Message:
                 else:
                     merged[key] = value
             return cls(merged)
-        body = await request.body()
+        body = await _bounded_body(request)
         if not body.strip():
             return cls({}, 0)
         if "content-type" not in request.headers:
@@ -121,6 +122,24 @@ class Message:
                 raise validation.invalid_value(value, f"{name}.value")
             pairs.append((key, str(value)))
         return pairs
+
+
+async def _bounded_body(request: Request) -> bytes:
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > MAX_BODY_BYTES:
+        raise BadRequest(_too_large(int(declared)))
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > MAX_BODY_BYTES:
+            raise BadRequest(_too_large(size))
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _too_large(size: int) -> str:
+    return f"The request body ({size} bytes or more) exceeds the limit of {MAX_BODY_BYTES} bytes."
 
 
 def number(value: float) -> float | str:

@@ -107,8 +107,12 @@ def metric_value(value: object, metric_key: str) -> float:
         raise _bad_metric(value, metric_key)
     if isinstance(value, int | float):
         return float(value)
-    if isinstance(value, str) and value in {"NaN", "Infinity", "-Infinity", "inf", "-inf", "nan"}:
-        return float(value.replace("Infinity", "inf"))
+    if isinstance(value, str):
+        # protobuf JSON writes doubles as numbers, or as strings ("NaN", "Infinity", "1.5")
+        try:
+            return float(value.replace("Infinity", "inf"))
+        except ValueError:
+            pass
     raise _bad_metric(value, metric_key)
 
 
