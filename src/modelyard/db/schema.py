@@ -52,6 +52,7 @@ experiment_tags = Table(
     Column("key", String(250), nullable=False),
     Column("value", Text, nullable=False),
     PrimaryKeyConstraint("experiment_id", "key", name="pk_experiment_tags"),
+    sqlite_with_rowid=False,
 )
 
 runs = Table(
@@ -63,7 +64,7 @@ runs = Table(
     Column("name", String(250), nullable=False),
     Column("user_id", String(256), nullable=False),
     Column("status", String(16), nullable=False),
-    Column("start_time", BigInteger, nullable=True),
+    Column("start_time", BigInteger, nullable=False),
     Column("end_time", BigInteger, nullable=True),
     Column("artifact_uri", Text, nullable=True),
     Column("lifecycle_stage", String(32), nullable=False),
@@ -79,6 +80,7 @@ params = Table(
     Column("value", Text, nullable=False),
     PrimaryKeyConstraint("run_id", "key", name="pk_params"),
     Index("ix_params_key_value", "key", "value"),
+    sqlite_with_rowid=False,
 )
 
 run_tags = Table(
@@ -88,7 +90,8 @@ run_tags = Table(
     Column("key", String(250), nullable=False),
     Column("value", Text, nullable=False),
     PrimaryKeyConstraint("run_id", "key", name="pk_run_tags"),
-    Index("ix_run_tags_key", "key"),
+    Index("ix_run_tags_key_value", "key", "value"),
+    sqlite_with_rowid=False,
 )
 
 # Every logged point. NaN is stored as is_nan with value 0 so that the unique key deduplicates it.
@@ -120,7 +123,8 @@ latest_metrics = Table(
     Column("value", Float, nullable=False),
     Column("is_nan", Boolean, nullable=False),
     PrimaryKeyConstraint("run_id", "key", name="pk_latest_metrics"),
-    Index("ix_latest_metrics_key_value", "key", "value"),
+    Index("ix_latest_metrics_key_value", "key", "value", "is_nan"),
+    sqlite_with_rowid=False,
 )
 
 datasets = Table(

@@ -168,11 +168,8 @@ def search(
     )
     if node is not None:
         query = query.where(compile_experiments.condition(node))
-    if after is not None:
-        query = query.where(sql.after(keys, after))
-    query = query.order_by(*sql.order_clauses(keys)).limit(max_results + 1)
     with db.read() as conn:
-        rows = conn.execute(query).all()
+        rows = sql.fetch_page(conn, query, keys, after, max_results + 1)
         page, more = rows[:max_results], len(rows) > max_results
         tags = _tags_of(conn, [r.id for r in page])
     token = None

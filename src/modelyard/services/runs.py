@@ -232,23 +232,24 @@ def search(
     ids = [validation.experiment_id(e, "experiment_ids") for e in experiment_ids]
     stages = experiment_service.lifecycle_stages(run_view_type)
     node = parse_filter(filter_string)
-    keys = compile_runs.sort_keys(parse_order_by(order_by))
+    planned = compile_runs.plan(node, parse_order_by(order_by))
+    keys = planned.keys
     print_ = sql.fingerprint("runs", project_id, ids, stages, filter_string, order_by)
     after = sql.decode_token(page_token, print_, len(keys))
-    query = select(runs, *sql.select_columns(keys)).where(
-        runs.c.project_id == project_id,
-        runs.c.experiment_id.in_(ids),
-        runs.c.lifecycle_stage.in_(stages),
+    query = (
+        select(runs, *sql.select_columns(keys))
+        .select_from(planned.source)
+        .where(
+            runs.c.project_id == project_id,
+            runs.c.experiment_id.in_(ids),
+            runs.c.lifecycle_stage.in_(stages),
+            *planned.conditions,
+        )
     )
-    if node is not None:
-        query = query.where(compile_runs.condition(node))
-    if after is not None:
-        query = query.where(sql.after(keys, after))
-    query = query.order_by(*sql.order_clauses(keys)).limit(max_results + 1)
     if not ids:
         return Page([], None)
     with db.read() as conn:
-        rows = conn.execute(query).all()
+        rows = sql.fetch_page(conn, query, keys, after, max_results + 1)
         page, more = rows[:max_results], len(rows) > max_results
         found = hydrate(conn, page)
     token = None

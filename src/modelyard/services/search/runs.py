@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import ColumnElement, case, exists, select
+from sqlalchemy import ColumnElement, FromClause, and_, case, exists, or_, select
 
 from modelyard.db.schema import datasets, latest_metrics, params, run_inputs, run_tags, runs
 from modelyard.errors import InvalidParameter
@@ -66,31 +67,39 @@ def _unknown_attribute(key: str) -> InvalidParameter:
 
 
 def _metric(comp: Comparison) -> ColumnElement[bool]:
+    _check_metric_op(comp)
     lm = latest_metrics
-    if comp.op not in NUMERIC_OPS:
-        raise InvalidParameter(
-            f"Invalid comparator '{comp.op}' for metric '{comp.ident.key}'. "
-            f"Valid comparators: {', '.join(NUMERIC_OPS)}"
-        )
     test = numeric_condition(lm.c.value, comp, "metric")
     return exists().where(
         lm.c.run_id == runs.c.id, lm.c.key == comp.ident.key, lm.c.is_nan.is_(False), test
     )
 
 
+def _check_metric_op(comp: Comparison) -> None:
+    if comp.op not in NUMERIC_OPS:
+        raise InvalidParameter(
+            f"Invalid comparator '{comp.op}' for metric '{comp.ident.key}'. "
+            f"Valid comparators: {', '.join(NUMERIC_OPS)}"
+        )
+
+
+def _check_key_value_op(comp: Comparison) -> None:
+    if comp.op in {"IN", "NOT IN"}:
+        what = "param" if comp.ident.entity == "parameter" else "tag"
+        raise InvalidParameter(
+            f"Invalid comparator '{comp.op}' for {what}. Valid comparators: =, !=, LIKE, ILIKE, "
+            "IS NULL, IS NOT NULL"
+        )
+
+
 def _key_value(table: Any, comp: Comparison, entity: str) -> ColumnElement[bool]:
-    what = "param" if entity == "parameter" else "tag"
     present = exists().where(table.c.run_id == runs.c.id, table.c.key == comp.ident.key)
     if comp.op == "IS NULL":
         return ~present
     if comp.op == "IS NOT NULL":
         return present
-    if comp.op in {"IN", "NOT IN"}:
-        raise InvalidParameter(
-            f"Invalid comparator '{comp.op}' for {what}. Valid comparators: =, !=, LIKE, ILIKE, "
-            "IS NULL, IS NOT NULL"
-        )
-    test = string_condition(table.c.value, comp, what)
+    _check_key_value_op(comp)
+    test = string_condition(table.c.value, comp, "param" if entity == "parameter" else "tag")
     return exists().where(table.c.run_id == runs.c.id, table.c.key == comp.ident.key, test)
 
 
@@ -105,32 +114,87 @@ def _dataset(comp: Comparison) -> ColumnElement[bool]:
     return exists(select(1).select_from(joined).where(run_inputs.c.run_id == runs.c.id, test))
 
 
-def sort_keys(order: list[OrderKey]) -> list[SortKey]:
-    """ORDER BY keys: the requested ones, then start_time DESC, then run id (unique)."""
-    keys = [SortKey(_sort_expr(o.ident), o.descending) for o in order]
+@dataclass
+class RunQuery:
+    """The FROM clause, WHERE conditions and sort keys of one run search."""
+
+    source: FromClause
+    conditions: list[ColumnElement[bool]]
+    keys: list[SortKey]
+
+
+def plan(node: Node | None, order: list[OrderKey]) -> RunQuery:
+    """Compile a filter and ordering.
+
+    Top-level AND-ed comparisons on metrics, params and tags become inner joins on their
+    (run_id, key) primary keys, so the database may drive the search from the most selective
+    index; everything else (OR branches, IS NULL, datasets, attributes) becomes a condition.
+    Sort keys on metrics, params and tags are outer joins, read once per row.
+    """
+    source: FromClause = runs
+    conditions: list[ColumnElement[bool]] = []
+    conjuncts = node.items if isinstance(node, BoolOp) and node.op == "AND" else [node]
+    for i, item in enumerate(c for c in conjuncts if c is not None):
+        joinable = isinstance(item, Comparison) and item.op not in {"IS NULL", "IS NOT NULL"}
+        if joinable and isinstance(item, Comparison) and item.ident.entity in _KEYED:
+            alias = _KEYED[item.ident.entity].alias(f"f{i}")
+            source = source.join(alias, _owned(alias, item.ident.key))
+            conditions.append(_value_test(alias, item))
+        else:
+            conditions.append(condition(item))
+    keys: list[SortKey] = []
+    for i, wanted in enumerate(order):
+        entity = wanted.ident.entity
+        if entity in _KEYED:
+            alias = _KEYED[entity].alias(f"s{i}")
+            source = source.outerjoin(alias, _owned(alias, wanted.ident.key))
+            plain = alias.c.value
+            if entity == "metric":
+                expr = case((alias.c.is_nan.is_(True), None), else_=plain)
+                present = alias.c.is_nan == False  # noqa: E712 (null-rejecting on purpose)
+                absent = or_(alias.c.is_nan.is_(None), alias.c.is_nan.is_(True))
+            else:
+                expr, present, absent = plain, plain.is_not(None), plain.is_(None)
+            keys.append(SortKey(expr, wanted.descending, True, present, absent, plain))
+        else:
+            column = _attribute_column(wanted.ident)
+            keys.append(
+                SortKey(
+                    column,
+                    wanted.descending,
+                    column.nullable,
+                    column.is_not(None),
+                    column.is_(None),
+                    column,
+                )
+            )
     if not any(o.ident == Ident("attribute", "start_time") for o in order):
-        keys.append(SortKey(runs.c.start_time, descending=True))
+        keys.append(SortKey(runs.c.start_time, descending=True, nullable=False))
     keys.append(SortKey(runs.c.id, descending=False, nullable=False))
-    return keys
+    return RunQuery(source, conditions, keys)
 
 
-def _sort_expr(ident: Ident) -> Any:
-    key = ident.key
-    if ident.entity == "metric":
-        lm = latest_metrics
-        value = case((lm.c.is_nan.is_(True), None), else_=lm.c.value)
-        return select(value).where(lm.c.run_id == runs.c.id, lm.c.key == key).scalar_subquery()
-    if ident.entity in {"parameter", "tag"}:
-        table = params if ident.entity == "parameter" else run_tags
-        return (
-            select(table.c.value)
-            .where(table.c.run_id == runs.c.id, table.c.key == key)
-            .scalar_subquery()
-        )
-    if ident.entity == "attribute":
-        if key in STRING_ATTRIBUTES:
-            return STRING_ATTRIBUTES[key]
-        if key in NUMERIC_ATTRIBUTES:
-            return NUMERIC_ATTRIBUTES[key]
-        raise _unknown_attribute(key)
-    raise InvalidParameter(f"Invalid order_by entity '{ident.entity}' for runs.")
+_KEYED: dict[str, Any] = {"metric": latest_metrics, "parameter": params, "tag": run_tags}
+
+
+def _owned(alias: Any, key: str) -> ColumnElement[bool]:
+    return and_(alias.c.run_id == runs.c.id, alias.c.key == key)
+
+
+def _value_test(alias: Any, comp: Comparison) -> ColumnElement[bool]:
+    if comp.ident.entity == "metric":
+        _check_metric_op(comp)
+        return and_(alias.c.is_nan.is_(False), numeric_condition(alias.c.value, comp, "metric"))
+    _check_key_value_op(comp)
+    what = "param" if comp.ident.entity == "parameter" else "tag"
+    return string_condition(alias.c.value, comp, what)
+
+
+def _attribute_column(ident: Ident) -> Any:
+    if ident.entity != "attribute":
+        raise InvalidParameter(f"Invalid order_by entity '{ident.entity}' for runs.")
+    if ident.key in STRING_ATTRIBUTES:
+        return STRING_ATTRIBUTES[ident.key]
+    if ident.key in NUMERIC_ATTRIBUTES:
+        return NUMERIC_ATTRIBUTES[ident.key]
+    raise _unknown_attribute(ident.key)

@@ -6,11 +6,11 @@ import base64
 import binascii
 import hashlib
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import orjson
-from sqlalchemy import ColumnElement, and_, case, false, func, literal, or_
+from sqlalchemy import ColumnElement, Connection, Row, Select, and_, case, false, func, literal, or_
 
 from modelyard.errors import InvalidParameter
 from modelyard.services.search.grammar import Comparison, Value
@@ -94,11 +94,19 @@ def combine(op: str, items: Sequence[ColumnElement[bool]]) -> ColumnElement[bool
 
 @dataclass(frozen=True)
 class SortKey:
-    """One ORDER BY column; NULLs always sort last, whichever the direction."""
+    """One ORDER BY column; NULLs always sort last, whichever the direction.
+
+    For a nullable key, ``present`` is a null-rejecting condition that the row has a value (so
+    an outer join becomes an inner one), ``absent`` its complement, and ``plain`` an
+    expression equal to ``expr`` on present rows that an index can order by.
+    """
 
     expr: Any
     descending: bool
     nullable: bool = True
+    present: Any = None
+    absent: Any = None
+    plain: Any = None
 
 
 def order_clauses(keys: Sequence[SortKey]) -> list[Any]:
@@ -110,6 +118,40 @@ def order_clauses(keys: Sequence[SortKey]) -> list[Any]:
     return clauses
 
 
+def fetch_page(
+    conn: Connection,
+    base: Select[Any],
+    keys: Sequence[SortKey],
+    after: list[Any] | None,
+    limit: int,
+) -> list[Row[Any]]:
+    """Up to ``limit`` rows of ``base`` in key order, strictly after the ``after`` values.
+
+    When the first key is nullable, the rows that have a value and the rows that have none are
+    read by two queries: the first can then walk an index in order and stop after ``limit``
+    rows instead of sorting every match.
+    """
+    first, rest = keys[0], list(keys[1:])
+    if not first.nullable or first.present is None:
+        query = base if after is None else base.where(_after(keys, after))
+        return list(conn.execute(query.order_by(*order_clauses(keys)).limit(limit)).all())
+    rows: list[Row[Any]] = []
+    if after is None or after[0] is not None:
+        head = [replace(first, expr=first.plain, nullable=False), *rest]
+        query = base.where(first.present)
+        if after is not None:
+            bound = first.plain <= after[0] if first.descending else first.plain >= after[0]
+            query = query.where(bound, _after(head, after))
+        rows = list(conn.execute(query.order_by(*order_clauses(head)).limit(limit)).all())
+    if len(rows) < limit:
+        query = base.where(first.absent)
+        if after is not None and after[0] is None:
+            query = query.where(_after(rest, after[1:]))
+        tail = query.order_by(*order_clauses(rest)).limit(limit - len(rows))
+        rows += conn.execute(tail).all()
+    return rows
+
+
 def select_columns(keys: Sequence[SortKey]) -> list[Any]:
     return [key.expr.label(f"_sort{i}") for i, key in enumerate(keys)]
 
@@ -118,7 +160,7 @@ def _null_flag(expr: Any) -> Any:
     return case((expr.is_(None), 1), else_=0)
 
 
-def after(keys: Sequence[SortKey], values: Sequence[Any]) -> ColumnElement[bool]:
+def _after(keys: Sequence[SortKey], values: Sequence[Any]) -> ColumnElement[bool]:
     """Rows strictly after the row whose sort values are ``values`` (keyset paging)."""
     branches: list[ColumnElement[bool]] = []
     equal_so_far: list[ColumnElement[bool]] = []

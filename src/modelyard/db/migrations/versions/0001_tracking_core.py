@@ -53,6 +53,7 @@ def upgrade() -> None:
         sa.Column("key", sa.String(250), nullable=False),
         sa.Column("value", sa.Text, nullable=False),
         sa.PrimaryKeyConstraint("experiment_id", "key", name="pk_experiment_tags"),
+        sqlite_with_rowid=False,
     )
     op.create_table(
         "runs",
@@ -62,7 +63,7 @@ def upgrade() -> None:
         sa.Column("name", sa.String(250), nullable=False),
         sa.Column("user_id", sa.String(256), nullable=False),
         sa.Column("status", sa.String(16), nullable=False),
-        sa.Column("start_time", sa.BigInteger, nullable=True),
+        sa.Column("start_time", sa.BigInteger, nullable=False),
         sa.Column("end_time", sa.BigInteger, nullable=True),
         sa.Column("artifact_uri", sa.Text, nullable=True),
         sa.Column("lifecycle_stage", sa.String(32), nullable=False),
@@ -75,6 +76,7 @@ def upgrade() -> None:
         sa.Column("key", sa.String(250), nullable=False),
         sa.Column("value", sa.Text, nullable=False),
         sa.PrimaryKeyConstraint("run_id", "key", name="pk_params"),
+        sqlite_with_rowid=False,
     )
     op.create_index("ix_params_key_value", "params", ["key", "value"])
     op.create_table(
@@ -83,8 +85,9 @@ def upgrade() -> None:
         sa.Column("key", sa.String(250), nullable=False),
         sa.Column("value", sa.Text, nullable=False),
         sa.PrimaryKeyConstraint("run_id", "key", name="pk_run_tags"),
+        sqlite_with_rowid=False,
     )
-    op.create_index("ix_run_tags_key", "run_tags", ["key"])
+    op.create_index("ix_run_tags_key_value", "run_tags", ["key", "value"])
     op.create_table(
         "metrics",
         *_point_columns(),
@@ -99,8 +102,9 @@ def upgrade() -> None:
         "latest_metrics",
         *_point_columns(),
         sa.PrimaryKeyConstraint("run_id", "key", name="pk_latest_metrics"),
+        sqlite_with_rowid=False,
     )
-    op.create_index("ix_latest_metrics_key_value", "latest_metrics", ["key", "value"])
+    op.create_index("ix_latest_metrics_key_value", "latest_metrics", ["key", "value", "is_nan"])
     op.create_table(
         "datasets",
         sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
