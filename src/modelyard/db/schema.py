@@ -55,10 +55,12 @@ experiment_tags = Table(
     sqlite_with_rowid=False,
 )
 
+# Candidates. ``pk`` is the internal key every child row points at; ``id`` is the public run id.
 runs = Table(
     "runs",
     metadata,
-    Column("id", String(64), primary_key=True),
+    Column("pk", Integer, primary_key=True, autoincrement=True),
+    Column("id", String(64), nullable=False, unique=True),
     Column("project_id", Integer, ForeignKey("projects.id"), nullable=False),
     Column("experiment_id", Integer, ForeignKey("experiments.id"), nullable=False),
     Column("name", String(250), nullable=False),
@@ -69,36 +71,34 @@ runs = Table(
     Column("artifact_uri", Text, nullable=True),
     Column("lifecycle_stage", String(32), nullable=False),
     Column("deleted_time", BigInteger, nullable=True),
-    Index("ix_runs_experiment_start", "experiment_id", "start_time", "id"),
+    Index("ix_runs_experiment_start", "experiment_id", "start_time"),
 )
 
-params = Table(
-    "params",
-    metadata,
-    Column("run_id", String(64), ForeignKey("runs.id"), nullable=False),
-    Column("key", String(250), nullable=False),
-    Column("value", Text, nullable=False),
-    PrimaryKeyConstraint("run_id", "key", name="pk_params"),
-    Index("ix_params_key_value", "key", "value"),
-    sqlite_with_rowid=False,
-)
 
-run_tags = Table(
-    "run_tags",
-    metadata,
-    Column("run_id", String(64), ForeignKey("runs.id"), nullable=False),
-    Column("key", String(250), nullable=False),
-    Column("value", Text, nullable=False),
-    PrimaryKeyConstraint("run_id", "key", name="pk_run_tags"),
-    Index("ix_run_tags_key_value", "key", "value"),
-    sqlite_with_rowid=False,
-)
+def _key_value_table(name: str) -> Table:
+    """params and run_tags: one value per (run, key). SQLite indexes (key, value) for
+    filters; PostgreSQL indexes key only, since values may exceed its index row size."""
+    return Table(
+        name,
+        metadata,
+        Column("run_pk", Integer, ForeignKey("runs.pk"), nullable=False),
+        Column("key", String(250), nullable=False),
+        Column("value", Text, nullable=False),
+        PrimaryKeyConstraint("run_pk", "key", name=f"pk_{name}"),
+        Index(f"ix_{name}_key_value", "key", "value").ddl_if(dialect="sqlite"),
+        Index(f"ix_{name}_key", "key").ddl_if(dialect="postgresql"),
+        sqlite_with_rowid=False,
+    )
+
+
+params = _key_value_table("params")
+run_tags = _key_value_table("run_tags")
 
 # Every logged point. NaN is stored as is_nan with value 0 so that the unique key deduplicates it.
 metrics = Table(
     "metrics",
     metadata,
-    Column("run_id", String(64), ForeignKey("runs.id"), nullable=False),
+    Column("run_pk", Integer, ForeignKey("runs.pk"), nullable=False),
     Column("key", String(250), nullable=False),
     Column("step", BigInteger, nullable=False),
     Column("timestamp", BigInteger, nullable=False),
@@ -108,7 +108,7 @@ metrics = Table(
     Column("dataset_name", String(500), nullable=True),
     Column("dataset_digest", String(64), nullable=True),
     UniqueConstraint(
-        "run_id", "key", "step", "timestamp", "value", "is_nan", name="uq_metrics_point"
+        "run_pk", "key", "step", "timestamp", "value", "is_nan", name="uq_metrics_point"
     ),
 )
 
@@ -116,13 +116,13 @@ metrics = Table(
 latest_metrics = Table(
     "latest_metrics",
     metadata,
-    Column("run_id", String(64), ForeignKey("runs.id"), nullable=False),
+    Column("run_pk", Integer, ForeignKey("runs.pk"), nullable=False),
     Column("key", String(250), nullable=False),
     Column("step", BigInteger, nullable=False),
     Column("timestamp", BigInteger, nullable=False),
     Column("value", Float, nullable=False),
     Column("is_nan", Boolean, nullable=False),
-    PrimaryKeyConstraint("run_id", "key", name="pk_latest_metrics"),
+    PrimaryKeyConstraint("run_pk", "key", name="pk_latest_metrics"),
     Index("ix_latest_metrics_key_value", "key", "value", "is_nan"),
     sqlite_with_rowid=False,
 )
@@ -144,20 +144,20 @@ datasets = Table(
 run_inputs = Table(
     "run_inputs",
     metadata,
-    Column("run_id", String(64), ForeignKey("runs.id"), nullable=False),
+    Column("run_pk", Integer, ForeignKey("runs.pk"), nullable=False),
     Column("dataset_id", Integer, ForeignKey("datasets.id"), nullable=False),
     Column("context", String(250), nullable=True),
     Column("tags_json", Text, nullable=False),
-    PrimaryKeyConstraint("run_id", "dataset_id", name="pk_run_inputs"),
+    PrimaryKeyConstraint("run_pk", "dataset_id", name="pk_run_inputs"),
     Index("ix_run_inputs_dataset", "dataset_id"),
 )
 
 run_model_links = Table(
     "run_model_links",
     metadata,
-    Column("run_id", String(64), ForeignKey("runs.id"), nullable=False),
+    Column("run_pk", Integer, ForeignKey("runs.pk"), nullable=False),
     Column("model_id", String(64), nullable=False),
     Column("direction", String(8), nullable=False),
     Column("step", BigInteger, nullable=False),
-    PrimaryKeyConstraint("run_id", "model_id", "direction", name="pk_run_model_links"),
+    PrimaryKeyConstraint("run_pk", "model_id", "direction", name="pk_run_model_links"),
 )

@@ -38,13 +38,12 @@ def history(
         )
     print_ = sql.fingerprint("history", checked, key)
     after = sql.decode_token(page_token, print_, 4)
-    query = select(*_COLUMNS).where(metrics.c.run_id == checked, metrics.c.key == key)
-    if after is not None:
-        query = query.where(tuple_(*_COLUMNS) > tuple(after))
-    query = query.order_by(*_COLUMNS).limit(limit + 1)
     with db.read() as conn:
-        run_service.load_row(conn, project_id, checked)
-        rows = conn.execute(query).all()
+        run = run_service.load_row(conn, project_id, checked)
+        query = select(*_COLUMNS).where(metrics.c.run_pk == run.pk, metrics.c.key == key)
+        if after is not None:
+            query = query.where(tuple_(*_COLUMNS) > tuple(after))
+        rows = conn.execute(query.order_by(*_COLUMNS).limit(limit + 1)).all()
     page = rows[:limit]
     points = [Metric(key, float("nan") if r.is_nan else r.value, r.timestamp, r.step) for r in page]
     token = None
@@ -65,9 +64,7 @@ def bulk_interval(
 ) -> list[Metric]:
     """Histories of several runs, sampled to at most ``max_results`` steps per run."""
     if not run_ids:
-        raise InvalidParameter(
-            "GetMetricHistoryBulkInterval request must specify at least one run_id."
-        )
+        raise InvalidParameter("At least one run_id is required.")
     if len(run_ids) > MAX_BULK_RUNS:
         raise InvalidParameter(f"At most {MAX_BULK_RUNS} run_ids may be given; got {len(run_ids)}.")
     if not key:
@@ -84,8 +81,8 @@ def bulk_interval(
     out: list[Metric] = []
     with db.read() as conn:
         for run_id in dict.fromkeys(run_ids):
-            run_service.load_row(conn, project_id, validation.run_id(run_id, "run_ids"))
-            query = select(*_COLUMNS).where(metrics.c.run_id == run_id, metrics.c.key == key)
+            run = run_service.load_row(conn, project_id, validation.run_id(run_id, "run_ids"))
+            query = select(*_COLUMNS).where(metrics.c.run_pk == run.pk, metrics.c.key == key)
             if start_step is not None:
                 query = query.where(metrics.c.step.between(start_step, end_step))
             rows = conn.execute(query.order_by(*_COLUMNS)).all()

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
-from sqlalchemy import Connection, delete, insert, select, tuple_, update
+from sqlalchemy import Connection, Row, delete, insert, select, tuple_, update
 
 from modelyard.db.dialect import insert_for
 from modelyard.db.engine import Database
@@ -75,20 +75,20 @@ def check_batch(
 def log_batch(db: Database, project_id: int, run_id: str | None, batch: Batch) -> None:
     checked = validation.run_id(run_id)
     with db.write() as conn:
-        run_service.load_active(conn, project_id, checked)
+        run = run_service.load_active(conn, project_id, checked)
         if batch.params:
-            _insert_params(conn, checked, batch.params)
+            _insert_params(conn, run, batch.params)
         if batch.metrics:
-            _insert_metrics(conn, checked, batch.metrics)
+            _insert_metrics(conn, run.pk, batch.metrics)
         for key, value in batch.tags.items():
-            _set_tag(conn, checked, key, value)
+            _set_tag(conn, run.pk, key, value)
 
 
-def _insert_params(conn: Connection, run_id: str, values: dict[str, str]) -> None:
+def _insert_params(conn: Connection, run: Row[Any], values: dict[str, str]) -> None:
     existing = dict(
         conn.execute(
             select(params.c.key, params.c.value).where(
-                params.c.run_id == run_id, params.c.key.in_(list(values))
+                params.c.run_pk == run.pk, params.c.key.in_(list(values))
             )
         ).all()
     )
@@ -99,22 +99,22 @@ def _insert_params(conn: Connection, run_id: str, values: dict[str, str]) -> Non
         )
         raise InvalidParameter(
             "Changing param values is not allowed. Params were already logged for run "
-            f"ID='{run_id}' with different values: {detail}."
+            f"ID='{run.id}' with different values: {detail}."
         )
     fresh = [
-        {"run_id": run_id, "key": k, "value": v} for k, v in values.items() if k not in existing
+        {"run_pk": run.pk, "key": k, "value": v} for k, v in values.items() if k not in existing
     ]
     if fresh:
         conn.execute(insert(params), fresh)
 
 
-def _insert_metrics(conn: Connection, run_id: str, points: list[Metric]) -> None:
+def _insert_metrics(conn: Connection, run_pk: int, points: list[Metric]) -> None:
     rows: list[dict[str, Any]] = []
     latest: dict[str, dict[str, Any]] = {}
     for p in points:
         nan = math.isnan(p.value)
         row = {
-            "run_id": run_id,
+            "run_pk": run_pk,
             "key": p.key,
             "step": p.step,
             "timestamp": p.timestamp,
@@ -137,7 +137,7 @@ def _insert_metrics(conn: Connection, run_id: str, points: list[Metric]) -> None
     current = tuple_(latest_metrics.c.step, latest_metrics.c.timestamp, latest_metrics.c.value)
     incoming = tuple_(stmt.excluded.step, stmt.excluded.timestamp, stmt.excluded.value)
     stmt = stmt.on_conflict_do_update(
-        index_elements=[latest_metrics.c.run_id, latest_metrics.c.key],
+        index_elements=[latest_metrics.c.run_pk, latest_metrics.c.key],
         set_={c: stmt.excluded[c] for c in ("step", "timestamp", "value", "is_nan")},
         where=incoming > current,
     )
@@ -148,11 +148,11 @@ def _order(row: dict[str, Any]) -> tuple[int, int, float]:
     return (row["step"], row["timestamp"], row["value"])
 
 
-def _set_tag(conn: Connection, run_id: str, key: str, value: str) -> None:
+def _set_tag(conn: Connection, run_pk: int, key: str, value: str) -> None:
     if key == run_service.RUN_NAME_TAG:
         name = validation.bounded(value, validation.MAX_RUN_NAME_LENGTH, "Run name")
-        conn.execute(update(runs).where(runs.c.id == run_id).values(name=name))
-    run_service.set_tag_row(conn, run_id, key, value)
+        conn.execute(update(runs).where(runs.c.pk == run_pk).values(name=name))
+    run_service.set_tag_row(conn, run_pk, key, value)
 
 
 def delete_tag(db: Database, project_id: int, run_id: str | None, key: str | None) -> None:
@@ -160,9 +160,9 @@ def delete_tag(db: Database, project_id: int, run_id: str | None, key: str | Non
     if not key:
         raise InvalidParameter("Missing value for required parameter 'key'.")
     with db.write() as conn:
-        run_service.load_active(conn, project_id, checked)
+        run = run_service.load_active(conn, project_id, checked)
         gone = conn.execute(
-            delete(run_tags).where(run_tags.c.run_id == checked, run_tags.c.key == key)
+            delete(run_tags).where(run_tags.c.run_pk == run.pk, run_tags.c.key == key)
         ).rowcount
         if not gone:
             raise NotFound(f"No tag with name: {key} in run with id {checked}")
@@ -187,13 +187,13 @@ def log_inputs(
             conn.execute(
                 insert_for(conn, run_inputs).on_conflict_do_nothing(),
                 {
-                    "run_id": checked,
+                    "run_pk": run.pk,
                     "dataset_id": dataset_id,
                     "context": item.tags.get(CONTEXT_TAG),
                     "tags_json": orjson.dumps(item.tags).decode(),
                 },
             )
-        _link_models(conn, checked, [(m, 0) for m in model_ids], "input")
+        _link_models(conn, run.pk, [(m, 0) for m in model_ids], "input")
 
 
 def log_outputs(
@@ -201,19 +201,19 @@ def log_outputs(
 ) -> None:
     checked = validation.run_id(run_id)
     with db.write() as conn:
-        run_service.load_active(conn, project_id, checked)
-        _link_models(conn, checked, models, "output")
+        run = run_service.load_active(conn, project_id, checked)
+        _link_models(conn, run.pk, models, "output")
 
 
 def _link_models(
-    conn: Connection, run_id: str, models: list[tuple[str, int]], direction: str
+    conn: Connection, run_pk: int, models: list[tuple[str, int]], direction: str
 ) -> None:
     for model_id, step in models:
         if not model_id:
             raise InvalidParameter("Missing value for required parameter 'model_id'.")
         conn.execute(
             insert_for(conn, run_model_links).on_conflict_do_nothing(),
-            {"run_id": run_id, "model_id": model_id, "direction": direction, "step": step},
+            {"run_pk": run_pk, "model_id": model_id, "direction": direction, "step": step},
         )
 
 

@@ -104,9 +104,9 @@ def create(
             "artifact_uri": f"{location}/{run_id}/artifacts",
             "lifecycle_stage": ACTIVE,
         }
-        conn.execute(insert(runs).values(**row))
+        pk = conn.execute(insert(runs).values(**row).returning(runs.c.pk)).scalar_one()
         conn.execute(
-            insert(run_tags), [{"run_id": run_id, "key": k, "value": v} for k, v in checked.items()]
+            insert(run_tags), [{"run_pk": pk, "key": k, "value": v} for k, v in checked.items()]
         )
     return Run(info=_info(row), tags=checked)
 
@@ -139,29 +139,29 @@ def get(db: Database, project_id: int, run_id: str | None) -> Run:
 
 def hydrate(conn: Connection, rows: Sequence[Row[Any]]) -> list[Run]:
     """Full runs (params, tags, latest metrics, inputs, outputs) in a fixed number of queries."""
-    found = {row.id: Run(info=_info(row)) for row in rows}
-    ids = list(found)
-    if not ids:
+    found = {row.pk: Run(info=_info(row)) for row in rows}
+    pks = list(found)
+    if not pks:
         return []
-    for r in conn.execute(select(params).where(params.c.run_id.in_(ids))):
-        found[r.run_id].params[r.key] = r.value
-    for r in conn.execute(select(run_tags).where(run_tags.c.run_id.in_(ids))):
-        found[r.run_id].tags[r.key] = r.value
-    for r in conn.execute(select(latest_metrics).where(latest_metrics.c.run_id.in_(ids))):
+    for r in conn.execute(select(params).where(params.c.run_pk.in_(pks))):
+        found[r.run_pk].params[r.key] = r.value
+    for r in conn.execute(select(run_tags).where(run_tags.c.run_pk.in_(pks))):
+        found[r.run_pk].tags[r.key] = r.value
+    for r in conn.execute(select(latest_metrics).where(latest_metrics.c.run_pk.in_(pks))):
         value = float("nan") if r.is_nan else r.value
-        found[r.run_id].metrics.append(Metric(r.key, value, r.timestamp, r.step))
+        found[r.run_pk].metrics.append(Metric(r.key, value, r.timestamp, r.step))
     joined = run_inputs.join(datasets, datasets.c.id == run_inputs.c.dataset_id)
-    inputs = select(run_inputs.c.run_id, run_inputs.c.tags_json, datasets).select_from(joined)
-    for r in conn.execute(inputs.where(run_inputs.c.run_id.in_(ids)).order_by(datasets.c.id)):
+    inputs = select(run_inputs.c.run_pk, run_inputs.c.tags_json, datasets).select_from(joined)
+    for r in conn.execute(inputs.where(run_inputs.c.run_pk.in_(pks)).order_by(datasets.c.id)):
         dataset = Dataset(r.name, r.digest, r.source_type, r.source, r.schema, r.profile)
-        found[r.run_id].dataset_inputs.append(DatasetInput(dataset, orjson.loads(r.tags_json)))
-    links = select(run_model_links).where(run_model_links.c.run_id.in_(ids))
+        found[r.run_pk].dataset_inputs.append(DatasetInput(dataset, orjson.loads(r.tags_json)))
+    links = select(run_model_links).where(run_model_links.c.run_pk.in_(pks))
     for r in conn.execute(links):
         if r.direction == "input":
-            found[r.run_id].model_inputs.append(r.model_id)
+            found[r.run_pk].model_inputs.append(r.model_id)
         else:
-            found[r.run_id].model_outputs.append((r.model_id, r.step))
-    return [found[row.id] for row in rows]
+            found[r.run_pk].model_outputs.append((r.model_id, r.step))
+    return [found[row.pk] for row in rows]
 
 
 def update_info(
@@ -184,16 +184,16 @@ def update_info(
     with db.write() as conn:
         row = load_active(conn, project_id, checked)
         if values:
-            conn.execute(update(runs).where(runs.c.id == checked).values(**values))
+            conn.execute(update(runs).where(runs.c.pk == row.pk).values(**values))
         if run_name:
-            set_tag_row(conn, checked, RUN_NAME_TAG, values["name"])
+            set_tag_row(conn, row.pk, RUN_NAME_TAG, values["name"])
         merged = {**row._mapping, **values}
     return _info(merged)
 
 
-def set_tag_row(conn: Connection, run_id: str, key: str, value: str) -> None:
-    conn.execute(delete(run_tags).where(run_tags.c.run_id == run_id, run_tags.c.key == key))
-    conn.execute(insert(run_tags).values(run_id=run_id, key=key, value=value))
+def set_tag_row(conn: Connection, run_pk: int, key: str, value: str) -> None:
+    conn.execute(delete(run_tags).where(run_tags.c.run_pk == run_pk, run_tags.c.key == key))
+    conn.execute(insert(run_tags).values(run_pk=run_pk, key=key, value=value))
 
 
 def set_lifecycle(db: Database, project_id: int, run_id: str | None, stage: str) -> None:
@@ -208,7 +208,7 @@ def set_lifecycle(db: Database, project_id: int, run_id: str | None, stage: str)
                 )
         conn.execute(
             update(runs)
-            .where(runs.c.id == checked)
+            .where(runs.c.pk == row.pk)
             .values(lifecycle_stage=stage, deleted_time=now_ms() if stage == DELETED else None)
         )
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import ColumnElement, FromClause, and_, case, exists, or_, select
+from sqlalchemy import ColumnElement, FromClause, and_, case, or_, select
 
 from modelyard.db.schema import datasets, latest_metrics, params, run_inputs, run_tags, runs
 from modelyard.errors import InvalidParameter
@@ -70,9 +70,13 @@ def _metric(comp: Comparison) -> ColumnElement[bool]:
     _check_metric_op(comp)
     lm = latest_metrics
     test = numeric_condition(lm.c.value, comp, "metric")
-    return exists().where(
-        lm.c.run_id == runs.c.id, lm.c.key == comp.ident.key, lm.c.is_nan.is_(False), test
-    )
+    return _owner_in(lm, comp.ident.key, lm.c.is_nan == False, test)  # noqa: E712
+
+
+def _owner_in(table: Any, key: str, *tests: ColumnElement[bool]) -> ColumnElement[bool]:
+    """``runs.pk IN (rows of table with this key passing tests)``: a semi-join that the
+    database answers from the (key, value) index, as a set or a hash."""
+    return runs.c.pk.in_(select(table.c.run_pk).where(table.c.key == key, *tests))
 
 
 def _check_metric_op(comp: Comparison) -> None:
@@ -93,14 +97,13 @@ def _check_key_value_op(comp: Comparison) -> None:
 
 
 def _key_value(table: Any, comp: Comparison, entity: str) -> ColumnElement[bool]:
-    present = exists().where(table.c.run_id == runs.c.id, table.c.key == comp.ident.key)
     if comp.op == "IS NULL":
-        return ~present
+        return ~_owner_in(table, comp.ident.key)
     if comp.op == "IS NOT NULL":
-        return present
+        return _owner_in(table, comp.ident.key)
     _check_key_value_op(comp)
     test = string_condition(table.c.value, comp, "param" if entity == "parameter" else "tag")
-    return exists().where(table.c.run_id == runs.c.id, table.c.key == comp.ident.key, test)
+    return _owner_in(table, comp.ident.key, test)
 
 
 def _dataset(comp: Comparison) -> ColumnElement[bool]:
@@ -111,7 +114,7 @@ def _dataset(comp: Comparison) -> ColumnElement[bool]:
         )
     test = string_condition(column, comp, f"dataset {comp.ident.key}")
     joined = run_inputs.join(datasets, datasets.c.id == run_inputs.c.dataset_id)
-    return exists(select(1).select_from(joined).where(run_inputs.c.run_id == runs.c.id, test))
+    return runs.c.pk.in_(select(run_inputs.c.run_pk).select_from(joined).where(test))
 
 
 @dataclass
@@ -126,22 +129,12 @@ class RunQuery:
 def plan(node: Node | None, order: list[OrderKey]) -> RunQuery:
     """Compile a filter and ordering.
 
-    Top-level AND-ed comparisons on metrics, params and tags become inner joins on their
-    (run_id, key) primary keys, so the database may drive the search from the most selective
-    index; everything else (OR branches, IS NULL, datasets, attributes) becomes a condition.
-    Sort keys on metrics, params and tags are outer joins, read once per row.
+    Comparisons on metrics, params, tags and datasets become semi-joins (``pk IN (...)``)
+    answered from their (key, value) indexes. Sort keys on metrics, params and tags are outer
+    joins on the (run, key) primary key, read once per row.
     """
     source: FromClause = runs
-    conditions: list[ColumnElement[bool]] = []
-    conjuncts = node.items if isinstance(node, BoolOp) and node.op == "AND" else [node]
-    for i, item in enumerate(c for c in conjuncts if c is not None):
-        joinable = isinstance(item, Comparison) and item.op not in {"IS NULL", "IS NOT NULL"}
-        if joinable and isinstance(item, Comparison) and item.ident.entity in _KEYED:
-            alias = _KEYED[item.ident.entity].alias(f"f{i}")
-            source = source.join(alias, _owned(alias, item.ident.key))
-            conditions.append(_value_test(alias, item))
-        else:
-            conditions.append(condition(item))
+    conditions = [] if node is None else [condition(node)]
     keys: list[SortKey] = []
     for i, wanted in enumerate(order):
         entity = wanted.ident.entity
@@ -178,16 +171,7 @@ _KEYED: dict[str, Any] = {"metric": latest_metrics, "parameter": params, "tag": 
 
 
 def _owned(alias: Any, key: str) -> ColumnElement[bool]:
-    return and_(alias.c.run_id == runs.c.id, alias.c.key == key)
-
-
-def _value_test(alias: Any, comp: Comparison) -> ColumnElement[bool]:
-    if comp.ident.entity == "metric":
-        _check_metric_op(comp)
-        return and_(alias.c.is_nan.is_(False), numeric_condition(alias.c.value, comp, "metric"))
-    _check_key_value_op(comp)
-    what = "param" if comp.ident.entity == "parameter" else "tag"
-    return string_condition(alias.c.value, comp, what)
+    return and_(alias.c.run_pk == runs.c.pk, alias.c.key == key)
 
 
 def _attribute_column(ident: Ident) -> Any:

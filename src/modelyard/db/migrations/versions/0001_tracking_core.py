@@ -17,7 +17,7 @@ depends_on = None
 
 def _point_columns() -> list[sa.Column[object]]:
     return [
-        sa.Column("run_id", sa.String(64), sa.ForeignKey("runs.id"), nullable=False),
+        sa.Column("run_pk", sa.Integer, sa.ForeignKey("runs.pk"), nullable=False),
         sa.Column("key", sa.String(250), nullable=False),
         sa.Column("step", sa.BigInteger, nullable=False),
         sa.Column("timestamp", sa.BigInteger, nullable=False),
@@ -57,7 +57,8 @@ def upgrade() -> None:
     )
     op.create_table(
         "runs",
-        sa.Column("id", sa.String(64), primary_key=True),
+        sa.Column("pk", sa.Integer, primary_key=True, autoincrement=True),
+        sa.Column("id", sa.String(64), nullable=False, unique=True),
         sa.Column("project_id", sa.Integer, sa.ForeignKey("projects.id"), nullable=False),
         sa.Column("experiment_id", sa.Integer, sa.ForeignKey("experiments.id"), nullable=False),
         sa.Column("name", sa.String(250), nullable=False),
@@ -69,25 +70,21 @@ def upgrade() -> None:
         sa.Column("lifecycle_stage", sa.String(32), nullable=False),
         sa.Column("deleted_time", sa.BigInteger, nullable=True),
     )
-    op.create_index("ix_runs_experiment_start", "runs", ["experiment_id", "start_time", "id"])
-    op.create_table(
-        "params",
-        sa.Column("run_id", sa.String(64), sa.ForeignKey("runs.id"), nullable=False),
-        sa.Column("key", sa.String(250), nullable=False),
-        sa.Column("value", sa.Text, nullable=False),
-        sa.PrimaryKeyConstraint("run_id", "key", name="pk_params"),
-        sqlite_with_rowid=False,
-    )
-    op.create_index("ix_params_key_value", "params", ["key", "value"])
-    op.create_table(
-        "run_tags",
-        sa.Column("run_id", sa.String(64), sa.ForeignKey("runs.id"), nullable=False),
-        sa.Column("key", sa.String(250), nullable=False),
-        sa.Column("value", sa.Text, nullable=False),
-        sa.PrimaryKeyConstraint("run_id", "key", name="pk_run_tags"),
-        sqlite_with_rowid=False,
-    )
-    op.create_index("ix_run_tags_key_value", "run_tags", ["key", "value"])
+    op.create_index("ix_runs_experiment_start", "runs", ["experiment_id", "start_time"])
+    sqlite = op.get_bind().dialect.name == "sqlite"
+    for name in ("params", "run_tags"):
+        op.create_table(
+            name,
+            sa.Column("run_pk", sa.Integer, sa.ForeignKey("runs.pk"), nullable=False),
+            sa.Column("key", sa.String(250), nullable=False),
+            sa.Column("value", sa.Text, nullable=False),
+            sa.PrimaryKeyConstraint("run_pk", "key", name=f"pk_{name}"),
+            sqlite_with_rowid=False,
+        )
+        if sqlite:
+            op.create_index(f"ix_{name}_key_value", name, ["key", "value"])
+        else:
+            op.create_index(f"ix_{name}_key", name, ["key"])
     op.create_table(
         "metrics",
         *_point_columns(),
@@ -95,13 +92,13 @@ def upgrade() -> None:
         sa.Column("dataset_name", sa.String(500), nullable=True),
         sa.Column("dataset_digest", sa.String(64), nullable=True),
         sa.UniqueConstraint(
-            "run_id", "key", "step", "timestamp", "value", "is_nan", name="uq_metrics_point"
+            "run_pk", "key", "step", "timestamp", "value", "is_nan", name="uq_metrics_point"
         ),
     )
     op.create_table(
         "latest_metrics",
         *_point_columns(),
-        sa.PrimaryKeyConstraint("run_id", "key", name="pk_latest_metrics"),
+        sa.PrimaryKeyConstraint("run_pk", "key", name="pk_latest_metrics"),
         sqlite_with_rowid=False,
     )
     op.create_index("ix_latest_metrics_key_value", "latest_metrics", ["key", "value", "is_nan"])
@@ -119,20 +116,20 @@ def upgrade() -> None:
     )
     op.create_table(
         "run_inputs",
-        sa.Column("run_id", sa.String(64), sa.ForeignKey("runs.id"), nullable=False),
+        sa.Column("run_pk", sa.Integer, sa.ForeignKey("runs.pk"), nullable=False),
         sa.Column("dataset_id", sa.Integer, sa.ForeignKey("datasets.id"), nullable=False),
         sa.Column("context", sa.String(250), nullable=True),
         sa.Column("tags_json", sa.Text, nullable=False),
-        sa.PrimaryKeyConstraint("run_id", "dataset_id", name="pk_run_inputs"),
+        sa.PrimaryKeyConstraint("run_pk", "dataset_id", name="pk_run_inputs"),
     )
     op.create_index("ix_run_inputs_dataset", "run_inputs", ["dataset_id"])
     op.create_table(
         "run_model_links",
-        sa.Column("run_id", sa.String(64), sa.ForeignKey("runs.id"), nullable=False),
+        sa.Column("run_pk", sa.Integer, sa.ForeignKey("runs.pk"), nullable=False),
         sa.Column("model_id", sa.String(64), nullable=False),
         sa.Column("direction", sa.String(8), nullable=False),
         sa.Column("step", sa.BigInteger, nullable=False),
-        sa.PrimaryKeyConstraint("run_id", "model_id", "direction", name="pk_run_model_links"),
+        sa.PrimaryKeyConstraint("run_pk", "model_id", "direction", name="pk_run_model_links"),
     )
 
     now = int(time.time() * 1000)
