@@ -76,17 +76,19 @@ runs = Table(
 
 
 def _key_value_table(name: str) -> Table:
-    """params and run_tags: one value per (run, key). SQLite indexes (key, value) for
-    filters; PostgreSQL indexes key only, since values may exceed its index row size."""
+    """params and run_tags: one value per (run, key). The run's experiment is repeated so that
+    searches read only the searched experiments' entries. SQLite indexes (experiment, key,
+    value); PostgreSQL (experiment, key), since values may exceed its index row size."""
     return Table(
         name,
         metadata,
         Column("run_pk", Integer, ForeignKey("runs.pk"), nullable=False),
+        Column("experiment_id", Integer, nullable=False),
         Column("key", String(250), nullable=False),
         Column("value", Text, nullable=False),
         PrimaryKeyConstraint("run_pk", "key", name=f"pk_{name}"),
-        Index(f"ix_{name}_key_value", "key", "value").ddl_if(dialect="sqlite"),
-        Index(f"ix_{name}_key", "key").ddl_if(dialect="postgresql"),
+        Index(f"ix_{name}_key_value", "experiment_id", "key", "value").ddl_if(dialect="sqlite"),
+        Index(f"ix_{name}_key", "experiment_id", "key").ddl_if(dialect="postgresql"),
         sqlite_with_rowid=False,
     )
 
@@ -117,13 +119,14 @@ latest_metrics = Table(
     "latest_metrics",
     metadata,
     Column("run_pk", Integer, ForeignKey("runs.pk"), nullable=False),
+    Column("experiment_id", Integer, nullable=False),
     Column("key", String(250), nullable=False),
     Column("step", BigInteger, nullable=False),
     Column("timestamp", BigInteger, nullable=False),
     Column("value", Float, nullable=False),
     Column("is_nan", Boolean, nullable=False),
     PrimaryKeyConstraint("run_pk", "key", name="pk_latest_metrics"),
-    Index("ix_latest_metrics_key_value", "key", "value", "is_nan"),
+    Index("ix_latest_metrics_key_value", "experiment_id", "key", "value", "is_nan"),
     sqlite_with_rowid=False,
 )
 

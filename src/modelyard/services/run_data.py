@@ -79,9 +79,9 @@ def log_batch(db: Database, project_id: int, run_id: str | None, batch: Batch) -
         if batch.params:
             _insert_params(conn, run, batch.params)
         if batch.metrics:
-            _insert_metrics(conn, run.pk, batch.metrics)
+            _insert_metrics(conn, run, batch.metrics)
         for key, value in batch.tags.items():
-            _set_tag(conn, run.pk, key, value)
+            _set_tag(conn, run, key, value)
 
 
 def _insert_params(conn: Connection, run: Row[Any], values: dict[str, str]) -> None:
@@ -102,19 +102,21 @@ def _insert_params(conn: Connection, run: Row[Any], values: dict[str, str]) -> N
             f"ID='{run.id}' with different values: {detail}."
         )
     fresh = [
-        {"run_pk": run.pk, "key": k, "value": v} for k, v in values.items() if k not in existing
+        {"run_pk": run.pk, "experiment_id": run.experiment_id, "key": k, "value": v}
+        for k, v in values.items()
+        if k not in existing
     ]
     if fresh:
         conn.execute(insert(params), fresh)
 
 
-def _insert_metrics(conn: Connection, run_pk: int, points: list[Metric]) -> None:
+def _insert_metrics(conn: Connection, run: Row[Any], points: list[Metric]) -> None:
     rows: list[dict[str, Any]] = []
     latest: dict[str, dict[str, Any]] = {}
     for p in points:
         nan = math.isnan(p.value)
         row = {
-            "run_pk": run_pk,
+            "run_pk": run.pk,
             "key": p.key,
             "step": p.step,
             "timestamp": p.timestamp,
@@ -141,18 +143,18 @@ def _insert_metrics(conn: Connection, run_pk: int, points: list[Metric]) -> None
         set_={c: stmt.excluded[c] for c in ("step", "timestamp", "value", "is_nan")},
         where=incoming > current,
     )
-    conn.execute(stmt, list(latest.values()))
+    conn.execute(stmt, [{**r, "experiment_id": run.experiment_id} for r in latest.values()])
 
 
 def _order(row: dict[str, Any]) -> tuple[int, int, float]:
     return (row["step"], row["timestamp"], row["value"])
 
 
-def _set_tag(conn: Connection, run_pk: int, key: str, value: str) -> None:
+def _set_tag(conn: Connection, run: Row[Any], key: str, value: str) -> None:
     if key == run_service.RUN_NAME_TAG:
         name = validation.bounded(value, validation.MAX_RUN_NAME_LENGTH, "Run name")
-        conn.execute(update(runs).where(runs.c.pk == run_pk).values(name=name))
-    run_service.set_tag_row(conn, run_pk, key, value)
+        conn.execute(update(runs).where(runs.c.pk == run.pk).values(name=name))
+    run_service.set_tag_row(conn, run, key, value)
 
 
 def delete_tag(db: Database, project_id: int, run_id: str | None, key: str | None) -> None:

@@ -106,7 +106,11 @@ def create(
         }
         pk = conn.execute(insert(runs).values(**row).returning(runs.c.pk)).scalar_one()
         conn.execute(
-            insert(run_tags), [{"run_pk": pk, "key": k, "value": v} for k, v in checked.items()]
+            insert(run_tags),
+            [
+                {"run_pk": pk, "experiment_id": number, "key": k, "value": v}
+                for k, v in checked.items()
+            ],
         )
     return Run(info=_info(row), tags=checked)
 
@@ -186,14 +190,18 @@ def update_info(
         if values:
             conn.execute(update(runs).where(runs.c.pk == row.pk).values(**values))
         if run_name:
-            set_tag_row(conn, row.pk, RUN_NAME_TAG, values["name"])
+            set_tag_row(conn, row, RUN_NAME_TAG, values["name"])
         merged = {**row._mapping, **values}
     return _info(merged)
 
 
-def set_tag_row(conn: Connection, run_pk: int, key: str, value: str) -> None:
-    conn.execute(delete(run_tags).where(run_tags.c.run_pk == run_pk, run_tags.c.key == key))
-    conn.execute(insert(run_tags).values(run_pk=run_pk, key=key, value=value))
+def set_tag_row(conn: Connection, run: Row[Any], key: str, value: str) -> None:
+    conn.execute(delete(run_tags).where(run_tags.c.run_pk == run.pk, run_tags.c.key == key))
+    conn.execute(
+        insert(run_tags).values(
+            run_pk=run.pk, experiment_id=run.experiment_id, key=key, value=value
+        )
+    )
 
 
 def set_lifecycle(db: Database, project_id: int, run_id: str | None, stage: str) -> None:
@@ -232,7 +240,7 @@ def search(
     ids = [validation.experiment_id(e, "experiment_ids") for e in experiment_ids]
     stages = experiment_service.lifecycle_stages(run_view_type)
     node = parse_filter(filter_string)
-    planned = compile_runs.plan(node, parse_order_by(order_by))
+    planned = compile_runs.plan(node, parse_order_by(order_by), ids)
     keys = planned.keys
     print_ = sql.fingerprint("runs", project_id, ids, stages, filter_string, order_by)
     after = sql.decode_token(page_token, print_, len(keys))

@@ -39,19 +39,19 @@ DATASET_FIELDS: dict[str, Any] = {
 }
 
 
-def condition(node: Node) -> ColumnElement[bool]:
-    """The SQL condition for a parsed run filter."""
+def condition(node: Node, experiment_ids: list[int]) -> ColumnElement[bool]:
+    """The SQL condition for a parsed run filter over runs of these experiments."""
     if isinstance(node, BoolOp):
-        return combine(node.op, [condition(item) for item in node.items])
-    return _comparison(node)
+        return combine(node.op, [condition(item, experiment_ids) for item in node.items])
+    return _comparison(node, experiment_ids)
 
 
-def _comparison(comp: Comparison) -> ColumnElement[bool]:
+def _comparison(comp: Comparison, ids: list[int]) -> ColumnElement[bool]:
     entity, key = comp.ident.entity, comp.ident.key
     if entity == "metric":
-        return _metric(comp)
+        return _metric(comp, ids)
     if entity in {"parameter", "tag"}:
-        return _key_value(params if entity == "parameter" else run_tags, comp, entity)
+        return _key_value(params if entity == "parameter" else run_tags, comp, entity, ids)
     if entity == "dataset":
         return _dataset(comp)
     if key in STRING_ATTRIBUTES:
@@ -66,17 +66,20 @@ def _unknown_attribute(key: str) -> InvalidParameter:
     return InvalidParameter(f"Invalid attribute key '{key}' specified. Valid keys are {valid}")
 
 
-def _metric(comp: Comparison) -> ColumnElement[bool]:
+def _metric(comp: Comparison, ids: list[int]) -> ColumnElement[bool]:
     _check_metric_op(comp)
     lm = latest_metrics
     test = numeric_condition(lm.c.value, comp, "metric")
-    return _owner_in(lm, comp.ident.key, lm.c.is_nan == False, test)  # noqa: E712
+    return _owner_in(lm, comp.ident.key, ids, lm.c.is_nan == False, test)  # noqa: E712
 
 
-def _owner_in(table: Any, key: str, *tests: ColumnElement[bool]) -> ColumnElement[bool]:
+def _owner_in(
+    table: Any, key: str, ids: list[int], *tests: ColumnElement[bool]
+) -> ColumnElement[bool]:
     """``runs.pk IN (rows of table with this key passing tests)``: a semi-join that the
-    database answers from the (key, value) index, as a set or a hash."""
-    return runs.c.pk.in_(select(table.c.run_pk).where(table.c.key == key, *tests))
+    database answers from the (experiment_id, key, value) index, as a set or a hash."""
+    rows = select(table.c.run_pk).where(table.c.experiment_id.in_(ids), table.c.key == key, *tests)
+    return runs.c.pk.in_(rows)
 
 
 def _check_metric_op(comp: Comparison) -> None:
@@ -96,14 +99,14 @@ def _check_key_value_op(comp: Comparison) -> None:
         )
 
 
-def _key_value(table: Any, comp: Comparison, entity: str) -> ColumnElement[bool]:
+def _key_value(table: Any, comp: Comparison, entity: str, ids: list[int]) -> ColumnElement[bool]:
     if comp.op == "IS NULL":
-        return ~_owner_in(table, comp.ident.key)
+        return ~_owner_in(table, comp.ident.key, ids)
     if comp.op == "IS NOT NULL":
-        return _owner_in(table, comp.ident.key)
+        return _owner_in(table, comp.ident.key, ids)
     _check_key_value_op(comp)
     test = string_condition(table.c.value, comp, "param" if entity == "parameter" else "tag")
-    return _owner_in(table, comp.ident.key, test)
+    return _owner_in(table, comp.ident.key, ids, test)
 
 
 def _dataset(comp: Comparison) -> ColumnElement[bool]:
@@ -126,7 +129,7 @@ class RunQuery:
     keys: list[SortKey]
 
 
-def plan(node: Node | None, order: list[OrderKey]) -> RunQuery:
+def plan(node: Node | None, order: list[OrderKey], experiment_ids: list[int]) -> RunQuery:
     """Compile a filter and ordering.
 
     Comparisons on metrics, params, tags and datasets become semi-joins (``pk IN (...)``)
@@ -134,13 +137,13 @@ def plan(node: Node | None, order: list[OrderKey]) -> RunQuery:
     joins on the (run, key) primary key, read once per row.
     """
     source: FromClause = runs
-    conditions = [] if node is None else [condition(node)]
+    conditions = [] if node is None else [condition(node, experiment_ids)]
     keys: list[SortKey] = []
     for i, wanted in enumerate(order):
         entity = wanted.ident.entity
         if entity in _KEYED:
             alias = _KEYED[entity].alias(f"s{i}")
-            source = source.outerjoin(alias, _owned(alias, wanted.ident.key))
+            source = source.outerjoin(alias, _owned(alias, wanted.ident.key, experiment_ids))
             plain = alias.c.value
             if entity == "metric":
                 expr = case((alias.c.is_nan.is_(True), None), else_=plain)
@@ -170,8 +173,8 @@ def plan(node: Node | None, order: list[OrderKey]) -> RunQuery:
 _KEYED: dict[str, Any] = {"metric": latest_metrics, "parameter": params, "tag": run_tags}
 
 
-def _owned(alias: Any, key: str) -> ColumnElement[bool]:
-    return and_(alias.c.run_pk == runs.c.pk, alias.c.key == key)
+def _owned(alias: Any, key: str, ids: list[int]) -> ColumnElement[bool]:
+    return and_(alias.c.run_pk == runs.c.pk, alias.c.experiment_id.in_(ids), alias.c.key == key)
 
 
 def _attribute_column(ident: Ident) -> Any:

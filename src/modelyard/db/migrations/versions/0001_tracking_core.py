@@ -76,15 +76,16 @@ def upgrade() -> None:
         op.create_table(
             name,
             sa.Column("run_pk", sa.Integer, sa.ForeignKey("runs.pk"), nullable=False),
+            sa.Column("experiment_id", sa.Integer, nullable=False),
             sa.Column("key", sa.String(250), nullable=False),
             sa.Column("value", sa.Text, nullable=False),
             sa.PrimaryKeyConstraint("run_pk", "key", name=f"pk_{name}"),
             sqlite_with_rowid=False,
         )
         if sqlite:
-            op.create_index(f"ix_{name}_key_value", name, ["key", "value"])
+            op.create_index(f"ix_{name}_key_value", name, ["experiment_id", "key", "value"])
         else:
-            op.create_index(f"ix_{name}_key", name, ["key"])
+            op.create_index(f"ix_{name}_key", name, ["experiment_id", "key"])
     op.create_table(
         "metrics",
         *_point_columns(),
@@ -98,10 +99,15 @@ def upgrade() -> None:
     op.create_table(
         "latest_metrics",
         *_point_columns(),
+        sa.Column("experiment_id", sa.Integer, nullable=False),
         sa.PrimaryKeyConstraint("run_pk", "key", name="pk_latest_metrics"),
         sqlite_with_rowid=False,
     )
-    op.create_index("ix_latest_metrics_key_value", "latest_metrics", ["key", "value", "is_nan"])
+    op.create_index(
+        "ix_latest_metrics_key_value",
+        "latest_metrics",
+        ["experiment_id", "key", "value", "is_nan"],
+    )
     op.create_table(
         "datasets",
         sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
