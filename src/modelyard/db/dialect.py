@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Connection, Table
+from sqlalchemy import Table
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 
-def insert_for(conn: Connection, table: Table) -> Any:
+def insert_for(dialect: str, table: Table) -> Any:
     """An INSERT that supports ``on_conflict_do_nothing`` / ``on_conflict_do_update``."""
-    if conn.dialect.name == "postgresql":
+    if dialect == "postgresql":
         return pg_insert(table)
     return sqlite_insert(table)

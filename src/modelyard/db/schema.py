@@ -96,7 +96,8 @@ def _key_value_table(name: str) -> Table:
 params = _key_value_table("params")
 run_tags = _key_value_table("run_tags")
 
-# Every logged point. NaN is stored as is_nan with value 0 so that the unique key deduplicates it.
+# Every logged point, clustered by (run, key, step): a history read is one range scan. NaN is
+# stored as is_nan with value 0 so that the key deduplicates it.
 metrics = Table(
     "metrics",
     metadata,
@@ -109,9 +110,10 @@ metrics = Table(
     Column("model_id", String(64), nullable=True),
     Column("dataset_name", String(500), nullable=True),
     Column("dataset_digest", String(64), nullable=True),
-    UniqueConstraint(
-        "run_pk", "key", "step", "timestamp", "value", "is_nan", name="uq_metrics_point"
+    PrimaryKeyConstraint(
+        "run_pk", "key", "step", "timestamp", "value", "is_nan", name="pk_metrics"
     ),
+    sqlite_with_rowid=False,
 )
 
 # The latest value of each metric of each run (highest step, then timestamp, then value).

@@ -121,28 +121,42 @@ def restore(ctx: Context, msg: Message) -> dict[str, Any]:
     return {}
 
 
-def _metric(item: dict[str, Any], *, timestamp_required: bool) -> Metric:
+_INT64 = range(-(2**63), 2**63)
+_OPTIONAL = ("model_id", "dataset_name", "dataset_digest")
+
+
+def _metric(item: Any, *, timestamp_required: bool, default_timestamp: int = 0) -> Metric:
+    """One metric from its JSON object; the common all-numbers case takes the short path."""
+    if not isinstance(item, dict):
+        raise validation.invalid_value(item, "metrics")
     key = item.get("key")
     if not isinstance(key, str) or not key:
         raise InvalidParameter("Missing value for required parameter 'key'.")
-    if "value" not in item or item["value"] is None:
+    value = item.get("value")
+    if value is None:
         raise InvalidParameter("Missing value for required parameter 'value'.")
-    raw_ts = item.get("timestamp")
-    if raw_ts is None and timestamp_required:
-        raise InvalidParameter("Missing value for required parameter 'timestamp'.")
-    optional = {f: item.get(f) for f in ("model_id", "dataset_name", "dataset_digest")}
-    for field, value in optional.items():
-        if value is not None and not isinstance(value, str):
-            raise validation.invalid_value(value, field)
-    return Metric(
-        key=key,
-        value=validation.metric_value(item["value"], key),
-        timestamp=validation.int64(raw_ts if raw_ts is not None else now_ms(), "timestamp"),
-        step=validation.int64(item.get("step") or 0, "step"),
-        model_id=optional["model_id"] or None,
-        dataset_name=optional["dataset_name"] or None,
-        dataset_digest=optional["dataset_digest"] or None,
-    )
+    if type(value) is not float:
+        value = validation.metric_value(value, key)
+    timestamp = item.get("timestamp")
+    if timestamp is None:
+        if timestamp_required:
+            raise InvalidParameter("Missing value for required parameter 'timestamp'.")
+        timestamp = default_timestamp
+    elif type(timestamp) is not int or timestamp not in _INT64:
+        timestamp = validation.int64(timestamp, "timestamp")
+    step = item.get("step") or 0
+    if type(step) is not int or step not in _INT64:
+        step = validation.int64(step, "step")
+    metric = Metric(key, value, timestamp, step)
+    if len(item) > 4:
+        for field in _OPTIONAL:
+            extra = item.get(field)
+            if extra is not None and not isinstance(extra, str):
+                raise validation.invalid_value(extra, field)
+        metric.model_id = item.get("model_id") or None
+        metric.dataset_name = item.get("dataset_name") or None
+        metric.dataset_digest = item.get("dataset_digest") or None
+    return metric
 
 
 def log_metric(ctx: Context, msg: Message) -> dict[str, Any]:
@@ -177,7 +191,10 @@ def log_batch(ctx: Context, msg: Message) -> dict[str, Any]:
             f"Batched logging API requests must be at most {validation.MAX_REQUEST_BYTES} bytes, "
             f"got a request of {msg.size} bytes."
         )
-    metrics = [_metric(m, timestamp_required=False) for m in msg.objects("metrics")]
+    now = now_ms()
+    metrics = [
+        _metric(m, timestamp_required=False, default_timestamp=now) for m in msg.objects("metrics")
+    ]
     batch = run_data.check_batch(metrics, msg.key_values("params"), msg.key_values("tags"))
     run_data.log_batch(ctx.db, ctx.project_id, _run_id(msg), batch)
     return {}

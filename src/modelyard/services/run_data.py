@@ -2,19 +2,17 @@
 
 from __future__ import annotations
 
-import math
+import functools
 from dataclasses import dataclass
 from typing import Any
 
 import orjson
-from sqlalchemy import Connection, Row, delete, insert, select, tuple_, update
+from sqlalchemy import Connection, Row, delete, insert, select, update
 
 from modelyard.db.dialect import insert_for
 from modelyard.db.engine import Database
 from modelyard.db.schema import (
     datasets,
-    latest_metrics,
-    metrics,
     params,
     run_inputs,
     run_model_links,
@@ -57,8 +55,8 @@ def check_batch(
                 f"Got {count} {what}. Please split up {what} across multiple requests and try "
                 "again."
             )
-    for metric in raw_metrics:
-        validation.key(metric.key, "Metric")
+    for metric_key in {metric.key for metric in raw_metrics}:
+        validation.key(metric_key, "Metric")
     checked_params: dict[str, str] = {}
     for key, value in raw_params:
         validation.key(key, "Param")
@@ -111,43 +109,59 @@ def _insert_params(conn: Connection, run: Row[Any], values: dict[str, str]) -> N
 
 
 def _insert_metrics(conn: Connection, run: Row[Any], points: list[Metric]) -> None:
-    rows: list[dict[str, Any]] = []
-    latest: dict[str, dict[str, Any]] = {}
+    """Append history points (identical points are stored once) and move latest values."""
+    rows: list[tuple[Any, ...]] = []
+    latest: dict[str, tuple[Any, ...]] = {}
+    pk, experiment_id = run.pk, run.experiment_id
     for p in points:
-        nan = math.isnan(p.value)
-        row = {
-            "run_pk": run.pk,
-            "key": p.key,
-            "step": p.step,
-            "timestamp": p.timestamp,
-            "value": 0.0 if nan else p.value,
-            "is_nan": nan,
-        }
+        nan = p.value != p.value
+        value = 0.0 if nan else p.value
         rows.append(
-            {
-                **row,
-                "model_id": p.model_id,
-                "dataset_name": p.dataset_name,
-                "dataset_digest": p.dataset_digest,
-            }
+            (
+                pk,
+                p.key,
+                p.step,
+                p.timestamp,
+                value,
+                nan,
+                p.model_id,
+                p.dataset_name,
+                p.dataset_digest,
+            )
         )
         best = latest.get(p.key)
-        if best is None or _order(row) > _order(best):
-            latest[p.key] = row
-    conn.execute(insert_for(conn, metrics).on_conflict_do_nothing(), rows)
-    stmt = insert_for(conn, latest_metrics)
-    current = tuple_(latest_metrics.c.step, latest_metrics.c.timestamp, latest_metrics.c.value)
-    incoming = tuple_(stmt.excluded.step, stmt.excluded.timestamp, stmt.excluded.value)
-    stmt = stmt.on_conflict_do_update(
-        index_elements=[latest_metrics.c.run_pk, latest_metrics.c.key],
-        set_={c: stmt.excluded[c] for c in ("step", "timestamp", "value", "is_nan")},
-        where=incoming > current,
+        if best is None or (p.step, p.timestamp, value) > best[3:6]:
+            latest[p.key] = (pk, experiment_id, p.key, p.step, p.timestamp, value, nan)
+    new_points, new_latest = _metric_sql(conn.dialect.paramstyle)
+    conn.exec_driver_sql(new_points, rows)
+    conn.exec_driver_sql(new_latest, list(latest.values()))
+
+
+@functools.cache
+def _metric_sql(paramstyle: str) -> tuple[str, str]:
+    """The two hot statements of metric logging, written once for both databases.
+
+    They go straight to the driver's executemany: on this path SQLAlchemy's per-row parameter
+    processing would cost more than the database work.
+    """
+    mark = "?" if paramstyle == "qmark" else "%s"
+
+    def marks(n: int) -> str:
+        return ", ".join([mark] * n)
+
+    points = (
+        'INSERT INTO metrics (run_pk, "key", step, "timestamp", "value", is_nan, model_id, '
+        f"dataset_name, dataset_digest) VALUES ({marks(9)}) ON CONFLICT DO NOTHING"
     )
-    conn.execute(stmt, [{**r, "experiment_id": run.experiment_id} for r in latest.values()])
-
-
-def _order(row: dict[str, Any]) -> tuple[int, int, float]:
-    return (row["step"], row["timestamp"], row["value"])
+    latest = (
+        'INSERT INTO latest_metrics (run_pk, experiment_id, "key", step, "timestamp", "value", '
+        f'is_nan) VALUES ({marks(7)}) ON CONFLICT (run_pk, "key") DO UPDATE SET '
+        'step = excluded.step, "timestamp" = excluded."timestamp", "value" = excluded."value", '
+        "is_nan = excluded.is_nan "
+        'WHERE (excluded.step, excluded."timestamp", excluded."value") > '
+        '(latest_metrics.step, latest_metrics."timestamp", latest_metrics."value")'
+    )
+    return points, latest
 
 
 def _set_tag(conn: Connection, run: Row[Any], key: str, value: str) -> None:
@@ -187,7 +201,7 @@ def log_inputs(
         for item in dataset_inputs:
             dataset_id = _dataset_id(conn, run.experiment_id, item.dataset)
             conn.execute(
-                insert_for(conn, run_inputs).on_conflict_do_nothing(),
+                insert_for(conn.dialect.name, run_inputs).on_conflict_do_nothing(),
                 {
                     "run_pk": run.pk,
                     "dataset_id": dataset_id,
@@ -214,7 +228,7 @@ def _link_models(
         if not model_id:
             raise InvalidParameter("Missing value for required parameter 'model_id'.")
         conn.execute(
-            insert_for(conn, run_model_links).on_conflict_do_nothing(),
+            insert_for(conn.dialect.name, run_model_links).on_conflict_do_nothing(),
             {"run_pk": run_pk, "model_id": model_id, "direction": direction, "step": step},
         )
 

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import orjson
-from sqlalchemy import Connection, Row, delete, insert, select, update
+from sqlalchemy import BindParameter, Connection, Row, bindparam, delete, insert, select, update
 
 from modelyard.db.engine import Database
 from modelyard.db.schema import (
@@ -41,10 +41,25 @@ MAX_SEARCH_RESULTS = 50_000
 ACTIVE, DELETED = experiment_service.ACTIVE, experiment_service.DELETED
 
 
+# Statements built once: building SQLAlchemy expressions costs more than running them.
+_RUN_BY_ID = select(runs).where(
+    runs.c.id == bindparam("run_id"), runs.c.project_id == bindparam("project_id")
+)
+_PAGE: BindParameter[int] = bindparam("pks", expanding=True)
+_PARAMS_OF = select(params).where(params.c.run_pk.in_(_PAGE))
+_TAGS_OF = select(run_tags).where(run_tags.c.run_pk.in_(_PAGE))
+_METRICS_OF = select(latest_metrics).where(latest_metrics.c.run_pk.in_(_PAGE))
+_INPUTS_OF = (
+    select(run_inputs.c.run_pk, run_inputs.c.tags_json, datasets)
+    .select_from(run_inputs.join(datasets, datasets.c.id == run_inputs.c.dataset_id))
+    .where(run_inputs.c.run_pk.in_(_PAGE))
+    .order_by(datasets.c.id)
+)
+_LINKS_OF = select(run_model_links).where(run_model_links.c.run_pk.in_(_PAGE))
+
+
 def load_row(conn: Connection, project_id: int, run_id: str) -> Row[Any]:
-    row = conn.execute(
-        select(runs).where(runs.c.id == run_id, runs.c.project_id == project_id)
-    ).first()
+    row = conn.execute(_RUN_BY_ID, {"run_id": run_id, "project_id": project_id}).first()
     if row is None:
         raise NotFound(f"Run with id={run_id} not found")
     return row
@@ -147,20 +162,18 @@ def hydrate(conn: Connection, rows: Sequence[Row[Any]]) -> list[Run]:
     pks = list(found)
     if not pks:
         return []
-    for r in conn.execute(select(params).where(params.c.run_pk.in_(pks))):
+    page = {"pks": pks}
+    for r in conn.execute(_PARAMS_OF, page):
         found[r.run_pk].params[r.key] = r.value
-    for r in conn.execute(select(run_tags).where(run_tags.c.run_pk.in_(pks))):
+    for r in conn.execute(_TAGS_OF, page):
         found[r.run_pk].tags[r.key] = r.value
-    for r in conn.execute(select(latest_metrics).where(latest_metrics.c.run_pk.in_(pks))):
+    for r in conn.execute(_METRICS_OF, page):
         value = float("nan") if r.is_nan else r.value
         found[r.run_pk].metrics.append(Metric(r.key, value, r.timestamp, r.step))
-    joined = run_inputs.join(datasets, datasets.c.id == run_inputs.c.dataset_id)
-    inputs = select(run_inputs.c.run_pk, run_inputs.c.tags_json, datasets).select_from(joined)
-    for r in conn.execute(inputs.where(run_inputs.c.run_pk.in_(pks)).order_by(datasets.c.id)):
+    for r in conn.execute(_INPUTS_OF, page):
         dataset = Dataset(r.name, r.digest, r.source_type, r.source, r.schema, r.profile)
         found[r.run_pk].dataset_inputs.append(DatasetInput(dataset, orjson.loads(r.tags_json)))
-    links = select(run_model_links).where(run_model_links.c.run_pk.in_(pks))
-    for r in conn.execute(links):
+    for r in conn.execute(_LINKS_OF, page):
         if r.direction == "input":
             found[r.run_pk].model_inputs.append(r.model_id)
         else:

@@ -92,9 +92,10 @@ def upgrade() -> None:
         sa.Column("model_id", sa.String(64), nullable=True),
         sa.Column("dataset_name", sa.String(500), nullable=True),
         sa.Column("dataset_digest", sa.String(64), nullable=True),
-        sa.UniqueConstraint(
-            "run_pk", "key", "step", "timestamp", "value", "is_nan", name="uq_metrics_point"
+        sa.PrimaryKeyConstraint(
+            "run_pk", "key", "step", "timestamp", "value", "is_nan", name="pk_metrics"
         ),
+        sqlite_with_rowid=False,
     )
     op.create_table(
         "latest_metrics",
