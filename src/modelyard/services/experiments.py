@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Connection, Row, and_, delete, insert, select, update
+from sqlalchemy import Connection, Row, and_, bindparam, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from modelyard.db.engine import Database
@@ -100,23 +100,25 @@ def _from_row(row: Row[Any], tags: dict[str, str]) -> Experiment:
     )
 
 
+_IN_PROJECT = experiments.c.project_id == bindparam("project_id")
+_BY_ID = select(experiments).where(experiments.c.id == bindparam("id"), _IN_PROJECT)
+_BY_NAME = select(experiments).where(experiments.c.name == bindparam("name"), _IN_PROJECT)
+_TAGS_OF = select(experiment_tags).where(
+    experiment_tags.c.experiment_id.in_(bindparam("ids", expanding=True))
+)
+
+
 def _tags_of(conn: Connection, ids: list[int]) -> dict[int, dict[str, str]]:
     found: dict[int, dict[str, str]] = {i: {} for i in ids}
     if ids:
-        for row in conn.execute(
-            select(experiment_tags).where(experiment_tags.c.experiment_id.in_(ids))
-        ):
+        for row in conn.execute(_TAGS_OF, {"ids": ids}):
             found[row.experiment_id][row.key] = row.value
     return found
 
 
 def load_row(conn: Connection, project_id: int, experiment_id: int) -> Row[Any]:
     """The experiment row, or RESOURCE_DOES_NOT_EXIST."""
-    row = conn.execute(
-        select(experiments).where(
-            experiments.c.id == experiment_id, experiments.c.project_id == project_id
-        )
-    ).first()
+    row = conn.execute(_BY_ID, {"id": experiment_id, "project_id": project_id}).first()
     if row is None:
         raise NotFound(f"No Experiment with id={experiment_id} exists")
     return row
@@ -133,11 +135,7 @@ def get_by_name(db: Database, project_id: int, name: str | None) -> Experiment:
     if not name:
         raise InvalidParameter("Missing value for required parameter 'experiment_name'.")
     with db.read() as conn:
-        row = conn.execute(
-            select(experiments).where(
-                experiments.c.project_id == project_id, experiments.c.name == name
-            )
-        ).first()
+        row = conn.execute(_BY_NAME, {"name": name, "project_id": project_id}).first()
         if row is None:
             raise NotFound(f"Could not find experiment with name '{name}'")
         return _from_row(row, _tags_of(conn, [row.id])[row.id])
