@@ -731,8 +731,25 @@ def search_one_size(server: Server, plan: Plan, client: Any, size: int, out: Out
     for i in range(2):
         search(i)
     times = timed_calls(search, plan.search_calls, plan.budget_s, min_count=3)
+
+    rest = Rest(server.base_url)
+    request = {
+        "experiment_ids": [experiment_id],
+        "filter": SEARCH_FILTER,
+        "order_by": list(SEARCH_ORDER),
+        "max_results": SEARCH_MAX,
+    }
+    raw_names: list[list[str]] = []
+
+    def raw_search(_i: int) -> None:
+        page = rest.post("/runs/search", request)
+        raw_names.append([r["info"]["run_name"] for r in page.get("runs", [])])
+
+    raw_search(-1)
+    raw_times = timed_calls(raw_search, plan.search_calls, plan.budget_s, min_count=3)
+    rest.close()
     expected = expected_search(data)
-    matches = results[0] == expected
+    matches = results[0] == expected and raw_names[0] == expected
     if not matches:
         same_set = set(results[0]) == set(expected)
         log(
@@ -741,9 +758,11 @@ def search_one_size(server: Server, plan: Plan, client: Any, size: int, out: Out
         )
     out.figures[f"search.{size}.p50_ms"] = percentile(times, 50) * 1e3
     out.figures[f"search.{size}.p95_ms"] = percentile(times, 95) * 1e3
+    out.figures[f"search.{size}.raw_p50_ms"] = percentile(raw_times, 50) * 1e3
     out.figures[f"search.{size}.seed_runs_s"] = size / seed_s
     out.details["search"][str(size)] = {
         "calls": len(times),
+        "raw_calls": len(raw_times),
         "seed_s": seed_s,
         "returned": len(results[0]),
         "expected": len(expected),
@@ -877,6 +896,9 @@ def table_rows(plan: Plan) -> list[Row]:
             ),
             Row(f"search.{size}.p95_ms", f"search_runs p95, {size:,} runs", "ms", "lower"),
             Row(
+                f"search.{size}.raw_p50_ms", f"runs/search p50 (raw), {size:,} runs", "ms", "lower"
+            ),
+            Row(
                 f"search.{size}.seed_runs_s",
                 f"  seeding {size:,} runs (raw HTTP)",
                 "runs/s",
@@ -942,7 +964,7 @@ def build_report(plan: Plan, outcomes: dict[str, Outcome]) -> list[dict[str, Any
         f"search.{size}.{suffix}"
         for size in plan.search_sizes
         if size > plan.mlflow_max_search_runs
-        for suffix in ("p50_ms", "p95_ms", "seed_runs_s")
+        for suffix in ("p50_ms", "p95_ms", "raw_p50_ms", "seed_runs_s")
     }
     report = []
     for row in table_rows(plan):
@@ -1008,18 +1030,21 @@ def versions() -> dict[str, str]:
             found[package] = metadata.version(package)
         except metadata.PackageNotFoundError:
             found[package] = "?"
-    try:
-        found["modelyard_commit"] = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"],
-            cwd=BENCH_DIR,
-            capture_output=True,
-            text=True,
-            check=False,
-            timeout=10,
-        ).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        found["modelyard_commit"] = "?"
+    found["modelyard_commit"] = git("rev-parse", "--short", "HEAD") or "?"
+    status = git("status", "--porcelain", "--", "src")
+    found["modelyard_src_dirty"] = "?" if status is None else ("yes" if status else "no")
     return found
+
+
+def git(*args: str) -> str | None:
+    """Output of a git command in this checkout (None when git is unavailable)."""
+    try:
+        done = subprocess.run(
+            ["git", *args], cwd=BENCH_DIR, capture_output=True, text=True, check=False, timeout=10
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return done.stdout.strip() if done.returncode == 0 else None
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -1077,7 +1102,14 @@ def main(argv: list[str] | None = None) -> int:
     kinds = [args.only] if args.only else list(SERVERS)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     output = args.output or RESULTS_DIR / f"tracking-{stamp}.json"
+    host = {
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "cpus": os.cpu_count(),
+        **versions(),
+    }
     log(f"plan: {plan}")
+    log(f"versions: {host}")
     started = time.perf_counter()
     outcomes: dict[str, Outcome] = {}
     with tempfile.TemporaryDirectory(prefix="modelyard-bench-") as tmp:
@@ -1108,18 +1140,17 @@ def main(argv: list[str] | None = None) -> int:
     for error in errors:
         print(f"ERROR [{error['server']} / {error['workload']}]: {error['error']}")
     total_s = time.perf_counter() - started
-    print(f"total wall time {total_s / 60:.1f} min")
+    print(
+        f"modelyard commit {host['modelyard_commit']}"
+        f"{' with uncommitted changes in src/' if host['modelyard_src_dirty'] == 'yes' else ''}, "
+        f"mlflow {host['mlflow']}, {host['cpus']} CPUs; total wall time {total_s / 60:.1f} min"
+    )
     document = {
         "started_utc": stamp,
         "wall_s": total_s,
         "argv": sys.argv[1:],
         "plan": asdict(plan),
-        "host": {
-            "platform": platform.platform(),
-            "python": platform.python_version(),
-            "cpus": os.cpu_count(),
-            **versions(),
-        },
+        "host": host,
         "rows": report,
         "servers": {kind: asdict(o) for kind, o in outcomes.items()},
         "search_mismatches": mismatches,

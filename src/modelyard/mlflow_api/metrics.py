@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from math import isfinite
 from typing import Any
 
 from modelyard.mlflow_api.runs import metric_json
-from modelyard.mlflow_api.wire import Context, Handler, Message
+from modelyard.mlflow_api.wire import Context, Handler, Message, number
 from modelyard.services import metric_history
 
 
@@ -18,7 +19,13 @@ def get_history(ctx: Context, msg: Message) -> dict[str, Any]:
         msg.int64("max_results"),
         msg.string("page_token"),
     )
-    out: dict[str, Any] = {"metrics": [metric_json(m) for m in page.items]}
+    key = msg.required("metric_key")
+    out: dict[str, Any] = {
+        "metrics": [
+            {"key": key, "value": v if isfinite(v) else number(v), "timestamp": t, "step": s}
+            for s, t, v in page.items
+        ]
+    }
     if page.next_page_token:
         out["next_page_token"] = page.next_page_token
     return out

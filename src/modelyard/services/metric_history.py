@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy import select, tuple_
+from sqlalchemy import bindparam, select, tuple_
 
 from modelyard.db.engine import Database
 from modelyard.db.schema import metrics
@@ -17,6 +17,16 @@ MAX_BULK_RUNS = 100
 MAX_BULK_RESULTS = 2_500
 
 _COLUMNS = (metrics.c.step, metrics.c.timestamp, metrics.c.value, metrics.c.is_nan)
+_POINTS = (
+    select(*_COLUMNS)
+    .where(metrics.c.run_pk == bindparam("run_pk"), metrics.c.key == bindparam("key"))
+    .order_by(*_COLUMNS)
+    .limit(bindparam("limit"))
+)
+_POINTS_AFTER = _POINTS.where(tuple_(*_COLUMNS) > tuple_(*map(bindparam, ("s", "t", "v", "n"))))
+
+# One point of a history: (step, timestamp, value); NaN is float("nan").
+Point = tuple[int, int, float]
 
 
 def history(
@@ -26,7 +36,8 @@ def history(
     key: str | None,
     max_results: int | None,
     page_token: str | None,
-) -> Page[Metric]:
+) -> Page[Point]:
+    """One page of a metric's history in (step, timestamp, value) order."""
     checked = validation.run_id(run_id)
     if not key:
         raise InvalidParameter("Missing value for required parameter 'metric_key'.")
@@ -40,16 +51,18 @@ def history(
     after = sql.decode_token(page_token, print_, 4)
     with db.read() as conn:
         run = run_service.load_row(conn, project_id, checked)
-        query = select(*_COLUMNS).where(metrics.c.run_pk == run.pk, metrics.c.key == key)
-        if after is not None:
-            query = query.where(tuple_(*_COLUMNS) > tuple(after))
-        rows = conn.execute(query.order_by(*_COLUMNS).limit(limit + 1)).all()
-    page = rows[:limit]
-    points = [Metric(key, float("nan") if r.is_nan else r.value, r.timestamp, r.step) for r in page]
+        values = {"run_pk": run.pk, "key": key, "limit": limit + 1}
+        if after is None:
+            rows = conn.execute(_POINTS, values).all()
+        else:
+            values.update(zip("stvn", after, strict=True))
+            rows = conn.execute(_POINTS_AFTER, values).all()
+    nan = float("nan")
+    points = [(s, t, nan if n else v) for s, t, v, n in rows[:limit]]
     token = None
     if len(rows) > limit:
-        last = page[-1]
-        token = sql.encode_token([last.step, last.timestamp, last.value, bool(last.is_nan)], print_)
+        s, t, v, n = rows[limit - 1]
+        token = sql.encode_token([s, t, v, bool(n)], print_)
     return Page(points, token)
 
 
