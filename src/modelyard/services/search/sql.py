@@ -76,18 +76,6 @@ def _string_value(value: Value, what: str) -> str:
     return value
 
 
-def integer_value(comp: Comparison, what: str) -> int:
-    value = comp.value
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    if isinstance(value, str):
-        try:
-            return int(value)
-        except ValueError:
-            pass
-    raise InvalidParameter(f"Expected an integer value for {what}. Found {value!r}")
-
-
 def combine(op: str, items: Sequence[ColumnElement[bool]]) -> ColumnElement[bool]:
     return and_(*items) if op == "AND" else or_(*items)
 
