@@ -230,3 +230,36 @@ def test_history_bulk_interval_samples(server, client, experiment_id: str) -> No
         params={**params, "start_step": 10, "end_step": 19},
     ).json()
     assert {m["step"] for m in ranged["metrics"]} == set(range(10, 20))
+
+
+def test_metrics_linked_to_models_and_datasets(server, client, experiment_id: str) -> None:
+    run_id = client.create_run(experiment_id).info.run_id
+    metrics = [
+        {"key": "acc", "value": 0.5, "timestamp": 1, "step": 0},
+        {
+            "key": "acc",
+            "value": 0.7,
+            "timestamp": 2,
+            "step": 1,
+            "model_id": "m-1",
+            "dataset_name": "eval",
+            "dataset_digest": "abc",
+        },
+    ]
+    response = api(
+        server.url, "POST", "runs/log-batch", json={"run_id": run_id, "metrics": metrics}
+    )
+    assert response.status_code == 200
+    history = client.get_metric_history(run_id, "acc")
+    assert [(m.step, m.value) for m in history] == [(0, 0.5), (1, 0.7)]
+    bad = api(
+        server.url,
+        "POST",
+        "runs/log-batch",
+        json={
+            "run_id": run_id,
+            "metrics": [{"key": "acc", "value": 1.0, "timestamp": 3, "step": 2, "model_id": 7}],
+        },
+    )
+    assert bad.status_code == 400
+    assert len(client.get_metric_history(run_id, "acc")) == 2
