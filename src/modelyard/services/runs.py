@@ -56,6 +56,8 @@ _INPUTS_OF = (
     .order_by(datasets.c.id)
 )
 _LINKS_OF = select(run_model_links).where(run_model_links.c.run_pk.in_(_PAGE))
+_INSERT_RUN = insert(runs).returning(runs.c.pk)
+_INSERT_TAG = insert(run_tags)
 
 
 def load_row(conn: Connection, project_id: int, run_id: str) -> Row[Any]:
@@ -119,9 +121,9 @@ def create(
             "artifact_uri": f"{location}/{run_id}/artifacts",
             "lifecycle_stage": ACTIVE,
         }
-        pk = conn.execute(insert(runs).values(**row).returning(runs.c.pk)).scalar_one()
+        pk = conn.execute(_INSERT_RUN, row).scalar_one()
         conn.execute(
-            insert(run_tags),
+            _INSERT_TAG,
             [
                 {"run_pk": pk, "experiment_id": number, "key": k, "value": v}
                 for k, v in checked.items()
