@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from sqlalchemy import bindparam, select, tuple_
+from sqlalchemy import select
 
+from modelyard.db.dialect import driver_rows
 from modelyard.db.engine import Database
 from modelyard.db.schema import metrics
 from modelyard.errors import InvalidParameter
@@ -18,12 +19,11 @@ MAX_BULK_RESULTS = 2_500
 
 _COLUMNS = (metrics.c.step, metrics.c.timestamp, metrics.c.value, metrics.c.is_nan)
 _POINTS = (
-    select(*_COLUMNS)
-    .where(metrics.c.run_pk == bindparam("run_pk"), metrics.c.key == bindparam("key"))
-    .order_by(*_COLUMNS)
-    .limit(bindparam("limit"))
+    'SELECT step, "timestamp", "value", is_nan FROM metrics WHERE run_pk = ? AND "key" = ? '
+    '{after}ORDER BY step, "timestamp", "value", is_nan LIMIT ?'
 )
-_POINTS_AFTER = _POINTS.where(tuple_(*_COLUMNS) > tuple_(*map(bindparam, ("s", "t", "v", "n"))))
+_FIRST_PAGE = _POINTS.format(after="")
+_NEXT_PAGE = _POINTS.format(after='AND (step, "timestamp", "value", is_nan) > (?, ?, ?, ?) ')
 
 # One point of a history: (step, timestamp, value); NaN is float("nan").
 Point = tuple[int, int, float]
@@ -51,12 +51,10 @@ def history(
     after = sql.decode_token(page_token, print_, 4)
     with db.read() as conn:
         run = run_service.load_row(conn, project_id, checked)
-        values = {"run_pk": run.pk, "key": key, "limit": limit + 1}
         if after is None:
-            rows = conn.execute(_POINTS, values).all()
+            rows = driver_rows(conn, _FIRST_PAGE, (run.pk, key, limit + 1))
         else:
-            values.update(zip("stvn", after, strict=True))
-            rows = conn.execute(_POINTS_AFTER, values).all()
+            rows = driver_rows(conn, _NEXT_PAGE, (run.pk, key, *after, limit + 1))
     nan = float("nan")
     points = [(s, t, nan if n else v) for s, t, v, n in rows[:limit]]
     token = None
