@@ -275,3 +275,15 @@ def test_server_info_and_health(server) -> None:
     assert info["multipart_uploads_enabled"] is False
     assert info["store_type"] == "SqlStore"
     assert requests.get(f"{server.url}/health", timeout=10).text == "OK"
+
+
+def test_ajax_prefix_mirrors_the_api(server, run_id: str) -> None:
+    api_answer = api(server.url, "GET", "runs/get", params={"run_id": run_id}).json()
+    ajax = requests.get(
+        f"{server.url}/ajax-api/2.0/mlflow/runs/get", params={"run_id": run_id}, timeout=10
+    )
+    assert ajax.status_code == 200
+    assert ajax.json() == api_answer
+    info = requests.get(f"{server.url}/ajax-api/3.0/mlflow/server-info", timeout=10)
+    assert info.json()["store_type"] == "SqlStore"
+    assert requests.get(f"{server.url}/version", timeout=10).text == "0.1.0"
