@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import requests
 
+import modelyard
 from tests.conftest import api
 
 
@@ -286,4 +287,4 @@ def test_ajax_prefix_mirrors_the_api(server, run_id: str) -> None:
     assert ajax.json() == api_answer
     info = requests.get(f"{server.url}/ajax-api/3.0/mlflow/server-info", timeout=10)
     assert info.json()["store_type"] == "SqlStore"
-    assert requests.get(f"{server.url}/version", timeout=10).text == "0.1.0"
+    assert requests.get(f"{server.url}/version", timeout=10).text == modelyard.__version__
