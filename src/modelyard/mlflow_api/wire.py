@@ -63,9 +63,6 @@ class Message:
             raise BadRequest("The request body must be a JSON object.")
         return cls(data, len(body))
 
-    def raw(self, name: str) -> Any:
-        return self.data.get(name)
-
     def string(self, name: str, *, required: bool = False, alias: str | None = None) -> str | None:
         value = self.data.get(name)
         if (value is None or value == "") and alias is not None:

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
-from sqlalchemy import Connection, Row, delete, insert, select, update
+from sqlalchemy import Connection, Row, delete, insert, select
 
 from modelyard.db.dialect import insert_for
 from modelyard.db.engine import Database
@@ -17,7 +17,6 @@ from modelyard.db.schema import (
     run_inputs,
     run_model_links,
     run_tags,
-    runs,
 )
 from modelyard.errors import InvalidParameter, NotFound
 from modelyard.services import runs as run_service
@@ -79,7 +78,7 @@ def log_batch(db: Database, project_id: int, run_id: str | None, batch: Batch) -
         if batch.metrics:
             _insert_metrics(conn, run, batch.metrics)
         for key, value in batch.tags.items():
-            _set_tag(conn, run, key, value)
+            run_service.set_tag(conn, run, key, value)
 
 
 def _insert_params(conn: Connection, run: Row[Any], values: dict[str, str]) -> None:
@@ -165,13 +164,6 @@ def _latest_sql(paramstyle: str) -> str:
         'WHERE (excluded.step, excluded."timestamp", excluded."value") > '
         '(latest_metrics.step, latest_metrics."timestamp", latest_metrics."value")'
     )
-
-
-def _set_tag(conn: Connection, run: Row[Any], key: str, value: str) -> None:
-    if key == run_service.RUN_NAME_TAG:
-        name = validation.bounded(value, validation.MAX_RUN_NAME_LENGTH, "Run name")
-        conn.execute(update(runs).where(runs.c.pk == run.pk).values(name=name))
-    run_service.set_tag_row(conn, run, key, value)
 
 
 def delete_tag(db: Database, project_id: int, run_id: str | None, key: str | None) -> None:

@@ -199,23 +199,27 @@ def update_info(
     if end_time is not None:
         values["end_time"] = end_time
     if run_name:
-        values["name"] = validation.bounded(run_name, validation.MAX_RUN_NAME_LENGTH, "Run name")
+        validation.bounded(run_name, validation.MAX_RUN_NAME_LENGTH, "Run name")
     with db.write() as conn:
         row = load_active(conn, project_id, checked)
         if values:
             conn.execute(update(runs).where(runs.c.pk == row.pk).values(**values))
         if run_name:
-            set_tag_row(conn, row, RUN_NAME_TAG, values["name"])
+            set_tag(conn, row, RUN_NAME_TAG, run_name)
+            values["name"] = run_name
         merged = {**row._mapping, **values}
     return _info(merged)
 
 
-def set_tag_row(conn: Connection, run: Row[Any], key: str, value: str) -> None:
+def set_tag(conn: Connection, run: Row[Any], key: str, value: str) -> None:
+    """Set one tag; the run-name tag also renames the run, so the two never disagree."""
+    if key == RUN_NAME_TAG:
+        name = validation.bounded(value, validation.MAX_RUN_NAME_LENGTH, "Run name")
+        conn.execute(update(runs).where(runs.c.pk == run.pk).values(name=name))
     conn.execute(delete(run_tags).where(run_tags.c.run_pk == run.pk, run_tags.c.key == key))
     conn.execute(
-        insert(run_tags).values(
-            run_pk=run.pk, experiment_id=run.experiment_id, key=key, value=value
-        )
+        _INSERT_TAG,
+        {"run_pk": run.pk, "experiment_id": run.experiment_id, "key": key, "value": value},
     )
 
 
