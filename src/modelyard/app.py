@@ -12,6 +12,7 @@ from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
 from modelyard import __version__, mlflow_api
+from modelyard.blobs import open_blob_store
 from modelyard.db.engine import Database
 from modelyard.db.migrate import ensure_schema
 from modelyard.db.schema import DEFAULT_PROJECT_ID
@@ -62,7 +63,9 @@ def create_app(settings: Settings, *, database: Database | None = None) -> Starl
         settings.data_dir.mkdir(parents=True, exist_ok=True)
     db = database or settings.database()
     ensure_schema(db)
-    default_context = Context(db=db, project_id=DEFAULT_PROJECT_ID)
+    store = open_blob_store(settings)
+    store.check()
+    default_context = Context(db=db, store=store, project_id=DEFAULT_PROJECT_ID)
 
     def context_of(_request: Request) -> Context:
         return default_context
@@ -83,4 +86,5 @@ def create_app(settings: Settings, *, database: Database | None = None) -> Starl
     )
     app.state.settings = settings
     app.state.db = db
+    app.state.store = store
     return app

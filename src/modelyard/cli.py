@@ -37,6 +37,36 @@ def storage_options(command: Callable[..., Any]) -> Callable[..., Any]:
         help="Seconds a write waits for a busy SQLite database before a retryable 503 "
         "[env MODELYARD_BUSY_TIMEOUT; 15].",
     )
+    @click.option(
+        "--blob-store-url",
+        default=None,
+        help="Where artifact bytes live: a folder or s3://bucket/prefix "
+        "[env MODELYARD_BLOB_STORE_URL; default: <data dir>/blobs].",
+    )
+    @click.option(
+        "--s3-endpoint-url",
+        default=None,
+        help="S3-compatible endpoint, e.g. http://127.0.0.1:8333 [env MODELYARD_S3_ENDPOINT_URL].",
+    )
+    @click.option(
+        "--s3-region", default=None, help="S3 region [env MODELYARD_S3_REGION; us-east-1]."
+    )
+    @click.option(
+        "--s3-access-key-id",
+        default=None,
+        help="S3 access key id [env MODELYARD_S3_ACCESS_KEY_ID; default: AWS_* settings].",
+    )
+    @click.option(
+        "--s3-secret-access-key",
+        default=None,
+        help="S3 secret key [env MODELYARD_S3_SECRET_ACCESS_KEY; default: AWS_* settings].",
+    )
+    @click.option(
+        "--s3-presigned/--no-s3-presigned",
+        default=None,
+        help="Let clients move large files straight to and from the bucket with presigned "
+        "URLs [env MODELYARD_S3_PRESIGNED; on].",
+    )
     @functools.wraps(command)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         return command(*args, **kwargs)

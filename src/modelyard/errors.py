@@ -74,3 +74,13 @@ class Unavailable(ModelyardError):
     """The database is busy; the client should retry."""
 
     code = ErrorCode.TEMPORARILY_UNAVAILABLE
+
+
+class Conflict(ModelyardError):
+    """The request contradicts the state of the resource (e.g. writing to a published package)."""
+
+    code = ErrorCode.RESOURCE_CONFLICT
+
+
+class NotSupported(ModelyardError):
+    code = ErrorCode.NOT_IMPLEMENTED

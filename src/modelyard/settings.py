@@ -23,13 +23,43 @@ class Settings:
     port: int = field(default=5000, metadata=_meta("TCP port to listen on."))
     data_dir: Path = field(
         default=Path("modelyard-data"),
-        metadata=_meta("Folder holding the SQLite database and, later, the blobs."),
+        metadata=_meta("Folder holding the SQLite database and the local blob store."),
     )
     database_url: str = field(
         default="",
         metadata=_meta(
             "SQLAlchemy URL of the metadata database, e.g. postgresql+psycopg://host/db. "
             "Empty means the SQLite file modelyard.db inside the data dir."
+        ),
+    )
+    blob_store_url: str = field(
+        default="",
+        metadata=_meta(
+            "Where artifact bytes live: a local folder (a path or file:///path) or S3-compatible "
+            "object storage (s3://bucket/prefix). Empty means the folder blobs inside the data dir."
+        ),
+    )
+    s3_endpoint_url: str = field(
+        default="",
+        metadata=_meta(
+            "Endpoint of the S3-compatible store, e.g. http://127.0.0.1:8333. Empty means AWS."
+        ),
+    )
+    s3_region: str = field(default="us-east-1", metadata=_meta("Region of the S3 bucket."))
+    s3_access_key_id: str = field(
+        default="",
+        metadata=_meta("S3 access key id. Empty means the usual AWS_* variables and files."),
+    )
+    s3_secret_access_key: str = field(
+        default="",
+        metadata=_meta("S3 secret key. Empty means the usual AWS_* variables and files."),
+    )
+    s3_presigned: bool = field(
+        default=True,
+        metadata=_meta(
+            "With S3, let clients move large files straight to and from the bucket through "
+            "presigned URLs (multipart uploads and ranged downloads), so the server never "
+            "carries those bytes."
         ),
     )
     workers: int = field(default=1, metadata=_meta("Number of server processes."))
@@ -52,6 +82,12 @@ class Settings:
         from modelyard.db.engine import Database
 
         return Database(self.effective_database_url, busy_timeout=self.busy_timeout)
+
+    @property
+    def effective_blob_store_url(self) -> str:
+        if self.blob_store_url:
+            return self.blob_store_url
+        return str((self.data_dir / "blobs").resolve())
 
     @property
     def is_sqlite(self) -> bool:

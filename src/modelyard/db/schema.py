@@ -166,3 +166,59 @@ run_model_links = Table(
     Column("step", BigInteger, nullable=False),
     PrimaryKeyConstraint("run_pk", "model_id", "direction", name="pk_run_model_links"),
 )
+
+# Package store. A blob is stored bytes, keyed by their sha256 and shared by every file with the
+# same content; ``refs`` counts the package files pointing at it and is changed in the same
+# transaction as they are, so that garbage collection can only remove an unreferenced blob.
+blobs = Table(
+    "blobs",
+    metadata,
+    Column("sha256", String(64), primary_key=True),
+    Column("size", BigInteger, nullable=False),
+    Column("location", String(200), nullable=False),
+    Column("refs", Integer, nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+    Index("ix_blobs_refs", "refs"),
+)
+
+# A named, versioned set of files. A candidate's artifacts form one package (run_pk set).
+packages = Table(
+    "packages",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("project_id", Integer, ForeignKey("projects.id"), nullable=False),
+    Column("name", String(255), nullable=False),
+    Column("version", String(128), nullable=False),
+    Column("kind", String(32), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("run_pk", Integer, ForeignKey("runs.pk"), nullable=True, unique=True),
+    Column("created_at", BigInteger, nullable=False),
+    Column("published_at", BigInteger, nullable=True),
+    UniqueConstraint("project_id", "name", "version", name="uq_packages_identity"),
+)
+
+package_files = Table(
+    "package_files",
+    metadata,
+    Column("package_id", Integer, ForeignKey("packages.id"), nullable=False),
+    Column("path", String(1024), nullable=False),
+    Column("sha256", String(64), ForeignKey("blobs.sha256"), nullable=False),
+    Column("size", BigInteger, nullable=False),
+    Column("media_type", String(255), nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+    PrimaryKeyConstraint("package_id", "path", name="pk_package_files"),
+    Index("ix_package_files_sha256", "sha256"),
+    sqlite_with_rowid=False,
+)
+
+# Multipart uploads that clients send straight to object storage through presigned URLs.
+uploads = Table(
+    "uploads",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("package_id", Integer, ForeignKey("packages.id"), nullable=False),
+    Column("path", String(1024), nullable=False),
+    Column("location", String(200), nullable=False),
+    Column("storage_upload_id", Text, nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+)

@@ -9,22 +9,23 @@ from starlette.requests import Request
 from starlette.routing import BaseRoute, Route
 
 from modelyard import __version__
-from modelyard.mlflow_api import experiments, metrics, runs
+from modelyard.mlflow_api import artifacts, experiments, logged_models, metrics, runs
 from modelyard.mlflow_api.wire import Context, Handler, Message, endpoint
 
 PREFIXES = ("/api/2.0/mlflow", "/ajax-api/2.0/mlflow")
 INFO_PREFIXES = ("/api/3.0/mlflow", "/ajax-api/3.0/mlflow")
 
 
-def server_info(_ctx: Context, _msg: Message) -> dict[str, Any]:
+def server_info(ctx: Context, _msg: Message) -> dict[str, Any]:
+    presigned = ctx.store.presigned
     return {
         "store_type": "SqlStore",
         "server": "modelyard",
         "version": __version__,
         "workspaces_enabled": False,
-        "multipart_uploads_enabled": False,
-        "multipart_downloads_enabled": False,
-        "artifact_serving_enabled": False,
+        "multipart_uploads_enabled": presigned,
+        "multipart_downloads_enabled": presigned,
+        "artifact_serving_enabled": True,
         "artifacts_presigned_only": False,
     }
 
@@ -33,6 +34,7 @@ TRACKING: list[tuple[str, tuple[str, ...], Handler]] = [
     *experiments.ROUTES,
     *runs.ROUTES,
     *metrics.ROUTES,
+    *logged_models.ROUTES,
 ]
 INFO: list[tuple[str, tuple[str, ...], Handler]] = [
     ("/server-info", ("GET",), server_info),
@@ -46,4 +48,5 @@ def routes(context_of: Callable[[Request], Context]) -> list[BaseRoute]:
         for path, methods, handler in table:
             wrapped = endpoint(handler, context_of)
             out.extend(Route(p + path, wrapped, methods=list(methods)) for p in prefixes)
+    out.extend(artifacts.routes(context_of))
     return out

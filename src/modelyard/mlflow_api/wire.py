@@ -5,27 +5,38 @@ from __future__ import annotations
 import math
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
+from modelyard.blobs import BlobStore
 from modelyard.db.engine import Database
 from modelyard.errors import BadRequest, ErrorCode, InvalidParameter, ModelyardError
 from modelyard.services import validation
 
+T = TypeVar("T")
 JSON = "application/json"
 MAX_BODY_BYTES = 16 * 1024 * 1024
 
 
 @dataclass(frozen=True, slots=True)
 class Context:
-    """What a handler may use: the database and the caller's project."""
+    """What a handler may use: the database, the blob store and the caller's project."""
 
     db: Database
+    store: BlobStore
     project_id: int
+
+
+async def call(ctx: Context, function: Callable[..., T], *args: Any) -> T:
+    """Run a blocking service call: inline on SQLite, in the thread pool on PostgreSQL
+    (see ``endpoint``)."""
+    if ctx.db.is_sqlite:
+        return function(*args)
+    return await run_in_threadpool(function, *args)
 
 
 class Message:

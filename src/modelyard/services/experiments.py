@@ -39,6 +39,11 @@ def create(
     tags: dict[str, str] | None = None,
 ) -> int:
     name = validation.experiment_name(name)
+    if artifact_location:
+        raise InvalidParameter(
+            "modelyard chooses every artifact location itself (mlflow-artifacts:/<experiment "
+            f"id>); create the experiment without artifact_location (got {artifact_location!r})."
+        )
     checked_tags = {k: _tag_value(k, v) for k, v in (tags or {}).items()}
     now = now_ms()
     with db.write() as conn:
@@ -54,7 +59,6 @@ def create(
                 .values(
                     project_id=project_id,
                     name=name,
-                    artifact_location=artifact_location,
                     lifecycle_stage=ACTIVE,
                     creation_time=now,
                     last_update_time=now,
@@ -63,12 +67,11 @@ def create(
             ).scalar_one()
         except IntegrityError:
             raise _duplicate(name) from None
-        if not artifact_location:
-            conn.execute(
-                update(experiments)
-                .where(experiments.c.id == new_id)
-                .values(artifact_location=f"mlflow-artifacts:/{new_id}")
-            )
+        conn.execute(
+            update(experiments)
+            .where(experiments.c.id == new_id)
+            .values(artifact_location=f"mlflow-artifacts:/{new_id}")
+        )
         if checked_tags:
             conn.execute(
                 insert(experiment_tags),

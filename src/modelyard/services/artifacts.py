@@ -1,0 +1,108 @@
+"""MLflow artifact paths mapped onto packages.
+
+The server gives experiment ``E`` the artifact location ``mlflow-artifacts:/E``, so a candidate's
+artifacts live under ``E/<run id>/artifacts/…``: that prefix names the candidate's package,
+the rest is the file path inside it. Nothing outside a package can be addressed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import Connection, select
+
+from modelyard.db.engine import Database
+from modelyard.db.schema import packages as packages_table
+from modelyard.db.schema import runs
+from modelyard.errors import InvalidParameter, NotFound
+from modelyard.services import packages
+from modelyard.services.packages import Package
+from modelyard.services.paths import join, safe_path
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """Where an MLflow artifact path points: a package (None while the candidate has no
+    files yet) and the path inside it ("" = its root)."""
+
+    package: Package | None
+    path: str
+    run_id: str
+    artifact_uri: str
+
+
+def _split(path: str) -> tuple[str, str, str] | None:
+    parts = path.split("/", 3)
+    if len(parts) >= 3 and parts[2] == "artifacts" and parts[0].isdigit():
+        return parts[0], parts[1], parts[3] if len(parts) == 4 else ""
+    return None
+
+
+def _run(conn: Connection, project_id: int, experiment: str, run_id: str) -> tuple[int, str]:
+    row = conn.execute(
+        select(runs.c.pk, runs.c.experiment_id, runs.c.artifact_uri).where(
+            runs.c.id == run_id, runs.c.project_id == project_id
+        )
+    ).first()
+    if row is None or str(row.experiment_id) != experiment:
+        raise NotFound(f"Run '{run_id[:64]}' of experiment '{experiment[:20]}' not found.")
+    return row.pk, row.artifact_uri or ""
+
+
+def _candidate_package(conn: Connection, run_pk: int) -> Package | None:
+    row = conn.execute(select(packages_table).where(packages_table.c.run_pk == run_pk)).first()
+    return None if row is None else Package(**row._mapping)
+
+
+def locate(db: Database, project_id: int, raw_path: str, allow_root: bool = True) -> Target | None:
+    """The target of a path to read; None when the path lies above any package."""
+    path = safe_path(raw_path, allow_root=allow_root)
+    split = _split(path)
+    if split is None:
+        return None
+    experiment, run_id, inner = split
+    with db.read() as conn:
+        run_pk, uri = _run(conn, project_id, experiment, run_id)
+        return Target(_candidate_package(conn, run_pk), inner, run_id, uri)
+
+
+def locate_for_write(db: Database, project_id: int, raw_path: str) -> Target:
+    """The target of a path to write, creating the candidate's package on first use."""
+    path = safe_path(raw_path)
+    split = _split(path)
+    if split is None:
+        raise InvalidParameter(
+            f"Cannot write '{path[:300]}': artifacts are written under "
+            "<experiment id>/<run id>/artifacts/."
+        )
+    experiment, run_id, inner = split
+    if not inner:
+        raise InvalidParameter("Cannot write to the artifact root folder itself.")
+    with db.write() as conn:
+        run_pk, uri = _run(conn, project_id, experiment, run_id)
+        package = _candidate_package(conn, run_pk) or packages.ensure(
+            conn,
+            project_id,
+            run_id,
+            packages.CANDIDATE_VERSION,
+            kind=packages.CANDIDATE,
+            run_pk=run_pk,
+        )
+    return Target(package, inner, run_id, uri)
+
+
+def run_target(db: Database, project_id: int, run_id: str, raw_path: str) -> Target:
+    """A path inside a candidate's artifacts, by run id (for ``artifacts/list``)."""
+    inner = safe_path(raw_path, allow_root=True)
+    with db.read() as conn:
+        row = conn.execute(
+            select(runs.c.pk, runs.c.artifact_uri).where(
+                runs.c.id == run_id, runs.c.project_id == project_id
+            )
+        ).first()
+        if row is None:
+            raise NotFound(f"Run with id={run_id[:64]} not found")
+        return Target(_candidate_package(conn, row.pk), inner, run_id, row.artifact_uri or "")
+
+
+__all__ = ["Target", "join", "locate", "locate_for_write", "run_target"]

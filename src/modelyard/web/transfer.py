@@ -1,0 +1,125 @@
+"""Bytes between HTTP and the blob store, streamed both ways with bounded memory.
+
+Uploads: the request body is gathered into chunks of ``CHUNK`` bytes; each chunk is hashed and
+written by a worker thread while the next one is being received, so the network, the hash and
+the disk (or the bucket) work at the same time. At most two chunks are held at once.
+
+Downloads: chunks are read by a worker thread, the next read starting before the previous chunk
+is sent; the server's send waits while the client is slower than the disk, so memory stays
+bounded whatever the size of the file.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Mapping
+
+from starlette.concurrency import run_in_threadpool
+from starlette.responses import Response
+from starlette.types import Receive, Scope, Send
+
+from modelyard.blobs import BlobReader, BlobStore, BlobWriter, StoredBlob
+
+CHUNK = 4 * 1024 * 1024
+SEND_CHUNK = 1024 * 1024
+
+
+async def store_stream(store: BlobStore, body: AsyncIterator[bytes]) -> StoredBlob:
+    """Write a body into the store; the blob is durable when this returns."""
+    writer: BlobWriter = await run_in_threadpool(store.writer)
+    pending: asyncio.Future[None] | None = None
+    buffer = bytearray()
+    try:
+        async for piece in body:
+            buffer += piece
+            if len(buffer) >= CHUNK:
+                if pending is not None:
+                    await pending
+                chunk, buffer = buffer, bytearray()
+                pending = asyncio.ensure_future(run_in_threadpool(writer.write, chunk))
+        if pending is not None:
+            await pending
+            pending = None
+        if buffer:
+            await run_in_threadpool(writer.write, buffer)
+        return await run_in_threadpool(writer.finish)
+    except BaseException:
+        if pending is not None:
+            with contextlib.suppress(BaseException):
+                await asyncio.shield(pending)
+        await asyncio.shield(run_in_threadpool(writer.abort))
+        raise
+
+
+def parse_range(header: str | None, size: int) -> tuple[int, int] | None:
+    """The byte range of a ``Range: bytes=a-b`` header as (start, end-exclusive), or None for
+    the whole file. Raises ValueError when the range cannot be satisfied."""
+    if not header:
+        return None
+    unit, _, spec = header.partition("=")
+    if unit.strip().lower() != "bytes" or "," in spec:
+        return None  # several ranges or other units: answer with the whole file
+    first, _, last = spec.strip().partition("-")
+    if first == "":
+        if not last.isdigit() or int(last) == 0:
+            raise ValueError(header)
+        start, end = max(size - int(last), 0), size
+    else:
+        if not first.isdigit() or (last and not last.isdigit()):
+            return None
+        start = int(first)
+        end = min(int(last) + 1, size) if last else size
+    if start >= size or start >= end:
+        raise ValueError(header)
+    return start, end
+
+
+class BlobResponse(Response):
+    """Streams ``[start, end)`` of a blob."""
+
+    def __init__(
+        self,
+        store: BlobStore,
+        location: str,
+        start: int,
+        end: int,
+        *,
+        status_code: int = 200,
+        headers: Mapping[str, str] | None = None,
+        media_type: str | None = None,
+    ) -> None:
+        self.store = store
+        self.location = location
+        self.start = start
+        self.end = end
+        self.status_code = status_code
+        self.media_type = media_type
+        self.background = None
+        self.init_headers(headers)
+        self.headers["content-length"] = str(end - start)
+
+    async def __call__(self, scope: Scope, _receive: Receive, send: Send) -> None:
+        await send(
+            {"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers}
+        )
+        if scope.get("method") == "HEAD" or self.end <= self.start:
+            await send({"type": "http.response.body", "body": b""})
+            return
+        reader: BlobReader = await run_in_threadpool(
+            self.store.open, self.location, self.start, self.end
+        )
+        try:
+            chunk = await run_in_threadpool(reader.read, SEND_CHUNK)
+            while chunk:
+                following = asyncio.ensure_future(run_in_threadpool(reader.read, SEND_CHUNK))
+                try:
+                    await send({"type": "http.response.body", "body": chunk, "more_body": True})
+                except BaseException:
+                    with contextlib.suppress(BaseException):
+                        await following
+                    raise
+                chunk = await following
+            await send({"type": "http.response.body", "body": b""})
+        finally:
+            await run_in_threadpool(reader.close)
