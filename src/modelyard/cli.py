@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
+import sys
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import click
 
 from modelyard.db.migrate import HEAD_REVISION, current_revision, upgrade
 from modelyard.errors import ModelyardError
 from modelyard.settings import Settings
+
+T = TypeVar("T")
 
 
 def storage_options(command: Callable[..., Any]) -> Callable[..., Any]:
@@ -137,3 +140,116 @@ def db_current(**options: Any) -> None:
     settings = Settings.load(**options)
     revision = current_revision(settings.database())
     click.echo(f"{revision or 'empty'} (this modelyard needs {HEAD_REVISION})")
+
+
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def _duration(value: str) -> float:
+    """Seconds from ``90``, ``30s``, ``10m``, ``2h`` or ``7d``."""
+    text = value.strip().lower()
+    unit = _UNITS.get(text[-1:], 0) if text else 0
+    number = text[:-1] if unit else text
+    try:
+        seconds = float(number) * (unit or 1)
+    except ValueError:
+        raise click.BadParameter(
+            f"{value!r} is not a duration like 90, 30s, 10m, 2h or 7d"
+        ) from None
+    if seconds < 0:
+        raise click.BadParameter("a duration cannot be negative")
+    return seconds
+
+
+def _open_storage(options: dict[str, Any]) -> tuple[Settings, Any, Any]:
+    from modelyard.blobs import open_blob_store
+    from modelyard.db.migrate import ensure_schema
+
+    settings = Settings.load(**options)
+    database = settings.database()
+    try:
+        ensure_schema(database)
+    except ModelyardError as exc:
+        raise click.ClickException(exc.message) from None
+    return settings, database, open_blob_store(settings)
+
+
+def _progress(items: Sequence[T], label: str, /) -> Iterable[T]:
+    """Items as they are worked through, with a progress bar on standard error."""
+    if not items:
+        return items
+    return _bar(items, label)
+
+
+def _bar(items: Sequence[T], label: str) -> Iterator[T]:
+    bar: Any = click.progressbar(items, label=label, file=sys.stderr)
+    with bar:
+        yield from bar
+
+
+def _mib(size: int) -> str:
+    return f"{size / 1048576:,.1f} MiB"
+
+
+@main.command()
+@click.option(
+    "--older-than",
+    default="7d",
+    show_default=True,
+    help="Purge candidates deleted longer ago than this (90, 30s, 10m, 2h, 7d).",
+)
+@click.option(
+    "--orphan-grace",
+    default="1h",
+    show_default=True,
+    help="Leave unreferenced bytes and open multipart uploads younger than this alone "
+    "(uploads in flight).",
+)
+@click.option("--dry-run", is_flag=True, help="Report what would be removed; remove nothing.")
+@storage_options
+def gc(older_than: str, orphan_grace: str, dry_run: bool, **options: Any) -> None:
+    """Remove blobs nothing refers to: deleted candidates past the grace period, aborted
+    uploads, bytes left by crashes."""
+    from modelyard.services import gc as collector
+
+    _settings, database, store = _open_storage(options)
+    report = collector.collect(
+        database,
+        store,
+        older_than=_duration(older_than),
+        orphan_grace=_duration(orphan_grace),
+        dry_run=dry_run,
+        progress=_progress,
+    )
+    verb = "would remove" if dry_run else "removed"
+    click.echo(
+        f"{verb}: {report.purged_runs} deleted candidates, {report.expired_uploads} open "
+        f"uploads, {report.deleted_blobs} unreferenced blobs ({_mib(report.freed_bytes)}), "
+        f"{report.orphans} orphaned objects ({_mib(report.orphan_bytes)})"
+    )
+
+
+@main.command()
+@storage_options
+def fsck(**options: Any) -> None:
+    """Re-hash every blob; report rows without bytes, bytes without rows and bad checksums.
+    Exits with status 1 when anything is wrong."""
+    from modelyard.services import gc as collector
+
+    _settings, database, store = _open_storage(options)
+    report = collector.check(database, store, progress=_progress)
+    click.echo(f"checked {report.blobs_checked} blobs ({_mib(report.bytes_checked)})")
+    problems = [
+        ("rows without bytes", report.missing),
+        ("wrong size or checksum", report.corrupt),
+        ("bytes without rows (run `modelyard gc`)", report.unreferenced),
+        ("reference counts that disagree with the files", report.wrong_refs),
+    ]
+    for label, items in problems:
+        if items:
+            click.echo(f"{label}: {len(items)}")
+            for item in items[:50]:
+                click.echo(f"  {item}")
+    if not report.clean:
+        raise SystemExit(1)
+    click.echo("clean")
