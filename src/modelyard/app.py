@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -11,7 +12,7 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
-from modelyard import __version__, mlflow_api
+from modelyard import __version__, api, mlflow_api
 from modelyard.blobs import open_blob_store
 from modelyard.db.engine import Database
 from modelyard.db.migrate import ensure_schema
@@ -19,6 +20,8 @@ from modelyard.db.schema import DEFAULT_PROJECT_ID
 from modelyard.errors import ErrorCode
 from modelyard.mlflow_api.wire import Context, error_response
 from modelyard.settings import Settings
+
+logger = logging.getLogger("modelyard")
 
 
 async def health(_request: Request) -> Response:
@@ -53,7 +56,8 @@ async def http_error(request: Request, exc: Exception) -> Response:
     return error_response(ErrorCode.BAD_REQUEST, str(getattr(exc, "detail", exc)))
 
 
-async def internal_error(_request: Request, _exc: Exception) -> Response:
+async def internal_error(request: Request, exc: Exception) -> Response:
+    logger.error("%s %s failed", request.method, request.url.path, exc_info=exc)
     return error_response(ErrorCode.INTERNAL_ERROR, "Internal server error.")
 
 
@@ -80,6 +84,7 @@ def create_app(settings: Settings, *, database: Database | None = None) -> Starl
             Route("/health", health, methods=["GET"]),
             Route("/version", version, methods=["GET"]),
             *mlflow_api.routes(context_of),
+            *api.routes(context_of),
         ],
         exception_handlers={HTTPException: http_error, Exception: internal_error},
         lifespan=lifespan,
