@@ -473,7 +473,21 @@ def test_bad_names_and_versions(http: Client, package: str, version: str) -> Non
 
 
 @pytest.mark.parametrize(
-    "path", ["%2e%2e/x", "%252e%252e/x", "a/%2e%2e/b", "a%5Cb", "a\\b", "%5C%5Cserver/x", "C:/x"]
+    "path",
+    [
+        "%2e%2e/x",
+        "%252e%252e/x",
+        "a/%2e%2e/b",
+        "a%5Cb",
+        "a\\b",
+        "%5C%5Cserver/x",
+        "C:/x",
+        "a%0ab",
+        "a%00b",
+        "%250a",
+        "a%3Fb",
+        "a%23b",
+    ],
 )
 def test_bad_paths(http: Client, name: str, path: str) -> None:
     put(http, name, "1", "ok", b"ok")

@@ -11,6 +11,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from starlette.convertors import Convertor, register_url_convertor
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
@@ -30,6 +31,22 @@ MAX_PARTS = 10_000
 _MEDIA_TYPE = re.compile(r"^[\w.+-]+/[\w.+-]+$")
 
 Page = Callable[[Request], Awaitable[Response]]
+
+
+class AnyPathConvertor(Convertor[str]):
+    """Like Starlette's ``path``, but also matching control characters (a decoded ``%0a``),
+    so that such a path reaches the path check and gets its 400 instead of a 404."""
+
+    regex = r"[\s\S]*"
+
+    def convert(self, value: str) -> str:
+        return value
+
+    def to_string(self, value: str) -> str:
+        return value
+
+
+register_url_convertor("anypath", AnyPathConvertor())
 
 
 def media_type_of(request: Request, path: str) -> str:
@@ -138,6 +155,7 @@ async def delete(request: Request, ctx: Context) -> Response:
 
 
 async def _multipart_target(request: Request, ctx: Context) -> tuple[Target, str, Message]:
+    safe_path(_path(request))
     if not ctx.store.presigned:
         raise NotSupported(MULTIPART_UNSUPPORTED)
     message = await Message.read(request)
@@ -208,6 +226,7 @@ async def multipart_abort(request: Request, ctx: Context) -> Response:
 
 
 async def presigned(request: Request, ctx: Context) -> Response:
+    safe_path(_path(request))
     if not ctx.store.presigned:
         raise NotSupported("Presigned downloads are not supported by this server's blob store.")
     found = await _file_of(ctx, _path(request))
@@ -250,14 +269,14 @@ async def get_artifact(request: Request, ctx: Context) -> Response:
 
 def routes(context_of: Callable[[Request], Context]) -> list[BaseRoute]:
     table: list[tuple[str, str, Callable[[Request, Context], Awaitable[Response]]]] = [
-        ("/artifacts/{path:path}", "PUT", upload),
-        ("/artifacts/{path:path}", "GET", download),
-        ("/artifacts/{path:path}", "DELETE", delete),
+        ("/artifacts/{path:anypath}", "PUT", upload),
+        ("/artifacts/{path:anypath}", "GET", download),
+        ("/artifacts/{path:anypath}", "DELETE", delete),
         ("/artifacts", "GET", list_files),
-        ("/mpu/create/{path:path}", "POST", multipart_create),
-        ("/mpu/complete/{path:path}", "POST", multipart_complete),
-        ("/mpu/abort/{path:path}", "POST", multipart_abort),
-        ("/presigned/{path:path}", "GET", presigned),
+        ("/mpu/create/{path:anypath}", "POST", multipart_create),
+        ("/mpu/complete/{path:anypath}", "POST", multipart_complete),
+        ("/mpu/abort/{path:anypath}", "POST", multipart_abort),
+        ("/presigned/{path:anypath}", "GET", presigned),
     ]
     out: list[BaseRoute] = []
     for suffix, method, page in table:

@@ -22,11 +22,13 @@ _FORBIDDEN = re.compile(r"[\x00-\x1f\x7f\\?#]")
 def _problem(path: str) -> str | None:
     if _FORBIDDEN.search(path):
         return "it contains a backslash, '?', '#' or a control character"
-    if path.startswith("/") or _DRIVE.match(path):
+    if path.startswith("/"):
         return "it is absolute"
     for segment in path.split("/"):
         if segment in ("", ".", ".."):
             return "it has an empty, '.' or '..' segment"
+        if _DRIVE.match(segment):
+            return "it names a drive"
     return None
 
 
