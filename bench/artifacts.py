@@ -56,6 +56,10 @@ SMALL_MAX_BYTES = 4096
 SAMPLE_INTERVAL_S = 0.05
 PIDS_REFRESH_EVERY = 20  # samples between two scans of /proc for the server's processes
 START_TIMEOUT_S = 240.0
+QUIET_WINDOW_S = 2.0
+QUIET_CPU_SHARE = 0.1  # of one core, summed over the server's processes
+QUIET_RSS_MIB = 2.0
+QUIET_LIMIT_S = 240.0
 VS_MLFLOW_TARGET = 4.0  # modelyard throughput at least 4x MLflow's for the big file
 VS_CP_TARGET = 2.0  # modelyard transfer time at most 2x the time of a plain cp
 RSS_GROWTH_TARGET_MIB = 64.0
@@ -416,6 +420,33 @@ def start_server(kind: str, workdir: Path) -> Server:
     return server
 
 
+def wait_until_quiet(root: int) -> tuple[float, bool]:
+    """Wait until the server's processes are idle: two windows in a row with little CPU, no
+    change in RSS and no process started or ended. MLflow keeps starting its job consumers for
+    about a minute after /health answers; measuring during that time would charge their start
+    to the transfers. Returns the seconds waited and whether the server became quiet."""
+    started = time.perf_counter()
+    quiet_windows = 0
+    pids = server_pids(root)
+    cpu = cpu_seconds(pids)
+    rss = sum(vm_rss_kib(pid) for pid in pids) / 1024
+    while time.perf_counter() - started < QUIET_LIMIT_S:
+        time.sleep(QUIET_WINDOW_S)
+        now_pids = server_pids(root)
+        now_cpu = cpu_seconds(now_pids)
+        now_rss = sum(vm_rss_kib(pid) for pid in now_pids) / 1024
+        calm = (
+            now_pids == pids
+            and now_cpu - cpu < QUIET_CPU_SHARE * QUIET_WINDOW_S
+            and abs(now_rss - rss) < QUIET_RSS_MIB
+        )
+        quiet_windows = quiet_windows + 1 if calm else 0
+        if quiet_windows >= 2:
+            return time.perf_counter() - started, True
+        pids, cpu, rss = now_pids, now_cpu, now_rss
+    return time.perf_counter() - started, False
+
+
 # --------------------------------------------------------------------------------------------
 # Workloads on one server
 # --------------------------------------------------------------------------------------------
@@ -466,6 +497,11 @@ def run_workloads(
 
     big_run = client.create_run(experiment_id, run_name="big-file").info
     out.details["artifact_uri"] = big_run.artifact_uri
+    log(f"{kind}: waiting until the server is idle")
+    waited, quiet = wait_until_quiet(server.proc.pid)
+    out.details["quiet_wait_s"] = waited
+    out.details["quiet_before_measuring"] = quiet
+    log(f"{kind}: {'idle' if quiet else 'still busy, measuring anyway'} after {waited:.0f} s")
     os.sync()  # untimed: no earlier write is still being flushed during the transfers
     sampler = RssSampler(server.proc.pid)
     sampler_box.append(sampler)
@@ -591,6 +627,10 @@ def bench_server(kind: str, tmp: Path, inputs: Inputs, plan: Plan, logs_dir: Pat
             out.details["server_processes"] = max(sampler.process_counts, default=0)
             out.details["rss_end_mib"] = sampler.samples[-1][2] if sampler.samples else None
             out.details["cpu_s"] = sampler.cpu()
+            first = sampler.samples[0][0] if sampler.samples else 0.0
+            out.details["rss_series"] = [
+                [round(t - first, 3), phase, round(mib, 1)] for t, phase, mib in sampler.samples
+            ]
         log(f"{kind}: stopping process group {server.proc.pid}")
         stop_server(server)
         if out.errors:

@@ -114,6 +114,12 @@ class Server:
             os.killpg(self.proc.pid, 15)
             self.proc.wait(timeout=20)
 
+    def kill(self) -> None:
+        """SIGKILL, as a crash or an out-of-memory killer would."""
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, 9)
+            self.proc.wait(timeout=20)
+
 
 def _session_backend(kind: str, data_dir: Path) -> tuple[Backend, str | None]:
     if kind == "sqlite":

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import requests
 
+from modelyard.db.migrate import HEAD_REVISION
 from modelyard.settings import Settings
 from tests.conftest import Backend, Server, free_port
 
@@ -31,9 +32,9 @@ def modelyard(*args: str, env: dict[str, str] | None = None) -> subprocess.Compl
 def test_db_upgrade_and_current(tmp_path: Path) -> None:
     upgraded = modelyard("db", "upgrade", "--data-dir", str(tmp_path))
     assert upgraded.returncode == 0, upgraded.stderr
-    assert "-> 0001" in upgraded.stdout
+    assert f"-> {HEAD_REVISION}" in upgraded.stdout
     current = modelyard("db", "current", "--data-dir", str(tmp_path))
-    assert current.stdout.startswith("0001")
+    assert current.stdout.startswith(HEAD_REVISION)
 
 
 def test_db_upgrade_on_postgresql(make_backend) -> None:
@@ -41,7 +42,7 @@ def test_db_upgrade_on_postgresql(make_backend) -> None:
     upgraded = modelyard("db", "upgrade", "--database-url", backend.url)
     assert upgraded.returncode == 0, upgraded.stderr
     current = modelyard("db", "current", env={"MODELYARD_DATABASE_URL": backend.url})
-    assert current.stdout.startswith("0001")
+    assert current.stdout.startswith(HEAD_REVISION)
 
 
 def test_server_refuses_outdated_schema(tmp_path: Path) -> None:

@@ -193,8 +193,8 @@ async def _record(
 
 
 async def download(request: Request, ctx: Context) -> Response:
-    package = await _package(ctx, request)
     path = _file_path(request)
+    package = await _package(ctx, request)
     found = await call(ctx, packages.get_file, ctx.db, package.id, path)
     if found is None:
         raise _no_file(package, path)
@@ -237,8 +237,8 @@ def _matches(if_none_match: str | None, sha256: str) -> bool:
 
 
 async def delete_file(request: Request, ctx: Context) -> Response:
-    package = await _package(ctx, request)
     path = _file_path(request)
+    package = await _package(ctx, request)
     deleted = await call(ctx, packages.delete_files, ctx.db, package.id, path)
     if deleted == 0:
         raise _no_file(package, path)

@@ -1,0 +1,73 @@
+"""``modelyard gc``: deleted candidates past the grace period lose their rows and their bytes;
+bytes another candidate still uses stay; ``--dry-run`` removes nothing."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import requests
+
+from tests.conftest import SeaweedFS, Server, blob_args
+from tests.integration.test_artifacts import store_of
+
+
+def cli(server: Server, *args: str) -> subprocess.CompletedProcess[str]:
+    command = [sys.executable, "-m", "modelyard", *args, "--data-dir", str(server.backend.data_dir)]
+    if server.backend.name == "postgresql":
+        command += ["--database-url", server.backend.url]
+    return subprocess.run(
+        command + server.extra, capture_output=True, text=True, timeout=300, check=False
+    )
+
+
+@pytest.mark.parametrize(("kind", "store"), [("sqlite", "local"), ("postgresql", "s3")])
+def test_gc_frees_deleted_candidates(
+    make_backend, request: pytest.FixtureRequest, tmp_path: Path, kind: str, store: str
+) -> None:  # type: ignore[no-untyped-def]
+    from mlflow.tracking import MlflowClient
+
+    seaweed: SeaweedFS | None = request.getfixturevalue("seaweedfs") if store == "s3" else None
+    server = Server(make_backend(kind), *blob_args(store, seaweed))
+    try:
+        client = MlflowClient(server.url)
+        experiment = client.create_experiment("gc")
+        shared = tmp_path / "shared.bin"
+        shared.write_bytes(os.urandom(3 << 20))
+        own = tmp_path / "own.bin"
+        own.write_bytes(os.urandom(2 << 20))
+        keep = client.create_run(experiment).info.run_id
+        doomed = client.create_run(experiment).info.run_id
+        client.log_artifact(keep, str(shared))
+        client.log_artifact(doomed, str(shared))
+        client.log_artifact(doomed, str(own))
+        client.log_param(doomed, "p", "1")
+        client.delete_run(doomed)
+        blobs = store_of(server)
+        assert sum(o.size for o in blobs.objects()) == 5 << 20
+
+        young = cli(server, "gc")  # deleted just now: inside the default grace period of 7 days
+        assert young.returncode == 0, young.stderr
+        assert "0 deleted candidates" in young.stdout
+        dry = cli(server, "gc", "--older-than", "0", "--dry-run")
+        assert "would remove: 1 deleted candidates" in dry.stdout
+        assert sum(o.size for o in blobs.objects()) == 5 << 20
+
+        done = cli(server, "gc", "--older-than", "0")
+        assert done.returncode == 0, done.stderr
+        assert "removed: 1 deleted candidates" in done.stdout
+        assert "1 unreferenced blobs (2.0 MiB)" in done.stdout
+        assert sum(o.size for o in blobs.objects()) == 3 << 20
+        gone = requests.get(
+            f"{server.url}/api/2.0/mlflow/runs/get", params={"run_id": doomed}, timeout=10
+        )
+        assert gone.status_code == 404
+        back = client.download_artifacts(keep, "shared.bin", str(tmp_path / "back"))
+        assert Path(back).read_bytes() == shared.read_bytes()
+        checked = cli(server, "fsck")
+        assert checked.returncode == 0, checked.stdout
+    finally:
+        server.stop()
