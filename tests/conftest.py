@@ -226,9 +226,10 @@ class SeaweedFS:
         if self.proc.poll() is None:
             os.killpg(self.proc.pid, 15)
             try:
-                self.proc.wait(timeout=20)
+                self.proc.wait(timeout=3)
             except subprocess.TimeoutExpired:
                 os.killpg(self.proc.pid, 9)
+                self.proc.wait(timeout=20)
 
 
 @pytest.fixture(scope="session")
