@@ -8,9 +8,11 @@ through presigned URLs: multipart uploads to a key the server chose, ranged down
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 from modelyard.blobs.base import (
@@ -27,6 +29,7 @@ if TYPE_CHECKING:
     from modelyard.settings import Settings
 
 PART_SIZE = 8 * 1024 * 1024
+PARALLEL_PARTS = 3
 PRESIGN_SECONDS = 3600
 
 
@@ -41,6 +44,7 @@ class S3BlobStore(BlobStore):
         self.prefix = prefix.strip("/") + "/" if prefix.strip("/") else ""
         self.client = client
         self.presigned = presigned
+        self.pool = ThreadPoolExecutor(max_workers=16, thread_name_prefix="s3-parts")
 
     @classmethod
     def from_settings(cls, url: str, settings: Settings) -> S3BlobStore:
@@ -173,7 +177,8 @@ class S3BlobStore(BlobStore):
 
 
 class _S3Writer(BlobWriter):
-    """Buffers up to one part; a blob that fits in one part is a single PUT."""
+    """Buffers up to one part; a blob that fits in one part is a single PUT. Larger blobs are
+    sent as a multipart upload with up to ``PARALLEL_PARTS`` parts in flight at once."""
 
     def __init__(self, store: S3BlobStore) -> None:
         self.store = store
@@ -184,6 +189,8 @@ class _S3Writer(BlobWriter):
         self.buffer = bytearray()
         self.upload_id: str | None = None
         self.parts: list[tuple[int, str]] = []
+        self.in_flight: list[Future[tuple[int, str]]] = []
+        self.next_part = 1
 
     def write(self, data: bytes | bytearray | memoryview) -> None:
         self.hasher.update(data)
@@ -192,18 +199,31 @@ class _S3Writer(BlobWriter):
         while len(self.buffer) >= PART_SIZE:
             part = bytes(self.buffer[:PART_SIZE])
             del self.buffer[:PART_SIZE]
-            self._upload_part(part)
+            self._send_part(part)
 
-    def _upload_part(self, data: bytes) -> None:
+    def _send_part(self, data: bytes) -> None:
         client, bucket = self.store.client, self.store.bucket
         if self.upload_id is None:
             created = client.create_multipart_upload(Bucket=bucket, Key=self.key)
             self.upload_id = str(created["UploadId"])
-        number = len(self.parts) + 1
-        response = client.upload_part(
-            Bucket=bucket, Key=self.key, UploadId=self.upload_id, PartNumber=number, Body=data
+        while len(self.in_flight) >= PARALLEL_PARTS:
+            self.parts.append(self.in_flight.pop(0).result())
+        number, self.next_part = self.next_part, self.next_part + 1
+        self.in_flight.append(self.store.pool.submit(self._upload_part, number, data))
+
+    def _upload_part(self, number: int, data: bytes) -> tuple[int, str]:
+        response = self.store.client.upload_part(
+            Bucket=self.store.bucket,
+            Key=self.key,
+            UploadId=self.upload_id,
+            PartNumber=number,
+            Body=data,
         )
-        self.parts.append((number, str(response["ETag"])))
+        return number, str(response["ETag"])
+
+    def _drain(self) -> None:
+        while self.in_flight:
+            self.parts.append(self.in_flight.pop(0).result())
 
     def finish(self) -> StoredBlob:
         client, bucket = self.store.client, self.store.bucket
@@ -211,13 +231,21 @@ class _S3Writer(BlobWriter):
             client.put_object(Bucket=bucket, Key=self.key, Body=bytes(self.buffer))
         else:
             if self.buffer:
-                self._upload_part(bytes(self.buffer))
+                self._send_part(bytes(self.buffer))
+            self._drain()
+            self.parts.sort()
             self.store.complete_multipart(self.location, self.upload_id, self.parts)
         self.buffer = bytearray()
         return StoredBlob(self.hasher.hexdigest(), self.size, self.location)
 
     def abort(self) -> None:
         self.buffer = bytearray()
+        for future in self.in_flight:
+            future.cancel()
+        for future in self.in_flight:
+            with contextlib.suppress(Exception):
+                future.result()
+        self.in_flight = []
         if self.upload_id is not None:
             self.store.abort_multipart(self.location, self.upload_id)
             self.upload_id = None
