@@ -7,11 +7,13 @@ renamed into place and the folder fsynced: a file outside ``tmp/`` is always com
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import re
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
@@ -26,6 +28,8 @@ from modelyard.blobs.base import (
 
 _LOCATION = re.compile(r"^(?:[0-9a-f]{2}/[0-9a-f]{2}/[0-9a-f]{64}-[0-9a-f]{32}|tmp/[0-9a-f]{32})$")
 _NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+FLUSH_EVERY = 32 * 1024 * 1024
+_FLUSHER = ThreadPoolExecutor(max_workers=2, thread_name_prefix="blob-flush")
 
 
 class LocalBlobStore(BlobStore):
@@ -92,6 +96,8 @@ class _LocalWriter(BlobWriter):
         self.fd: int | None = os.open(self.tmp_path, flags, 0o640)
         self.hasher = hashlib.sha256()
         self.size = 0
+        self.unflushed = 0
+        self.flushing: Future[None] | None = None
 
     def write(self, data: bytes | bytearray | memoryview) -> None:
         assert self.fd is not None
@@ -101,9 +107,22 @@ class _LocalWriter(BlobWriter):
             written = os.write(self.fd, view)
             view = view[written:]
         self.size += len(data)
+        self.unflushed += len(data)
+        if self.unflushed >= FLUSH_EVERY and (self.flushing is None or self.flushing.done()):
+            # Flush to disk in the background while more bytes arrive, so that the fsync at
+            # the end has little left to do.
+            self.unflushed = 0
+            self.flushing = _FLUSHER.submit(os.fdatasync, self.fd)
+
+    def _settle(self) -> None:
+        if self.flushing is not None:
+            with contextlib.suppress(OSError):
+                self.flushing.result()
+            self.flushing = None
 
     def finish(self) -> StoredBlob:
         assert self.fd is not None
+        self._settle()
         os.fsync(self.fd)
         os.close(self.fd)
         self.fd = None
@@ -116,6 +135,7 @@ class _LocalWriter(BlobWriter):
         return StoredBlob(sha, self.size, location)
 
     def abort(self) -> None:
+        self._settle()
         if self.fd is not None:
             os.close(self.fd)
             self.fd = None
