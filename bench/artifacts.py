@@ -268,6 +268,13 @@ def cpu_seconds(pids: list[int]) -> float:
     return ticks / os.sysconf("SC_CLK_TCK")
 
 
+def machine_busy_seconds() -> float:
+    """CPU time all processes on the machine have used since boot (all cores, /proc/stat)."""
+    fields = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
+    user, nice, system, _idle, _iowait, irq, softirq, steal = (int(f) for f in fields[:8])
+    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+
+
 class RssSampler(threading.Thread):
     """Samples the server's summed RSS every ``interval`` seconds, each sample tagged with the
     phase the benchmark is in when it is taken."""
@@ -280,8 +287,9 @@ class RssSampler(threading.Thread):
         self.samples: list[tuple[float, str, float]] = []
         self.pids: list[int] = []
         self.process_counts: list[int] = []
-        # (phase entered, wall clock, server CPU seconds, benchmark process CPU seconds)
-        self.marks: list[tuple[str, float, float, float]] = []
+        # (phase entered, wall clock, CPU seconds of the server, of the benchmark process and of
+        # the whole machine)
+        self.marks: list[tuple[str, float, float, float, float]] = []
         self._stop_event = threading.Event()
         self._lock = threading.Lock()
 
@@ -306,18 +314,23 @@ class RssSampler(threading.Thread):
         self.phase = phase
         with self._lock:
             server_cpu = cpu_seconds(self.pids)
-        self.marks.append((phase, time.perf_counter(), server_cpu, time.process_time()))
+        self.marks.append(
+            (phase, time.perf_counter(), server_cpu, time.process_time(), machine_busy_seconds())
+        )
         self.sample()
 
     def cpu(self) -> dict[str, dict[str, float]]:
-        """Wall time, server CPU and benchmark-process CPU (client and sampler) of each phase."""
+        """Per phase: wall time, server CPU, benchmark-process CPU (the client and this sampler),
+        and the CPU used by everything else (other programs, kernel threads, interrupts, part of
+        it the loopback traffic and disk writeback of the transfer itself)."""
         return {
             phase: {
                 "wall_s": nxt[1] - wall,
                 "server_cpu_s": nxt[2] - server,
                 "client_cpu_s": nxt[3] - client,
+                "other_cpu_s": (nxt[4] - machine) - (nxt[2] - server) - (nxt[3] - client),
             }
-            for (phase, wall, server, client), nxt in itertools.pairwise(self.marks)
+            for (phase, wall, server, client, machine), nxt in itertools.pairwise(self.marks)
         }
 
     def stop(self) -> None:
@@ -805,6 +818,7 @@ def print_notes(plan: Plan, outcomes: dict[str, Outcome], cp: dict[str, Any] | N
         busy = [
             f"{step} server {cpu[step]['server_cpu_s']:.2f} s"
             f" / client {cpu[step]['client_cpu_s']:.2f} s"
+            f" / rest of machine {max(cpu[step]['other_cpu_s'], 0.0):.2f} s"
             for step in ("upload", "download")
             if step in cpu
         ]

@@ -108,7 +108,8 @@ def test_fluent_logging_and_loading(blob_client, tmp_path: Path) -> None:
     import mlflow
     import numpy as np
 
-    with mlflow.start_run() as run:
+    experiment = blob_client.create_experiment(f"fluent-{uuid.uuid4().hex[:8]}")
+    with mlflow.start_run(experiment_id=experiment) as run:
         mlflow.log_text("hello, artifacts", "texts/hello.txt")
         mlflow.log_dict({"a": [1, 2, 3], "b": {"c": "d"}}, "config.json")
         mlflow.log_dict({"k": "v"}, "config.yaml")
