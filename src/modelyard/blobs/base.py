@@ -95,6 +95,30 @@ class BlobStore(ABC):
     def objects(self) -> Iterator[StoredObject]:
         """Everything stored, including unfinished writes."""
 
+    #: whether small reads are cheap enough to do without leaving the event loop
+    inline_reads: bool = False
+
+    def put(self, data: bytes | bytearray) -> StoredBlob:
+        """Store a body that is already in memory, in one call."""
+        writer = self.writer()
+        try:
+            writer.write(data)
+            return writer.finish()
+        except BaseException:
+            writer.abort()
+            raise
+
+    def read_bytes(self, location: str, start: int, end: int) -> bytes:
+        """Bytes ``start`` to ``end`` of a blob, read in one call (for small ranges)."""
+        reader = self.open(location, start, end)
+        try:
+            parts = []
+            while chunk := reader.read(end - start):
+                parts.append(chunk)
+            return b"".join(parts)
+        finally:
+            reader.close()
+
     def check(self) -> None:  # noqa: B027 - optional hook
         """Fail early (at start-up) when the store cannot be used."""
 

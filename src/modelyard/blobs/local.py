@@ -33,6 +33,8 @@ _FLUSHER = ThreadPoolExecutor(max_workers=2, thread_name_prefix="blob-flush")
 
 
 class LocalBlobStore(BlobStore):
+    inline_reads = True  # a small read from the page cache takes microseconds
+
     def __init__(self, root: Path) -> None:
         self.root = root
         self.url = f"file://{root}"

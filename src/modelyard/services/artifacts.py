@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection, bindparam, select
 
 from modelyard.db.engine import Database
 from modelyard.db.schema import packages as packages_table
@@ -38,20 +38,25 @@ def _split(path: str) -> tuple[str, str, str] | None:
     return None
 
 
-def _run(conn: Connection, project_id: int, experiment: str, run_id: str) -> tuple[int, str]:
-    row = conn.execute(
-        select(runs.c.pk, runs.c.experiment_id, runs.c.artifact_uri).where(
-            runs.c.id == run_id, runs.c.project_id == project_id
-        )
-    ).first()
-    if row is None or str(row.experiment_id) != experiment:
+_RUN_AND_PACKAGE = (
+    select(runs.c.pk, runs.c.experiment_id, runs.c.artifact_uri, packages_table)
+    .outerjoin(packages_table, packages_table.c.run_pk == runs.c.pk)
+    .where(runs.c.id == bindparam("run_id"), runs.c.project_id == bindparam("project_id"))
+)
+
+
+def _run(
+    conn: Connection, project_id: int, experiment: str | None, run_id: str
+) -> tuple[int, str, Package | None]:
+    """The candidate's key, artifact URI and package (None before its first file)."""
+    row = conn.execute(_RUN_AND_PACKAGE, {"run_id": run_id, "project_id": project_id}).first()
+    if row is None or (experiment is not None and str(row.experiment_id) != experiment):
+        if experiment is None:
+            raise NotFound(f"Run with id={run_id[:64]} not found")
         raise NotFound(f"Run '{run_id[:64]}' of experiment '{experiment[:20]}' not found.")
-    return row.pk, row.artifact_uri or ""
-
-
-def _candidate_package(conn: Connection, run_pk: int) -> Package | None:
-    row = conn.execute(select(packages_table).where(packages_table.c.run_pk == run_pk)).first()
-    return None if row is None else Package(**row._mapping)
+    package_columns = row[3:]
+    package = None if package_columns[0] is None else Package(*package_columns)
+    return row.pk, row.artifact_uri or "", package
 
 
 def locate(db: Database, project_id: int, raw_path: str, allow_root: bool = True) -> Target | None:
@@ -62,8 +67,8 @@ def locate(db: Database, project_id: int, raw_path: str, allow_root: bool = True
         return None
     experiment, run_id, inner = split
     with db.read() as conn:
-        run_pk, uri = _run(conn, project_id, experiment, run_id)
-        return Target(_candidate_package(conn, run_pk), inner, run_id, uri)
+        _run_pk, uri, package = _run(conn, project_id, experiment, run_id)
+    return Target(package, inner, run_id, uri)
 
 
 def locate_for_write(db: Database, project_id: int, raw_path: str) -> Target:
@@ -79,8 +84,8 @@ def locate_for_write(db: Database, project_id: int, raw_path: str) -> Target:
     if not inner:
         raise InvalidParameter("Cannot write to the artifact root folder itself.")
     with db.write() as conn:
-        run_pk, uri = _run(conn, project_id, experiment, run_id)
-        package = _candidate_package(conn, run_pk) or packages.ensure(
+        run_pk, uri, package = _run(conn, project_id, experiment, run_id)
+        package = package or packages.ensure(
             conn,
             project_id,
             run_id,
@@ -95,14 +100,8 @@ def run_target(db: Database, project_id: int, run_id: str, raw_path: str) -> Tar
     """A path inside a candidate's artifacts, by run id (for ``artifacts/list``)."""
     inner = safe_path(raw_path, allow_root=True)
     with db.read() as conn:
-        row = conn.execute(
-            select(runs.c.pk, runs.c.artifact_uri).where(
-                runs.c.id == run_id, runs.c.project_id == project_id
-            )
-        ).first()
-        if row is None:
-            raise NotFound(f"Run with id={run_id[:64]} not found")
-        return Target(_candidate_package(conn, row.pk), inner, run_id, row.artifact_uri or "")
+        _run_pk, uri, package = _run(conn, project_id, None, run_id)
+    return Target(package, inner, run_id, uri)
 
 
 __all__ = ["Target", "join", "locate", "locate_for_write", "run_target"]

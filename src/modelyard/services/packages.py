@@ -11,7 +11,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from sqlalchemy import Connection, Row, func, insert, select, text, update
+from sqlalchemy import Connection, Row, and_, bindparam, func, insert, select, text, update
 from sqlalchemy.exc import IntegrityError
 
 from modelyard.blobs import StoredBlob
@@ -202,14 +202,54 @@ _UPSERT_BLOB = text(
 )
 
 
+_PACKAGE_BY_ID = select(packages).where(packages.c.id == bindparam("package_id"))
+_SAME_FILE = and_(
+    package_files.c.package_id == bindparam("package_id"),
+    package_files.c.path == bindparam("path"),
+)
+_OLD_SHA = select(package_files.c.sha256).where(_SAME_FILE)
+_INSERT_FILE = insert(package_files)
+_UPDATE_FILE = (
+    update(package_files)
+    .where(
+        package_files.c.package_id == bindparam("key_package_id"),
+        package_files.c.path == bindparam("key_path"),
+    )
+    .values(
+        sha256=bindparam("sha256"),
+        size=bindparam("size"),
+        media_type=bindparam("media_type"),
+        created_at=bindparam("created_at"),
+    )
+)
+_FILE_ABOVE = select(package_files.c.path).where(
+    package_files.c.package_id == bindparam("package_id"),
+    package_files.c.path.in_(bindparam("ancestors", expanding=True)),
+)
+_FILE_BELOW = (
+    select(package_files.c.path)
+    .where(
+        package_files.c.package_id == bindparam("package_id"),
+        package_files.c.path.like(bindparam("prefix"), escape="\\"),
+    )
+    .limit(1)
+)
+_RELEASE = (
+    update(blobs)
+    .where(blobs.c.sha256 == bindparam("sha"))
+    .values(refs=blobs.c.refs - bindparam("count"))
+)
+
+
 def add_file(
     db: Database, package_id: int, path: str, blob: StoredBlob, media_type: str
 ) -> tuple[PackageFile, str | None]:
     """Record ``blob`` as the file at ``path``. Returns the file and the location of a
     now-redundant copy of the bytes (the caller deletes it after this returns), if any."""
     now = now_ms()
+    key = {"package_id": package_id, "path": path}
     with db.write() as conn:
-        row = conn.execute(select(packages).where(packages.c.id == package_id)).first()
+        row = conn.execute(_PACKAGE_BY_ID, key).first()
         if row is None:
             raise NotFound("The package no longer exists.")
         _writable(_package(row))
@@ -218,24 +258,18 @@ def add_file(
             _UPSERT_BLOB,
             {"sha256": blob.sha256, "size": blob.size, "location": blob.location, "now": now},
         ).scalar_one()
-        old = conn.execute(
-            select(package_files.c.sha256).where(
-                package_files.c.package_id == package_id, package_files.c.path == path
-            )
-        ).scalar()
-        values = {"sha256": blob.sha256, "size": blob.size, "media_type": media_type}
+        old = conn.execute(_OLD_SHA, key).scalar()
+        values = {
+            **key,
+            "sha256": blob.sha256,
+            "size": blob.size,
+            "media_type": media_type,
+            "created_at": now,
+        }
         if old is None:
-            conn.execute(
-                insert(package_files).values(
-                    package_id=package_id, path=path, created_at=now, **values
-                )
-            )
+            conn.execute(_INSERT_FILE, values)
         else:
-            conn.execute(
-                update(package_files)
-                .where(package_files.c.package_id == package_id, package_files.c.path == path)
-                .values(created_at=now, **values)
-            )
+            conn.execute(_UPDATE_FILE, {**values, "key_package_id": package_id, "key_path": path})
             _release(conn, [old])
     redundant = None if location == blob.location else blob.location
     file = PackageFile(path, blob.sha256, blob.size, media_type, now, location)
@@ -246,21 +280,10 @@ def _check_no_clash(conn: Connection, package_id: int, path: str) -> None:
     ancestors = _ancestors(path)
     if (
         ancestors
-        and conn.execute(
-            select(package_files.c.path).where(
-                package_files.c.package_id == package_id, package_files.c.path.in_(ancestors)
-            )
-        ).first()
+        and conn.execute(_FILE_ABOVE, {"package_id": package_id, "ancestors": ancestors}).first()
     ):
         raise InvalidParameter(f"Cannot write '{path}': a parent folder of it is a file.")
-    if conn.execute(
-        select(package_files.c.path)
-        .where(
-            package_files.c.package_id == package_id,
-            package_files.c.path.like(_like_prefix(path), escape="\\"),
-        )
-        .limit(1)
-    ).first():
+    if conn.execute(_FILE_BELOW, {"package_id": package_id, "prefix": _like_prefix(path)}).first():
         raise InvalidParameter(f"Cannot write '{path}': it is a folder.")
 
 
@@ -269,7 +292,7 @@ def _release(conn: Connection, shas: Iterable[str]) -> None:
     for sha in shas:
         counts[sha] = counts.get(sha, 0) + 1
     for sha, count in counts.items():
-        conn.execute(update(blobs).where(blobs.c.sha256 == sha).values(refs=blobs.c.refs - count))
+        conn.execute(_RELEASE, {"sha": sha, "count": count})
 
 
 _FILE_COLUMNS = (
@@ -282,13 +305,14 @@ _FILE_COLUMNS = (
 )
 
 
+_FILE = (
+    select(*_FILE_COLUMNS).join(blobs, blobs.c.sha256 == package_files.c.sha256).where(_SAME_FILE)
+)
+
+
 def get_file(db: Database, package_id: int, path: str) -> PackageFile | None:
     with db.read() as conn:
-        row = conn.execute(
-            select(*_FILE_COLUMNS)
-            .join(blobs, blobs.c.sha256 == package_files.c.sha256)
-            .where(package_files.c.package_id == package_id, package_files.c.path == path)
-        ).first()
+        row = conn.execute(_FILE, {"package_id": package_id, "path": path}).first()
     return None if row is None else PackageFile(*row)
 
 

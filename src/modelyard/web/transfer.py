@@ -23,21 +23,27 @@ from modelyard.blobs import BlobReader, BlobStore, BlobWriter, StoredBlob
 
 CHUNK = 4 * 1024 * 1024
 SEND_CHUNK = 1024 * 1024
+SMALL = 256 * 1024  # ranges up to this size are read in one call
 
 
 async def store_stream(store: BlobStore, body: AsyncIterator[bytes]) -> StoredBlob:
-    """Write a body into the store; the blob is durable when this returns."""
-    writer: BlobWriter = await run_in_threadpool(store.writer)
+    """Write a body into the store; the blob is durable when this returns. A body smaller
+    than one chunk is stored with a single call to a worker thread."""
+    writer: BlobWriter | None = None
     pending: asyncio.Future[None] | None = None
     buffer = bytearray()
     try:
         async for piece in body:
             buffer += piece
             if len(buffer) >= CHUNK:
+                if writer is None:
+                    writer = await run_in_threadpool(store.writer)
                 if pending is not None:
                     await pending
                 chunk, buffer = buffer, bytearray()
                 pending = asyncio.ensure_future(run_in_threadpool(writer.write, chunk))
+        if writer is None:
+            return await run_in_threadpool(store.put, buffer)
         if pending is not None:
             await pending
             pending = None
@@ -48,7 +54,8 @@ async def store_stream(store: BlobStore, body: AsyncIterator[bytes]) -> StoredBl
         if pending is not None:
             with contextlib.suppress(BaseException):
                 await asyncio.shield(pending)
-        await asyncio.shield(run_in_threadpool(writer.abort))
+        if writer is not None:
+            await asyncio.shield(run_in_threadpool(writer.abort))
         raise
 
 
@@ -106,6 +113,9 @@ class BlobResponse(Response):
         if scope.get("method") == "HEAD" or self.end <= self.start:
             await send({"type": "http.response.body", "body": b""})
             return
+        if self.end - self.start <= SMALL:
+            await send({"type": "http.response.body", "body": await self._small()})
+            return
         reader: BlobReader = await run_in_threadpool(
             self.store.open, self.location, self.start, self.end
         )
@@ -123,3 +133,8 @@ class BlobResponse(Response):
             await send({"type": "http.response.body", "body": b""})
         finally:
             await run_in_threadpool(reader.close)
+
+    async def _small(self) -> bytes:
+        if self.store.inline_reads:
+            return self.store.read_bytes(self.location, self.start, self.end)
+        return await run_in_threadpool(self.store.read_bytes, self.location, self.start, self.end)
