@@ -30,6 +30,8 @@ _LOCATION = re.compile(r"^(?:[0-9a-f]{2}/[0-9a-f]{2}/[0-9a-f]{64}-[0-9a-f]{32}|t
 _NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 FLUSH_EVERY = 32 * 1024 * 1024
 _FLUSHER = ThreadPoolExecutor(max_workers=2, thread_name_prefix="blob-flush")
+_HASHER = ThreadPoolExecutor(max_workers=4, thread_name_prefix="blob-hash")
+PARALLEL_HASH = 1024 * 1024
 
 
 class LocalBlobStore(BlobStore):
@@ -103,11 +105,16 @@ class _LocalWriter(BlobWriter):
 
     def write(self, data: bytes | bytearray | memoryview) -> None:
         assert self.fd is not None
-        self.hasher.update(data)
+        # Hash on another thread while this one writes: both release the GIL.
+        hashing = _HASHER.submit(self.hasher.update, data) if len(data) >= PARALLEL_HASH else None
+        if hashing is None:
+            self.hasher.update(data)
         view = memoryview(data)
         while view:
             written = os.write(self.fd, view)
             view = view[written:]
+        if hashing is not None:
+            hashing.result()
         self.size += len(data)
         self.unflushed += len(data)
         if self.unflushed >= FLUSH_EVERY and (self.flushing is None or self.flushing.done()):

@@ -83,7 +83,11 @@ def locate_for_write(db: Database, project_id: int, raw_path: str) -> Target:
     experiment, run_id, inner = split
     if not inner:
         raise InvalidParameter("Cannot write to the artifact root folder itself.")
-    with db.write() as conn:
+    with db.read() as conn:
+        run_pk, uri, package = _run(conn, project_id, experiment, run_id)
+    if package is not None:
+        return Target(package, inner, run_id, uri)
+    with db.write() as conn:  # the candidate's first file: create its package
         run_pk, uri, package = _run(conn, project_id, experiment, run_id)
         package = package or packages.ensure(
             conn,

@@ -31,24 +31,28 @@ async def store_stream(store: BlobStore, body: AsyncIterator[bytes]) -> StoredBl
     than one chunk is stored with a single call to a worker thread."""
     writer: BlobWriter | None = None
     pending: asyncio.Future[None] | None = None
-    buffer = bytearray()
+    pieces: list[bytes] = []
+    size = 0
     try:
         async for piece in body:
-            buffer += piece
-            if len(buffer) >= CHUNK:
+            pieces.append(piece)
+            size += len(piece)
+            if size >= CHUNK:
                 if writer is None:
                     writer = await run_in_threadpool(store.writer)
                 if pending is not None:
                     await pending
-                chunk, buffer = buffer, bytearray()
+                chunk = b"".join(pieces)
+                pieces, size = [], 0
                 pending = asyncio.ensure_future(run_in_threadpool(writer.write, chunk))
+        rest = b"".join(pieces)
         if writer is None:
-            return await run_in_threadpool(store.put, buffer)
+            return await run_in_threadpool(store.put, rest)
         if pending is not None:
             await pending
             pending = None
-        if buffer:
-            await run_in_threadpool(writer.write, buffer)
+        if rest:
+            await run_in_threadpool(writer.write, rest)
         return await run_in_threadpool(writer.finish)
     except BaseException:
         if pending is not None:
