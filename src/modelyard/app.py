@@ -17,7 +17,7 @@ from modelyard.blobs import open_blob_store
 from modelyard.db.engine import Database
 from modelyard.db.migrate import ensure_schema
 from modelyard.db.schema import DEFAULT_PROJECT_ID
-from modelyard.errors import ErrorCode
+from modelyard.errors import ErrorCode, ModelyardError
 from modelyard.mlflow_api.wire import Context, error_response
 from modelyard.settings import Settings
 
@@ -56,6 +56,16 @@ async def http_error(request: Request, exc: Exception) -> Response:
     return error_response(ErrorCode.BAD_REQUEST, str(getattr(exc, "detail", exc)))
 
 
+async def domain_error(request: Request, exc: Exception) -> Response:
+    """A domain error raised while a response streams (handlers answer the others)."""
+    assert isinstance(exc, ModelyardError)
+    if exc.code.http_status >= 500:
+        logger.error(
+            "%s %s failed: %s", request.method, request.url.path, exc.message, exc_info=exc
+        )
+    return error_response(exc.code, exc.message)
+
+
 async def internal_error(request: Request, exc: Exception) -> Response:
     logger.error("%s %s failed", request.method, request.url.path, exc_info=exc)
     return error_response(ErrorCode.INTERNAL_ERROR, "Internal server error.")
@@ -86,7 +96,11 @@ def create_app(settings: Settings, *, database: Database | None = None) -> Starl
             *mlflow_api.routes(context_of),
             *api.routes(context_of),
         ],
-        exception_handlers={HTTPException: http_error, Exception: internal_error},
+        exception_handlers={
+            HTTPException: http_error,
+            ModelyardError: domain_error,
+            Exception: internal_error,
+        },
         lifespan=lifespan,
     )
     app.state.settings = settings

@@ -133,3 +133,29 @@ def test_names_that_only_look_odd_are_kept(server: Server, client, experiment_id
     listed = sorted(f.path for f in client.list_artifacts(run, "odd"))
     assert listed == sorted(f"odd/{n}" for n in ("100%.txt", "a..b.txt", "...", "naïve résumé.txt"))
     assert mlflow.artifacts.load_text(f"runs:/{run}/odd/100%.txt") == "100%.txt"
+
+
+def test_a_symlink_planted_in_the_blob_store_is_not_followed(
+    server: Server, client, experiment_id: str
+) -> None:  # type: ignore[no-untyped-def]
+    """Blob files are opened without following symlinks: a link swapped in for a blob (by
+    someone with access to the server's disk) yields an error, never the link's target."""
+    import mlflow
+
+    run = client.create_run(experiment_id).info.run_id
+    payload = f"unique content {uuid.uuid4().hex}"
+    mlflow.log_text(payload, "victim.txt", run_id=run)
+    digest = hashlib.sha256(payload.encode()).hexdigest()
+    blob = next((server.backend.data_dir / "blobs").rglob(f"{digest}-*"))
+    outside = server.backend.data_dir.parent / f"target-{uuid.uuid4().hex[:6]}.txt"
+    outside.write_bytes(b"server-side file that must never be served")
+    blob.unlink()
+    blob.symlink_to(outside)
+    status, body = raw(
+        server,
+        "GET",
+        f"/api/2.0/mlflow-artifacts/artifacts/{experiment_id}/{run}/artifacts/victim.txt",
+    )
+    assert status == 500
+    assert b"never be served" not in body
+    assert "modelyard fsck" in json.loads(body)["message"]

@@ -27,6 +27,8 @@ with mlflow.start_run(run_name="legacy") as run:
     mlflow.log_metric("loss", 0.9, step=0)
     mlflow.log_metrics({"loss": 0.4, "acc": 0.8}, step=1)
     mlflow.set_tag("client", "2.x")
+    mlflow.log_text("from the 2.x client", "notes/hello.txt")
+    mlflow.log_dict({"k": [1, 2]}, "cfg.json")
 client = MlflowClient()
 client.log_batch(run.info.run_id, metrics=[Metric("b", float(i), 0, i) for i in range(1500)],
                  params=[Param("p", "v")], tags=[RunTag("t", "v")])
@@ -40,6 +42,9 @@ print(json.dumps({
     "metrics": got.data.metrics,
     "params": got.data.params,
     "history": len(client.get_metric_history(run.info.run_id, "b")),
+    "artifacts": sorted(f.path for f in client.list_artifacts(run.info.run_id)),
+    "text": mlflow.artifacts.load_text(f"runs:/{run.info.run_id}/notes/hello.txt"),
+    "dict": mlflow.artifacts.load_dict(f"runs:/{run.info.run_id}/cfg.json"),
 }))
 """
 
@@ -84,3 +89,6 @@ def test_mlflow_2_client_logs_and_searches(server, legacy_python: Path) -> None:
     assert result["metrics"] == {"loss": 0.4, "acc": 0.8, "b": 1499.0}
     assert result["params"] == {"alpha": "0.3", "p": "v"}
     assert result["history"] == 1500
+    assert result["artifacts"] == ["cfg.json", "notes"]
+    assert result["text"] == "from the 2.x client"
+    assert result["dict"] == {"k": [1, 2]}

@@ -20,8 +20,17 @@ from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
 from modelyard.blobs import BlobReader, BlobStore, BlobWriter, StoredBlob
+from modelyard.errors import ErrorCode, ModelyardError
 
 CHUNK = 4 * 1024 * 1024
+
+
+class UnreadableBlob(ModelyardError):
+    """A file's bytes are missing or refused by the store (e.g. a planted symlink)."""
+
+    code = ErrorCode.INTERNAL_ERROR
+
+
 SEND_CHUNK = 1024 * 1024
 SMALL = 256 * 1024  # ranges up to this size are read in one call
 
@@ -111,18 +120,29 @@ class BlobResponse(Response):
         self.headers["content-length"] = str(end - start)
 
     async def __call__(self, scope: Scope, _receive: Receive, send: Send) -> None:
+        # The bytes are opened (or, when small, read) before the status line goes out, so that
+        # a blob the store cannot give back is a clean error response, not a cut-off body.
+        head_only = scope.get("method") == "HEAD" or self.end <= self.start
+        small: bytes | None = None
+        reader: BlobReader | None = None
+        if not head_only:
+            try:
+                if self.end - self.start <= SMALL:
+                    small = await self._small()
+                else:
+                    reader = await run_in_threadpool(
+                        self.store.open, self.location, self.start, self.end
+                    )
+            except Exception as exc:
+                raise UnreadableBlob(
+                    "The stored bytes of this file cannot be read; run `modelyard fsck`."
+                ) from exc
         await send(
             {"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers}
         )
-        if scope.get("method") == "HEAD" or self.end <= self.start:
-            await send({"type": "http.response.body", "body": b""})
+        if reader is None:
+            await send({"type": "http.response.body", "body": small or b""})
             return
-        if self.end - self.start <= SMALL:
-            await send({"type": "http.response.body", "body": await self._small()})
-            return
-        reader: BlobReader = await run_in_threadpool(
-            self.store.open, self.location, self.start, self.end
-        )
         try:
             chunk = await run_in_threadpool(reader.read, SEND_CHUNK)
             while chunk:
