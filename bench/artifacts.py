@@ -37,9 +37,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import requests
-
-from tracking import CLIENT_ENV, Server, executable, free_port, log, stop_server, tail, versions
+import tracking
+from tracking import CLIENT_ENV, Server, executable, log, stop_server, versions
 
 BENCH_DIR = Path(__file__).resolve().parent
 RESULTS_DIR = BENCH_DIR / "results"
@@ -384,53 +383,9 @@ def server_command(kind: str, workdir: Path, port: int) -> list[str]:
     ]
 
 
-def server_env() -> dict[str, str]:
-    env = {
-        k: v for k, v in os.environ.items() if not k.startswith("MODELYARD_") and k not in UNSET_ENV
-    }
-    env.update(CLIENT_ENV)
-    return env
-
-
 def start_server(kind: str, workdir: Path) -> Server:
-    """Spawn in a new session (own process group); wait until GET /health answers 200."""
-    workdir.mkdir(parents=True, exist_ok=True)
-    port = free_port()
-    log_path = workdir / f"{kind}-server.log"
-    started = time.perf_counter()
-    with log_path.open("wb") as log_file:
-        proc = subprocess.Popen(
-            server_command(kind, workdir, port),
-            stdout=log_file,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            cwd=workdir,
-            env=server_env(),
-            start_new_session=True,
-        )
-    server = Server(kind, port, workdir, proc, log_path)
-    probe = requests.Session()
-    probe.trust_env = False
-    try:
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(
-                    f"{kind} exited with {proc.returncode} before answering "
-                    f"/health:\n{tail(log_path)}"
-                )
-            if time.perf_counter() - started > START_TIMEOUT_S:
-                stop_server(server)
-                raise RuntimeError(f"{kind} did not answer /health within {START_TIMEOUT_S} s")
-            try:
-                if probe.get(f"{server.base_url}/health", timeout=1.0).status_code == 200:
-                    break
-            except requests.RequestException:
-                pass
-            time.sleep(0.05)
-    finally:
-        probe.close()
-    server.cold_start_s = time.perf_counter() - started
-    return server
+    """A server whose artifact routes proxy to a folder (see ``server_command``)."""
+    return tracking.start_server(kind, workdir, command_for=server_command, unset=UNSET_ENV)
 
 
 def wait_until_quiet(root: int) -> tuple[float, bool]:
@@ -778,22 +733,7 @@ def build_report(
 
 def print_table(report: list[dict[str, Any]]) -> None:
     headers = ("workload", "modelyard", "mlflow", "ratio (mlflow time / modelyard time)", "target")
-    lines = [
-        (r["label"], r["modelyard_text"], r["mlflow_text"], r["ratio_text"], r["target_text"])
-        for r in report
-    ]
-    widths = [max(len(h), *(len(line[i]) for line in lines)) for i, h in enumerate(headers)]
-
-    def render(cells: tuple[str, ...]) -> str:
-        parts = [cells[0].ljust(widths[0])]
-        parts += [c.rjust(w) for c, w in zip(cells[1:4], widths[1:4], strict=True)]
-        parts.append(cells[4].ljust(widths[4]))
-        return "| " + " | ".join(parts) + " |"
-
-    print(render(headers))
-    print("|" + "|".join("-" * (w + 2) for w in widths) + "|")
-    for line in lines:
-        print(render(line))
+    tracking.print_table(report, headers)
 
 
 def print_notes(plan: Plan, outcomes: dict[str, Outcome], cp: dict[str, Any] | None) -> None:

@@ -28,7 +28,7 @@ import threading
 import time
 import traceback
 import urllib.parse
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -363,15 +363,22 @@ def server_command(kind: str, workdir: Path, port: int) -> list[str]:
     ]
 
 
-def start_server(kind: str, workdir: Path) -> Server:
-    """Spawn in a new session (own process group); time until GET /health answers 200."""
+def start_server(
+    kind: str,
+    workdir: Path,
+    command_for: Callable[[str, Path, int], list[str]] | None = None,
+    unset: Collection[str] = (),
+) -> Server:
+    """Spawn in a new session (own process group); time until GET /health answers 200.
+    ``command_for(kind, workdir, port)`` gives the command (default: ``server_command``);
+    ``unset`` names environment variables the server must not see."""
     workdir.mkdir(parents=True, exist_ok=True)
     port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MODELYARD_")}
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MODELYARD_") and k not in unset}
     env.update(CLIENT_ENV)
     log_path = workdir / f"{kind}-server.log"
     log_file = log_path.open("wb")
-    command = server_command(kind, workdir, port)
+    command = (command_for or server_command)(kind, workdir, port)
     started = time.perf_counter()
     proc = subprocess.Popen(
         command,
@@ -1024,8 +1031,11 @@ def build_report(plan: Plan, outcomes: dict[str, Outcome]) -> list[dict[str, Any
     return report
 
 
-def print_table(report: list[dict[str, Any]]) -> None:
-    headers = ("workload", "modelyard", "mlflow", "ratio", "modelyard target")
+def print_table(
+    report: list[dict[str, Any]],
+    headers: tuple[str, ...] = ("workload", "modelyard", "mlflow", "ratio", "modelyard target"),
+) -> None:
+    """The report as a Markdown table (label left, figures right, target left)."""
     lines = [
         (r["label"], r["modelyard_text"], r["mlflow_text"], r["ratio_text"], r["target_text"])
         for r in report
@@ -1036,10 +1046,10 @@ def print_table(report: list[dict[str, Any]]) -> None:
         parts = [cells[0].ljust(widths[0])]
         parts += [c.rjust(w) for c, w in zip(cells[1:4], widths[1:4], strict=True)]
         parts.append(cells[4].ljust(widths[4]))
-        return " | ".join(parts).rstrip()
+        return "| " + " | ".join(parts) + " |"
 
     print(render(headers))
-    print("-+-".join("-" * w for w in widths))
+    print("|" + "|".join("-" * (w + 2) for w in widths) + "|")
     for line in lines:
         print(render(line))
     print(

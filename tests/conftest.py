@@ -299,3 +299,13 @@ def experiment_id(client) -> str:  # type: ignore[no-untyped-def]
 def api(server_url: str, method: str, path: str, **kwargs: object) -> requests.Response:
     """A raw call to the MLflow REST API, for what the client never sends."""
     return requests.request(method, f"{server_url}/api/2.0/mlflow/{path}", timeout=30, **kwargs)
+
+
+def run_cli(server: Server, *args: str) -> subprocess.CompletedProcess[str]:
+    """A ``modelyard`` command on the same database and blob store as ``server``."""
+    command = [sys.executable, "-m", "modelyard", *args, "--data-dir", str(server.backend.data_dir)]
+    if server.backend.name == "postgresql":
+        command += ["--database-url", server.backend.url]
+    return subprocess.run(
+        command + server.extra, capture_output=True, text=True, timeout=600, check=False
+    )

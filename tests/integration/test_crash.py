@@ -8,8 +8,6 @@ import hashlib
 import http.client
 import os
 import random
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -17,7 +15,7 @@ from collections.abc import Iterator
 import pytest
 import requests
 
-from tests.conftest import SeaweedFS, Server, blob_args
+from tests.conftest import SeaweedFS, Server, blob_args, run_cli
 
 ROUNDS = int(os.environ.get("MODELYARD_CRASH_ROUNDS", "8"))
 SIZE = 192 << 20
@@ -49,15 +47,6 @@ def upload(server: Server, path: str, outcome: list[object]) -> None:
         outcome.append(exc)
     finally:
         conn.close()
-
-
-def cli(server: Server, *args: str) -> subprocess.CompletedProcess[str]:
-    command = [sys.executable, "-m", "modelyard", *args, "--data-dir", str(server.backend.data_dir)]
-    if server.backend.name == "postgresql":
-        command += ["--database-url", server.backend.url]
-    return subprocess.run(
-        command + server.extra, capture_output=True, text=True, timeout=600, check=False
-    )
 
 
 def visible_files_are_whole(server: Server, experiment: str, run_id: str, digest: str) -> bool:
@@ -113,9 +102,9 @@ def test_sigkill_during_uploads(
             visible_files_are_whole(server, experiment, run_id, digest)
             requests.delete(f"{server.url}/api/2.0/mlflow-artifacts/artifacts/{path}", timeout=30)
         server.stop()
-        collected = cli(server, "gc", "--orphan-grace", "0", "--older-than", "0")
+        collected = run_cli(server, "gc", "--orphan-grace", "0", "--older-than", "0")
         assert collected.returncode == 0, collected.stderr
-        checked = cli(server, "fsck")
+        checked = run_cli(server, "fsck")
         assert checked.returncode == 0, checked.stdout + checked.stderr
         assert "clean" in checked.stdout
         server = Server(backend, *extra)

@@ -4,24 +4,13 @@ bytes another candidate still uses stay; ``--dry-run`` removes nothing."""
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import requests
 
-from tests.conftest import SeaweedFS, Server, blob_args
+from tests.conftest import SeaweedFS, Server, blob_args, run_cli
 from tests.integration.test_artifacts import store_of
-
-
-def cli(server: Server, *args: str) -> subprocess.CompletedProcess[str]:
-    command = [sys.executable, "-m", "modelyard", *args, "--data-dir", str(server.backend.data_dir)]
-    if server.backend.name == "postgresql":
-        command += ["--database-url", server.backend.url]
-    return subprocess.run(
-        command + server.extra, capture_output=True, text=True, timeout=300, check=False
-    )
 
 
 @pytest.mark.parametrize(("kind", "store"), [("sqlite", "local"), ("postgresql", "s3")])
@@ -49,14 +38,14 @@ def test_gc_frees_deleted_candidates(
         blobs = store_of(server)
         assert sum(o.size for o in blobs.objects()) == 5 << 20
 
-        young = cli(server, "gc")  # deleted just now: inside the default grace period of 7 days
+        young = run_cli(server, "gc")  # deleted just now: inside the default grace period of 7 days
         assert young.returncode == 0, young.stderr
         assert "0 deleted candidates" in young.stdout
-        dry = cli(server, "gc", "--older-than", "0", "--dry-run")
+        dry = run_cli(server, "gc", "--older-than", "0", "--dry-run")
         assert "would remove: 1 deleted candidates" in dry.stdout
         assert sum(o.size for o in blobs.objects()) == 5 << 20
 
-        done = cli(server, "gc", "--older-than", "0")
+        done = run_cli(server, "gc", "--older-than", "0")
         assert done.returncode == 0, done.stderr
         assert "removed: 1 deleted candidates" in done.stdout
         assert "1 unreferenced blobs (2.0 MiB)" in done.stdout
@@ -67,7 +56,7 @@ def test_gc_frees_deleted_candidates(
         assert gone.status_code == 404
         back = client.download_artifacts(keep, "shared.bin", str(tmp_path / "back"))
         assert Path(back).read_bytes() == shared.read_bytes()
-        checked = cli(server, "fsck")
+        checked = run_cli(server, "fsck")
         assert checked.returncode == 0, checked.stdout
     finally:
         server.stop()

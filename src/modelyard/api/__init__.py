@@ -12,6 +12,7 @@ from starlette.routing import BaseRoute, Route
 from modelyard.api import openapi, packages
 from modelyard.api.wire import Page, guarded
 from modelyard.mlflow_api.wire import Context
+from modelyard.web import routing as _routing  # noqa: F401 - registers {path:anypath}
 
 PREFIX = "/api/v1"
 PACKAGE = "/packages/{name}/{version}"
@@ -22,9 +23,9 @@ ROUTES: list[tuple[str, tuple[str, ...], Page]] = [
     (PACKAGE, ("GET",), packages.get_package),
     (PACKAGE, ("DELETE",), packages.delete_package),
     (PACKAGE + "/files", ("GET",), packages.list_files),
-    (PACKAGE + "/files/{path:filepath}", ("PUT",), packages.upload),
-    (PACKAGE + "/files/{path:filepath}", ("GET",), packages.download),
-    (PACKAGE + "/files/{path:filepath}", ("DELETE",), packages.delete_file),
+    (PACKAGE + "/files/{path:anypath}", ("PUT",), packages.upload),
+    (PACKAGE + "/files/{path:anypath}", ("GET",), packages.download),
+    (PACKAGE + "/files/{path:anypath}", ("DELETE",), packages.delete_file),
     (PACKAGE + "/archive", ("GET",), packages.download_archive),
     (PACKAGE + "/publish", ("POST",), packages.publish),
     ("/openapi.json", ("GET",), openapi.openapi_json),

@@ -6,7 +6,6 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import orjson
-from starlette.convertors import Convertor, register_url_convertor
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -17,22 +16,6 @@ JSON = "application/json"
 
 Page = Callable[[Request, Context], Awaitable[Response]]
 Endpoint = Callable[[Request], Awaitable[Response]]
-
-
-class FilePathConvertor(Convertor[str]):
-    """Like Starlette's ``path``, but also matching control characters (a decoded ``%0a``),
-    so that such a file path reaches ``safe_path`` and is refused with a 400, not a 404."""
-
-    regex = r"[\s\S]*"
-
-    def convert(self, value: str) -> str:
-        return value
-
-    def to_string(self, value: str) -> str:
-        return value
-
-
-register_url_convertor("filepath", FilePathConvertor())
 
 
 def respond(payload: dict[str, Any], status: int = 200, **headers: str) -> Response:

@@ -11,7 +11,6 @@ import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from starlette.convertors import Convertor, register_url_convertor
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
@@ -23,6 +22,7 @@ from modelyard.services import artifacts, packages
 from modelyard.services.artifacts import Target
 from modelyard.services.entities import now_ms
 from modelyard.services.paths import join, safe_path
+from modelyard.web import routing as _routing  # noqa: F401 - registers {path:anypath}
 from modelyard.web.transfer import BlobResponse, store_stream
 
 ARTIFACT_PREFIXES = ("/api/2.0/mlflow-artifacts", "/ajax-api/2.0/mlflow-artifacts")
@@ -31,22 +31,6 @@ MAX_PARTS = 10_000
 _MEDIA_TYPE = re.compile(r"^[\w.+-]+/[\w.+-]+$")
 
 Page = Callable[[Request], Awaitable[Response]]
-
-
-class AnyPathConvertor(Convertor[str]):
-    """Like Starlette's ``path``, but also matching control characters (a decoded ``%0a``),
-    so that such a path reaches the path check and gets its 400 instead of a 404."""
-
-    regex = r"[\s\S]*"
-
-    def convert(self, value: str) -> str:
-        return value
-
-    def to_string(self, value: str) -> str:
-        return value
-
-
-register_url_convertor("anypath", AnyPathConvertor())
 
 
 def media_type_of(request: Request, path: str) -> str:
@@ -117,8 +101,7 @@ async def _file_of(ctx: Context, raw: str) -> packages.PackageFile:
     return found
 
 
-async def download(request: Request, ctx: Context) -> Response:
-    found = await _file_of(ctx, _path(request))
+def _whole_file(ctx: Context, found: packages.PackageFile) -> Response:
     return BlobResponse(
         ctx.store,
         found.location,
@@ -127,6 +110,10 @@ async def download(request: Request, ctx: Context) -> Response:
         headers=download_headers(found.path, found.sha256),
         media_type=found.media_type,
     )
+
+
+async def download(request: Request, ctx: Context) -> Response:
+    return _whole_file(ctx, await _file_of(ctx, _path(request)))
 
 
 async def list_files(request: Request, ctx: Context) -> Response:
@@ -257,14 +244,7 @@ async def get_artifact(request: Request, ctx: Context) -> Response:
     found = await call(ctx, packages.get_file, ctx.db, target.package.id, target.path)
     if found is None:
         raise _missing(raw)
-    return BlobResponse(
-        ctx.store,
-        found.location,
-        0,
-        found.size,
-        headers=download_headers(found.path, found.sha256),
-        media_type=found.media_type,
-    )
+    return _whole_file(ctx, found)
 
 
 def routes(context_of: Callable[[Request], Context]) -> list[BaseRoute]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 from sqlalchemy import Connection, Row, and_, bindparam, func, insert, select, text, update
 from sqlalchemy.exc import IntegrityError
@@ -414,18 +414,7 @@ def start_upload(db: Database, upload: Upload) -> None:
         if row is None:
             raise NotFound("The package no longer exists.")
         _writable(_package(row))
-        conn.execute(insert(uploads).values(_upload_values(upload)))
-
-
-def _upload_values(upload: Upload) -> dict[str, object]:
-    return {
-        "id": upload.id,
-        "package_id": upload.package_id,
-        "path": upload.path,
-        "location": upload.location,
-        "storage_upload_id": upload.storage_upload_id,
-        "created_at": upload.created_at,
-    }
+        conn.execute(insert(uploads).values(asdict(upload)))
 
 
 def get_upload(db: Database, upload_id: str, package_id: int, path: str) -> Upload:
