@@ -1052,10 +1052,6 @@ def print_table(
     print("|" + "|".join("-" * (w + 2) for w in widths) + "|")
     for line in lines:
         print(render(line))
-    print(
-        "ratio > 1 means modelyard is better (latency: mlflow/modelyard; "
-        "throughput: modelyard/mlflow)"
-    )
 
 
 def versions() -> dict[str, str]:
@@ -1155,6 +1151,10 @@ def main(argv: list[str] | None = None) -> int:
     report = build_report(plan, outcomes)
     print()
     print_table(report)
+    print(
+        "ratio > 1 means modelyard is better (latency: mlflow/modelyard; "
+        "throughput: modelyard/mlflow)"
+    )
     errors = [e for o in outcomes.values() for e in o.errors]
     mismatches = [
         f"{kind} search at {size} runs: returned {d['returned']}, expected {d['expected']}"
