@@ -222,3 +222,107 @@ uploads = Table(
     Column("storage_upload_id", Text, nullable=False),
     Column("created_at", BigInteger, nullable=False),
 )
+
+# MLflow 3 LoggedModels: a model object logged from a candidate; its files are a package.
+logged_models = Table(
+    "logged_models",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("project_id", Integer, ForeignKey("projects.id"), nullable=False),
+    Column("experiment_id", Integer, ForeignKey("experiments.id"), nullable=False),
+    Column("name", String(500), nullable=False),
+    Column("model_type", String(500), nullable=False),
+    Column("status", String(32), nullable=False),
+    Column("source_run_id", String(64), nullable=True),
+    Column("artifact_location", Text, nullable=False),
+    Column("lifecycle_stage", String(32), nullable=False),
+    Column("creation_time", BigInteger, nullable=False),
+    Column("last_updated_time", BigInteger, nullable=False),
+    Index("ix_logged_models_experiment_created", "experiment_id", "creation_time"),
+    Index("ix_logged_models_source_run", "source_run_id"),
+)
+
+
+def _owned_key_values(name: str, owner: str, owner_type: String | Integer) -> Table:
+    """Tags or params of one owner row (``owner`` is the referenced ``table.column``)."""
+    return Table(
+        name,
+        metadata,
+        Column("owner", owner_type, ForeignKey(owner), nullable=False),
+        Column("key", String(250), nullable=False),
+        Column("value", Text, nullable=False),
+        PrimaryKeyConstraint("owner", "key", name=f"pk_{name}"),
+        sqlite_with_rowid=False,
+    )
+
+
+logged_model_tags = _owned_key_values("logged_model_tags", "logged_models.id", String(64))
+logged_model_params = _owned_key_values("logged_model_params", "logged_models.id", String(64))
+
+# Registered models ("models") and their versions. ``next_version`` is the per-model counter
+# from which version numbers are taken (UPDATE … RETURNING in the creating transaction), so a
+# number is never handed out twice, not even after its version was deleted.
+registered_models = Table(
+    "registered_models",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("project_id", Integer, ForeignKey("projects.id"), nullable=False),
+    Column("name", String(256), nullable=False),
+    Column("description", Text, nullable=False),
+    Column("creation_time", BigInteger, nullable=False),
+    Column("last_updated_time", BigInteger, nullable=False),
+    Column("next_version", Integer, nullable=False),
+    UniqueConstraint("project_id", "name", name="uq_registered_models_name"),
+)
+registered_model_tags = _owned_key_values(
+    "registered_model_tags", "registered_models.id", Integer()
+)
+
+model_versions = Table(
+    "model_versions",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("model_pk", Integer, ForeignKey("registered_models.id"), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("semver", String(128), nullable=True),
+    Column("source", Text, nullable=False),
+    Column("run_id", String(64), nullable=True),
+    Column("model_id", String(64), nullable=True),
+    Column("run_link", Text, nullable=False),
+    Column("description", Text, nullable=False),
+    Column("status", String(32), nullable=False),
+    Column("current_stage", String(32), nullable=False),
+    Column("package_id", Integer, ForeignKey("packages.id"), nullable=True),
+    Column("deleted", Boolean, nullable=False),
+    Column("creation_time", BigInteger, nullable=False),
+    Column("last_updated_time", BigInteger, nullable=False),
+    UniqueConstraint("model_pk", "version", name="uq_model_versions_number"),
+    UniqueConstraint("model_pk", "semver", name="uq_model_versions_semver"),
+    Index("ix_model_versions_updated", "last_updated_time"),
+)
+model_version_tags = _owned_key_values("model_version_tags", "model_versions.id", Integer())
+
+registered_model_aliases = Table(
+    "registered_model_aliases",
+    metadata,
+    Column("model_pk", Integer, ForeignKey("registered_models.id"), nullable=False),
+    Column("alias", String(256), nullable=False),
+    Column("version", Integer, nullable=False),
+    PrimaryKeyConstraint("model_pk", "alias", name="pk_registered_model_aliases"),
+)
+
+# Every alias move: who, when, from which version to which (None = created / deleted).
+alias_events = Table(
+    "alias_events",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("model_pk", Integer, ForeignKey("registered_models.id"), nullable=False),
+    Column("alias", String(256), nullable=False),
+    Column("from_version", Integer, nullable=True),
+    Column("to_version", Integer, nullable=True),
+    Column("actor", String(256), nullable=False),
+    Column("at", BigInteger, nullable=False),
+    Index("ix_alias_events_model_alias_at", "model_pk", "alias", "at"),
+)
+
+Index("ix_metrics_model_id", metrics.c.model_id)
