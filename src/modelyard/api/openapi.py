@@ -50,9 +50,10 @@ def _schemas() -> dict[str, Schema]:
         "version": {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9.+_-]{0,127}$"},
         "kind": {
             "type": "string",
-            "enum": ["generic", "candidate"],
+            "enum": ["generic", "candidate", "logged_model"],
             "description": "generic: made through this API; candidate: the files of a "
-            "candidate (a tracked run), which go with it.",
+            "candidate (a tracked run), which go with it; logged_model: the files of an "
+            "MLflow logged model, named by its id.",
         },
         "status": {
             "type": "string",

@@ -273,10 +273,11 @@ async def publish(request: Request, ctx: Context) -> Response:
 
 async def delete_package(request: Request, ctx: Context) -> Response:
     package = await _package(ctx, request)
-    if package.kind == packages.CANDIDATE:
+    if package.kind in (packages.CANDIDATE, packages.LOGGED_MODEL):
+        owner = "candidate" if package.kind == packages.CANDIDATE else "logged model"
         raise Conflict(
-            f"Package '{package.name}' version '{package.version}' holds a candidate's files; "
-            "it goes with its candidate and cannot be deleted on its own."
+            f"Package '{package.name}' version '{package.version}' holds a {owner}'s files; "
+            f"it goes with its {owner} and cannot be deleted on its own."
         )
     pending = await call(ctx, packages.delete_package, ctx.db, package)
     if ctx.store.presigned:

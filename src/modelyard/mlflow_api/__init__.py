@@ -9,7 +9,7 @@ from starlette.requests import Request
 from starlette.routing import BaseRoute, Route
 
 from modelyard import __version__
-from modelyard.mlflow_api import artifacts, experiments, logged_models, metrics, runs
+from modelyard.mlflow_api import artifacts, experiments, logged_models, metrics, registry, runs
 from modelyard.mlflow_api.wire import Context, Handler, Message, endpoint
 
 PREFIXES = ("/api/2.0/mlflow", "/ajax-api/2.0/mlflow")
@@ -35,6 +35,7 @@ TRACKING: list[tuple[str, tuple[str, ...], Handler]] = [
     *runs.ROUTES,
     *metrics.ROUTES,
     *logged_models.ROUTES,
+    *registry.ROUTES,
 ]
 INFO: list[tuple[str, tuple[str, ...], Handler]] = [
     ("/server-info", ("GET",), server_info),

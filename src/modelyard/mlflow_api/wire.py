@@ -173,7 +173,8 @@ Handler = Callable[[Context, Message], dict[str, Any]]
 def endpoint(
     handler: Handler, context_of: Callable[[Request], Context]
 ) -> Callable[[Request], Awaitable[Response]]:
-    """Wrap a synchronous handler: parse, run, serialise, map errors.
+    """Wrap a synchronous handler: parse, run, serialise, map errors. Path parameters of the
+    route are part of the message, under their own names.
 
     On SQLite the handler runs on the event loop itself: its queries take microseconds and
     release the GIL only briefly, so handing them to a worker thread costs more than it saves
@@ -184,6 +185,9 @@ def endpoint(
     async def route(request: Request) -> Response:
         try:
             message = await Message.read(request)
+            if request.path_params:
+                # the resource the URL names, e.g. /logged-models/{model_id}, wins over the body
+                message.data.update(request.path_params)
             context = context_of(request)
             if context.db.is_sqlite:
                 result = handler(context, message)

@@ -2,33 +2,40 @@
 
 The server gives experiment ``E`` the artifact location ``mlflow-artifacts:/E``, so a candidate's
 artifacts live under ``E/<run id>/artifacts/…``: that prefix names the candidate's package,
-the rest is the file path inside it. Nothing outside a package can be addressed.
+the rest is the file path inside it. A logged model's files live under
+``E/models/<model id>/artifacts/…``, in a package of its own (kind ``logged_model``, named by
+the model id, version "0"). Nothing outside a package can be addressed.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import Connection, bindparam, select
+from sqlalchemy import Connection, and_, bindparam, select
 
 from modelyard.db.engine import Database
+from modelyard.db.schema import logged_models, runs
 from modelyard.db.schema import packages as packages_table
-from modelyard.db.schema import runs
-from modelyard.errors import InvalidParameter, NotFound
+from modelyard.errors import Conflict, InvalidParameter, NotFound
 from modelyard.services import packages
 from modelyard.services.packages import Package
 from modelyard.services.paths import join, safe_path
 
+# A logged model's files are the package named by its id, at this version.
+LOGGED_MODEL_VERSION = "0"
+
 
 @dataclass(frozen=True, slots=True)
 class Target:
-    """Where an MLflow artifact path points: a package (None while the candidate has no
-    files yet) and the path inside it ("" = its root)."""
+    """Where an MLflow artifact path points: a package (None while the candidate or logged
+    model has no files yet) and the path inside it ("" = its root). ``run_id`` is empty and
+    ``model_id`` set for a logged model's files."""
 
     package: Package | None
     path: str
     run_id: str
     artifact_uri: str
+    model_id: str | None = None
 
 
 def _split(path: str) -> tuple[str, str, str] | None:
@@ -36,6 +43,87 @@ def _split(path: str) -> tuple[str, str, str] | None:
     if len(parts) >= 3 and parts[2] == "artifacts" and parts[0].isdigit():
         return parts[0], parts[1], parts[3] if len(parts) == 4 else ""
     return None
+
+
+def _split_model(path: str) -> tuple[str, str, str] | None:
+    """``<exp>/models/<model id>/artifacts[/<rest>]`` → (exp, model id, rest)."""
+    parts = path.split("/", 4)
+    if len(parts) >= 4 and parts[0].isdigit() and parts[1] == "models" and parts[3] == "artifacts":
+        return parts[0], parts[2], parts[4] if len(parts) == 5 else ""
+    return None
+
+
+_MODEL_AND_PACKAGE = (
+    select(
+        logged_models.c.experiment_id,
+        logged_models.c.artifact_location,
+        logged_models.c.lifecycle_stage,
+        packages_table,
+    )
+    .outerjoin(
+        packages_table,
+        and_(
+            packages_table.c.project_id == logged_models.c.project_id,
+            packages_table.c.name == logged_models.c.id,
+            packages_table.c.version == LOGGED_MODEL_VERSION,
+            packages_table.c.kind == packages.LOGGED_MODEL,
+        ),
+    )
+    .where(
+        logged_models.c.id == bindparam("model_id"),
+        logged_models.c.project_id == bindparam("project_id"),
+    )
+)
+
+
+def _model(
+    conn: Connection, project_id: int, experiment: str, model_id: str, *, writing: bool
+) -> tuple[str, Package | None]:
+    """The logged model's artifact location and package (None before its first file). Its
+    files stay readable after the model is deleted; writing needs an active model."""
+    row = conn.execute(_MODEL_AND_PACKAGE, {"model_id": model_id, "project_id": project_id}).first()
+    if (
+        row is None
+        or str(row.experiment_id) != experiment
+        or (writing and row.lifecycle_stage != "active")
+    ):
+        raise NotFound(
+            f"Logged model '{model_id[:64]}' of experiment '{experiment[:20]}' not found."
+        )
+    package_columns = row[3:]
+    package = None if package_columns[0] is None else Package(*package_columns)
+    return row.artifact_location, package
+
+
+def _model_target(
+    db: Database, project_id: int, experiment: str, model_id: str, inner: str
+) -> Target:
+    with db.read() as conn:
+        uri, package = _model(conn, project_id, experiment, model_id, writing=False)
+    return Target(package, inner, "", uri, model_id)
+
+
+def _model_target_for_write(
+    db: Database, project_id: int, experiment: str, model_id: str, inner: str
+) -> Target:
+    with db.read() as conn:
+        uri, package = _model(conn, project_id, experiment, model_id, writing=True)
+    if package is None:
+        with db.write() as conn:  # the model's first file: create its package
+            uri, package = _model(conn, project_id, experiment, model_id, writing=True)
+            package = package or packages.ensure(
+                conn,
+                project_id,
+                model_id,
+                LOGGED_MODEL_VERSION,
+                kind=packages.LOGGED_MODEL,
+            )
+            if package.kind != packages.LOGGED_MODEL:
+                raise Conflict(
+                    f"Package '{model_id}' version '{LOGGED_MODEL_VERSION}' exists "
+                    "and does not hold a logged model's files."
+                )
+    return Target(package, inner, "", uri, model_id)
 
 
 _RUN_AND_PACKAGE = (
@@ -62,6 +150,9 @@ def _run(
 def locate(db: Database, project_id: int, raw_path: str, allow_root: bool = True) -> Target | None:
     """The target of a path to read; None when the path lies above any package."""
     path = safe_path(raw_path, allow_root=allow_root)
+    model = _split_model(path)
+    if model is not None:
+        return _model_target(db, project_id, *model)
     split = _split(path)
     if split is None:
         return None
@@ -74,11 +165,16 @@ def locate(db: Database, project_id: int, raw_path: str, allow_root: bool = True
 def locate_for_write(db: Database, project_id: int, raw_path: str) -> Target:
     """The target of a path to write, creating the candidate's package on first use."""
     path = safe_path(raw_path)
+    model = _split_model(path)
+    if model is not None:
+        if not model[2]:
+            raise InvalidParameter("Cannot write to the artifact root folder itself.")
+        return _model_target_for_write(db, project_id, *model)
     split = _split(path)
     if split is None:
         raise InvalidParameter(
             f"Cannot write '{path[:300]}': artifacts are written under "
-            "<experiment id>/<run id>/artifacts/."
+            "<experiment id>/<run id>/artifacts/ or <experiment id>/models/<model id>/artifacts/."
         )
     experiment, run_id, inner = split
     if not inner:
@@ -108,4 +204,4 @@ def run_target(db: Database, project_id: int, run_id: str, raw_path: str) -> Tar
     return Target(package, inner, run_id, uri)
 
 
-__all__ = ["Target", "join", "locate", "locate_for_write", "run_target"]
+__all__ = ["LOGGED_MODEL_VERSION", "Target", "join", "locate", "locate_for_write", "run_target"]

@@ -25,6 +25,8 @@ PUBLISHED = "published"
 DELETED = "deleted"
 CANDIDATE = "candidate"
 GENERIC = "generic"
+LOGGED_MODEL = "logged_model"
+MODEL_VERSION = "model_version"
 CANDIDATE_VERSION = "0"
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,254}$")
@@ -287,11 +289,15 @@ def _check_no_clash(conn: Connection, package_id: int, path: str) -> None:
         raise InvalidParameter(f"Cannot write '{path}': it is a folder.")
 
 
-def _release(conn: Connection, shas: Iterable[str]) -> None:
+def _counted(shas: Iterable[str]) -> dict[str, int]:
     counts: dict[str, int] = {}
     for sha in shas:
         counts[sha] = counts.get(sha, 0) + 1
-    for sha, count in counts.items():
+    return counts
+
+
+def _release(conn: Connection, shas: Iterable[str]) -> None:
+    for sha, count in _counted(shas).items():
         conn.execute(_RELEASE, {"sha": sha, "count": count})
 
 
@@ -429,3 +435,42 @@ def finish_upload(db: Database, upload_id: str) -> bool:
     """Forget a multipart upload; False when it was already gone."""
     with db.write() as conn:
         return conn.execute(uploads.delete().where(uploads.c.id == upload_id)).rowcount > 0
+
+
+def link_files(conn: Connection, source_id: int, folder: str, target_id: int) -> int:
+    """Give ``target`` the files of ``source`` under ``folder`` (paths made relative to it),
+    pointing at the same blobs: one more reference each, no bytes copied."""
+    query = select(package_files).where(package_files.c.package_id == source_id)
+    if folder:
+        query = query.where(
+            (package_files.c.path == folder)
+            | package_files.c.path.like(_like_prefix(folder), escape="\\")
+        )
+    rows = conn.execute(query).all()
+    prefix = folder + "/" if folder else ""
+    linked = [
+        {
+            "package_id": target_id,
+            "path": row.path[len(prefix) :] if row.path != folder else row.path.rsplit("/", 1)[-1],
+            "sha256": row.sha256,
+            "size": row.size,
+            "media_type": row.media_type,
+            "created_at": row.created_at,
+        }
+        for row in rows
+    ]
+    if linked:
+        conn.execute(insert(package_files), linked)
+        for sha, count in _counted(row.sha256 for row in rows).items():
+            conn.execute(
+                update(blobs).where(blobs.c.sha256 == sha).values(refs=blobs.c.refs + count)
+            )
+    return len(linked)
+
+
+def freeze(conn: Connection, package_id: int) -> None:
+    conn.execute(
+        update(packages)
+        .where(packages.c.id == package_id, packages.c.status == OPEN)
+        .values(status=PUBLISHED, published_at=now_ms())
+    )

@@ -111,14 +111,25 @@ _ROWS_PER_INSERT = 100
 
 
 def _insert_metrics(conn: Connection, run: Row[Any], points: list[Metric]) -> None:
-    """Append history points (identical points are stored once) and move latest values."""
+    """Append history points (identical points are stored once) and move latest values.
+
+    A point that arrives again with a model id links the stored point to that model, unless
+    it is linked already: this is how MLflow's ``log_model`` attaches a candidate's metrics to
+    the model it logs (a point belongs to at most one model)."""
     values: list[Any] = []
     latest: dict[str, tuple[Any, ...]] = {}
     pk, experiment_id = run.pk, run.experiment_id
     linked = any(p.model_id or p.dataset_name or p.dataset_digest for p in points)
+    seen: set[tuple[Any, ...]] = set()
     for p in points:
         nan = p.value != p.value
         value = 0.0 if nan else p.value
+        if linked:
+            # one statement may not update the same row twice (PostgreSQL)
+            identity = (p.key, p.step, p.timestamp, value, nan)
+            if identity in seen:
+                continue
+            seen.add(identity)
         values += (pk, p.key, p.step, p.timestamp, value, nan)
         if linked:
             values += (p.model_id, p.dataset_name, p.dataset_digest)
@@ -147,9 +158,15 @@ def _marks(paramstyle: str, n: int) -> str:
 @functools.cache
 def _points_sql(paramstyle: str, columns: tuple[str, ...], rows: int) -> str:
     row = f"({_marks(paramstyle, len(columns))})"
-    return (
-        f"INSERT INTO metrics ({', '.join(columns)}) VALUES {', '.join([row] * rows)} "
-        "ON CONFLICT DO NOTHING"
+    head = f"INSERT INTO metrics ({', '.join(columns)}) VALUES {', '.join([row] * rows)} "
+    if columns != _LINKED_COLUMNS:
+        return head + "ON CONFLICT DO NOTHING"
+    return head + (
+        'ON CONFLICT (run_pk, "key", step, "timestamp", "value", is_nan) DO UPDATE SET '
+        "model_id = excluded.model_id, "
+        "dataset_name = COALESCE(metrics.dataset_name, excluded.dataset_name), "
+        "dataset_digest = COALESCE(metrics.dataset_digest, excluded.dataset_digest) "
+        "WHERE metrics.model_id IS NULL AND excluded.model_id IS NOT NULL"
     )
 
 

@@ -211,6 +211,13 @@ def update_info(
     return _info(merged)
 
 
+def tag_of(conn: Connection, run: Row[Any], key: str) -> str | None:
+    """The value of one tag of the run, if set."""
+    return conn.execute(
+        select(run_tags.c.value).where(run_tags.c.run_pk == run.pk, run_tags.c.key == key)
+    ).scalar()
+
+
 def set_tag(conn: Connection, run: Row[Any], key: str, value: str) -> None:
     """Set one tag; the run-name tag also renames the run, so the two never disagree."""
     if key == RUN_NAME_TAG:

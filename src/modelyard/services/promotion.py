@@ -1,0 +1,144 @@
+"""Promotion (a candidate or logged model becomes a model version), resolving a version by
+number, semver, range or alias, and the lineage of a version."""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any
+
+from sqlalchemy import select
+
+from modelyard.db.engine import Database
+from modelyard.db.schema import (
+    experiments,
+    model_versions,
+    registered_model_aliases,
+    run_tags,
+    runs,
+)
+from modelyard.errors import AlreadyExists, InvalidParameter, NotFound
+from modelyard.services import semver
+from modelyard.services.paths import safe_path
+from modelyard.services.registry import (
+    ModelVersion,
+    _model_row,
+    _version_row,
+    _versions,
+    alias_history,
+    create_model,
+    create_version,
+    get_version,
+    model_name,
+    resolve_semver,
+)
+
+
+def promote(
+    db: Database,
+    project_id: int,
+    name: str | None,
+    *,
+    candidate: str | None = None,
+    path: str = "model",
+    logged_model: str | None = None,
+    semantic_version: str | None = None,
+    bump: str = "patch",
+    description: str = "",
+) -> ModelVersion:
+    """Promote a candidate's folder (or a logged model) into a new version of ``name``,
+    creating the model on first use. The version's files are the source's blobs."""
+    if bool(candidate) == bool(logged_model):
+        raise InvalidParameter("Promote exactly one of a candidate or a logged model.")
+    if semantic_version:
+        semver.parse(semantic_version)
+    if bump not in semver.BUMPS:
+        raise InvalidParameter(f"Invalid bump {bump!r}: use one of {', '.join(semver.BUMPS)}.")
+    name = model_name(name)
+    with contextlib.suppress(AlreadyExists):
+        create_model(db, project_id, name, [], "")
+    if candidate:
+        source = f"runs:/{candidate}/{safe_path(path, allow_root=True)}".rstrip("/")
+        return create_version(
+            db,
+            project_id,
+            name,
+            source,
+            run_id=candidate,
+            description=description,
+            semantic_version=semantic_version,
+            bump=bump,
+        )
+    return create_version(
+        db,
+        project_id,
+        name,
+        f"models:/{logged_model}",
+        model_id=logged_model,
+        description=description,
+        semantic_version=semantic_version,
+        bump=bump,
+    )
+
+
+def resolve_version(db: Database, project_id: int, name: str | None, ref: str) -> ModelVersion:
+    """A version by number (``3``), semver or range (``1.4.0``, ``^1.4``, ``~2.0``) or alias."""
+    if ref.isdigit():
+        return get_version(db, project_id, name, ref)
+    name = model_name(name)
+    with db.read() as conn:
+        model = _model_row(conn, project_id, name)
+        number = conn.execute(
+            select(registered_model_aliases.c.version).where(
+                registered_model_aliases.c.model_pk == model.id,
+                registered_model_aliases.c.alias == ref,
+            )
+        ).scalar()
+        versions = _versions(conn, model_versions.c.model_pk == model.id, {model.id: model.name})
+    if number is not None:
+        return next(v for v in versions if v.version == number)
+    found = resolve_semver(versions, ref)
+    if found is None:
+        raise NotFound(f"No version of {name} matches {ref!r}.")
+    return found
+
+
+def version_package(db: Database, project_id: int, name: str, number: int) -> int | None:
+    with db.read() as conn:
+        model = _model_row(conn, project_id, name)
+        return _version_row(conn, model.id, name, number).package_id  # type: ignore[no-any-return]
+
+
+LINEAGE_TAGS = ("mlflow.source.git.commit", "mlflow.source.git.branch", "mlflow.source.name")
+CI_PREFIXES = ("ci.", "gitlab.", "github.")
+
+
+def lineage(db: Database, project_id: int, version: ModelVersion) -> dict[str, Any]:
+    """Where a version came from: candidate, experiment, logged model, commit and CI tags."""
+    out: dict[str, Any] = {"source": version.source, "logged_model_id": version.model_id or None}
+    if not version.run_id:
+        return out
+    with db.read() as conn:
+        run = conn.execute(
+            select(runs.c.pk, runs.c.id, runs.c.name, runs.c.experiment_id, experiments.c.name)
+            .join(experiments, experiments.c.id == runs.c.experiment_id)
+            .where(runs.c.id == version.run_id, runs.c.project_id == project_id)
+        ).first()
+        if run is None:
+            return out
+        tags = dict(
+            conn.execute(
+                select(run_tags.c.key, run_tags.c.value).where(run_tags.c.run_pk == run.pk)
+            ).all()
+        )
+    out["candidate"] = {"run_id": run.id, "name": run.name}
+    out["experiment"] = {"experiment_id": str(run.experiment_id), "name": run[4]}
+    out["commit"] = tags.get("mlflow.source.git.commit")
+    out["source_tags"] = {k: v for k, v in tags.items() if k in LINEAGE_TAGS}
+    out["ci"] = {k: v for k, v in tags.items() if k.startswith(CI_PREFIXES)}
+    return out
+
+
+def alias_at(db: Database, project_id: int, name: str | None, alias: str, at_ms: int) -> int | None:
+    """The version the alias pointed at, at time ``at_ms`` (None: it did not exist then)."""
+    events = [e for e in alias_history(db, project_id, name, alias) if e["at"] <= at_ms]
+    return events[-1]["to_version"] if events else None

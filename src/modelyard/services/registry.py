@@ -1,0 +1,887 @@
+"""The model registry: models, versions (MLflow's number and a semver), aliases, stages.
+
+Version numbers come from a per-model counter (``registered_models.next_version``) advanced
+inside the transaction that inserts the version, so concurrent creations get distinct numbers on
+SQLite (one writer) and PostgreSQL (the counter row is locked by the UPDATE). A deleted
+version keeps its row (``deleted``), so neither its number nor its semver is used again.
+Promotion: a version's files are a published package whose files point at the same blobs as
+its source (the candidate's or logged model's files); nothing is copied.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import Connection, Row, delete, insert, select, update
+from sqlalchemy.exc import IntegrityError
+
+from modelyard.db.engine import Database
+from modelyard.db.schema import (
+    alias_events,
+    logged_models,
+    model_version_tags,
+    model_versions,
+    registered_model_aliases,
+    registered_model_tags,
+    registered_models,
+    runs,
+)
+from modelyard.db.schema import packages as package_rows
+from modelyard.errors import AlreadyExists, InvalidParameter, NotFound
+from modelyard.services import packages, semver
+from modelyard.services.entities import now_ms
+from modelyard.services.paths import safe_path
+
+SEMVER_TAG = "modelyard.semver"
+STAGES = {"none": "None", "staging": "Staging", "production": "Production", "archived": "Archived"}
+MAX_TAG_VALUE = 100_000
+_ALIAS = re.compile(r"^[\w\-]{1,255}$")
+_RUNS_SOURCE = re.compile(r"^runs:/([^/]+)(?:/(.*))?$")
+_ARTIFACTS_SOURCE = re.compile(r"^mlflow-artifacts:/+(\d+)/([^/]+)/artifacts(?:/(.*))?$")
+_MODEL_SOURCE = re.compile(r"^models:/(m-[0-9a-f]{32})/?$")
+_LOGGED_MODEL_ARTIFACTS = re.compile(
+    r"^mlflow-artifacts:/+(\d+)/models/(m-[0-9a-f]{32})/artifacts/?$"
+)
+
+
+@dataclass
+class ModelVersion:
+    name: str
+    version: int
+    semver: str | None
+    creation_time: int
+    last_updated_time: int
+    current_stage: str
+    description: str
+    source: str
+    run_id: str
+    run_link: str
+    status: str
+    model_id: str
+    deleted: bool = False
+    tags: dict[str, str] = field(default_factory=dict)
+    aliases: list[str] = field(default_factory=list)
+
+
+@dataclass
+class RegisteredModel:
+    name: str
+    creation_time: int
+    last_updated_time: int
+    description: str
+    tags: dict[str, str] = field(default_factory=dict)
+    aliases: list[tuple[str, int]] = field(default_factory=list)
+    latest_versions: list[ModelVersion] = field(default_factory=list)
+
+
+# ---------------------------------------------------------------- validation
+
+
+def model_name(name: str | None) -> str:
+    if not name:
+        raise InvalidParameter("Missing value for required parameter 'name'.")
+    if "/" in name or ":" in name or len(name) > 256 or name != name.strip():
+        raise InvalidParameter(
+            f"Invalid model name {name[:300]!r}: it must not contain '/' or ':', start or end "
+            "with spaces, or be longer than 256 characters."
+        )
+    return name
+
+
+def alias_name(alias: str | None) -> str:
+    if not alias or not _ALIAS.match(alias):
+        raise InvalidParameter(
+            f"Invalid alias name {str(alias)[:300]!r}: use letters, digits, '_' and '-' "
+            "(at most 255 characters)."
+        )
+    if alias.lower() == "latest":
+        raise InvalidParameter("Alias name 'latest' is reserved.")
+    if re.fullmatch(r"v\d+", alias) or semver.from_alias(alias)[0] != "none":
+        raise InvalidParameter(
+            f"Version alias name '{alias}' is reserved: v<number> aliases name versions "
+            "(v3 is version 3, v1_4_0 is semver 1.4.0)."
+        )
+    return alias
+
+
+def stage_name(stage: str | None) -> str:
+    canonical = STAGES.get((stage or "").lower())
+    if canonical is None:
+        raise InvalidParameter(
+            f"Invalid Model Version stage: {stage}. Value must be one of "
+            f"{', '.join(STAGES.values())}."
+        )
+    return canonical
+
+
+def version_number(value: str | int | None) -> int:
+    text = str(value or "").strip()
+    if not text.isdigit() or int(text) < 1 or len(text) > 9:
+        raise InvalidParameter(
+            f"Invalid model version number {str(value)[:50]!r}: expected 1, 2, …"
+        )
+    return int(text)
+
+
+def tag(key: str | None, value: str | None) -> tuple[str, str]:
+    if not key or len(key) > 250:
+        raise InvalidParameter("Tag keys must be 1 to 250 characters.")
+    value = value or ""
+    if len(value) > MAX_TAG_VALUE:
+        raise InvalidParameter(f"Tag value exceeds the maximum length of {MAX_TAG_VALUE}.")
+    return key, value
+
+
+# ---------------------------------------------------------------- loading
+
+
+def _missing_model(name: str) -> NotFound:
+    return NotFound(f"Registered Model with name={name} not found")
+
+
+def _model_row(conn: Connection, project_id: int, name: str) -> Row[Any]:
+    row = conn.execute(
+        select(registered_models).where(
+            registered_models.c.project_id == project_id, registered_models.c.name == name
+        )
+    ).first()
+    if row is None:
+        raise _missing_model(name)
+    return row
+
+
+def _version_row(conn: Connection, model_pk: int, name: str, number: int) -> Row[Any]:
+    row = conn.execute(
+        select(model_versions).where(
+            model_versions.c.model_pk == model_pk,
+            model_versions.c.version == number,
+            model_versions.c.deleted.is_(False),
+        )
+    ).first()
+    if row is None:
+        raise NotFound(f"Model Version (name={name}, version={number}) not found")
+    return row
+
+
+def _versions(conn: Connection, where: Any, names: dict[int, str]) -> list[ModelVersion]:
+    rows = conn.execute(
+        select(model_versions).where(where, model_versions.c.deleted.is_(False))
+    ).all()
+    if not rows:
+        return []
+    ids = [r.id for r in rows]
+    tags: dict[int, dict[str, str]] = {}
+    for owner, key, value in conn.execute(
+        select(model_version_tags).where(model_version_tags.c.owner.in_(ids))
+    ):
+        tags.setdefault(owner, {})[key] = value
+    aliases: dict[tuple[int, int], list[str]] = {}
+    for model_pk, alias, number in conn.execute(
+        select(registered_model_aliases).where(
+            registered_model_aliases.c.model_pk.in_({r.model_pk for r in rows})
+        )
+    ):
+        aliases.setdefault((model_pk, number), []).append(alias)
+    return [
+        ModelVersion(
+            name=names[r.model_pk],
+            version=r.version,
+            semver=r.semver,
+            creation_time=r.creation_time,
+            last_updated_time=r.last_updated_time,
+            current_stage=r.current_stage,
+            description=r.description,
+            source=r.source,
+            run_id=r.run_id or "",
+            run_link=r.run_link,
+            status=r.status,
+            model_id=r.model_id or "",
+            tags=tags.get(r.id, {}),
+            aliases=sorted(aliases.get((r.model_pk, r.version), [])),
+        )
+        for r in rows
+    ]
+
+
+def _latest_per_stage(versions: list[ModelVersion], stages: list[str] | None) -> list[ModelVersion]:
+    latest: dict[str, ModelVersion] = {}
+    for version in versions:
+        current = latest.get(version.current_stage)
+        if current is None or version.version > current.version:
+            latest[version.current_stage] = version
+    wanted = stages or list(STAGES.values())
+    return sorted((v for s, v in latest.items() if s in wanted), key=lambda v: v.version)
+
+
+def _models(conn: Connection, rows: list[Row[Any]]) -> list[RegisteredModel]:
+    if not rows:
+        return []
+    pks = [r.id for r in rows]
+    names = {r.id: r.name for r in rows}
+    tags: dict[int, dict[str, str]] = {}
+    for owner, key, value in conn.execute(
+        select(registered_model_tags).where(registered_model_tags.c.owner.in_(pks))
+    ):
+        tags.setdefault(owner, {})[key] = value
+    aliases: dict[int, list[tuple[str, int]]] = {}
+    for model_pk, alias, number in conn.execute(
+        select(registered_model_aliases).where(registered_model_aliases.c.model_pk.in_(pks))
+    ):
+        aliases.setdefault(model_pk, []).append((alias, number))
+    versions: dict[int, list[ModelVersion]] = {}
+    by_name = {v: k for k, v in names.items()}
+    for version in _versions(conn, model_versions.c.model_pk.in_(pks), names):
+        versions.setdefault(by_name[version.name], []).append(version)
+    return [
+        RegisteredModel(
+            name=r.name,
+            creation_time=r.creation_time,
+            last_updated_time=r.last_updated_time,
+            description=r.description,
+            tags=tags.get(r.id, {}),
+            aliases=sorted(aliases.get(r.id, [])),
+            latest_versions=_latest_per_stage(versions.get(r.id, []), None),
+        )
+        for r in rows
+    ]
+
+
+def _touch(conn: Connection, model_pk: int, now: int) -> None:
+    conn.execute(
+        update(registered_models)
+        .where(registered_models.c.id == model_pk)
+        .values(last_updated_time=now)
+    )
+
+
+# ---------------------------------------------------------------- models
+
+
+def create_model(
+    db: Database, project_id: int, name: str | None, tags: list[tuple[str, str]], description: str
+) -> RegisteredModel:
+    name = model_name(name)
+    checked = [tag(k, v) for k, v in tags]
+    now = now_ms()
+    with db.write() as conn:
+        try:
+            with conn.begin_nested():
+                pk = conn.execute(
+                    insert(registered_models)
+                    .values(
+                        project_id=project_id,
+                        name=name,
+                        description=description or "",
+                        creation_time=now,
+                        last_updated_time=now,
+                        next_version=1,
+                    )
+                    .returning(registered_models.c.id)
+                ).scalar_one()
+        except IntegrityError:
+            raise AlreadyExists(f"Registered Model (name={name}) already exists.") from None
+        if checked:
+            conn.execute(
+                insert(registered_model_tags),
+                [{"owner": pk, "key": k, "value": v} for k, v in dict(checked).items()],
+            )
+        return _models(conn, [_model_row(conn, project_id, name)])[0]
+
+
+def get_model(db: Database, project_id: int, name: str | None) -> RegisteredModel:
+    name = model_name(name)
+    with db.read() as conn:
+        return _models(conn, [_model_row(conn, project_id, name)])[0]
+
+
+def rename_model(
+    db: Database, project_id: int, name: str | None, new_name: str | None
+) -> RegisteredModel:
+    name, new_name = model_name(name), model_name(new_name)
+    with db.write() as conn:
+        row = _model_row(conn, project_id, name)
+        try:
+            with conn.begin_nested():
+                conn.execute(
+                    update(registered_models)
+                    .where(registered_models.c.id == row.id)
+                    .values(name=new_name, last_updated_time=now_ms())
+                )
+        except IntegrityError:
+            raise AlreadyExists(f"Registered Model (name={new_name}) already exists.") from None
+        return _models(conn, [_model_row(conn, project_id, new_name)])[0]
+
+
+def update_model(
+    db: Database, project_id: int, name: str | None, description: str
+) -> RegisteredModel:
+    name = model_name(name)
+    with db.write() as conn:
+        row = _model_row(conn, project_id, name)
+        conn.execute(
+            update(registered_models)
+            .where(registered_models.c.id == row.id)
+            .values(description=description, last_updated_time=now_ms())
+        )
+        return _models(conn, [_model_row(conn, project_id, name)])[0]
+
+
+def delete_model(db: Database, project_id: int, name: str | None) -> None:
+    name = model_name(name)
+    with db.write() as conn:
+        row = _model_row(conn, project_id, name)
+        version_ids = conn.execute(
+            select(model_versions.c.id, model_versions.c.package_id).where(
+                model_versions.c.model_pk == row.id
+            )
+        ).all()
+        for version_id, package_id in version_ids:
+            conn.execute(delete(model_version_tags).where(model_version_tags.c.owner == version_id))
+            if package_id is not None:
+                conn.execute(
+                    update(model_versions)
+                    .where(model_versions.c.id == version_id)
+                    .values(package_id=None)
+                )
+                packages.purge_package(conn, package_id)
+        for table, column in (
+            (model_versions, model_versions.c.model_pk),
+            (registered_model_aliases, registered_model_aliases.c.model_pk),
+            (alias_events, alias_events.c.model_pk),
+            (registered_model_tags, registered_model_tags.c.owner),
+        ):
+            conn.execute(delete(table).where(column == row.id))
+        conn.execute(delete(registered_models).where(registered_models.c.id == row.id))
+
+
+def set_model_tag(
+    db: Database, project_id: int, name: str | None, key: str | None, value: str | None
+) -> None:
+    name = model_name(name)
+    key, value = tag(key, value)
+    with db.write() as conn:
+        row = _model_row(conn, project_id, name)
+        conn.execute(
+            delete(registered_model_tags).where(
+                registered_model_tags.c.owner == row.id, registered_model_tags.c.key == key
+            )
+        )
+        conn.execute(insert(registered_model_tags).values(owner=row.id, key=key, value=value))
+        _touch(conn, row.id, now_ms())
+
+
+def delete_model_tag(db: Database, project_id: int, name: str | None, key: str | None) -> None:
+    name = model_name(name)
+    with db.write() as conn:
+        row = _model_row(conn, project_id, name)
+        deleted = conn.execute(
+            delete(registered_model_tags).where(
+                registered_model_tags.c.owner == row.id, registered_model_tags.c.key == (key or "")
+            )
+        ).rowcount
+        if not deleted:
+            raise NotFound(f"No tag with name: {key} in registered model {name}.")
+
+
+def all_models(db: Database, project_id: int) -> list[RegisteredModel]:
+    with db.read() as conn:
+        rows = conn.execute(
+            select(registered_models).where(registered_models.c.project_id == project_id)
+        ).all()
+        return _models(conn, list(rows))
+
+
+def latest_versions(
+    db: Database, project_id: int, name: str | None, stages: list[str]
+) -> list[ModelVersion]:
+    name = model_name(name)
+    wanted = [stage_name(s) for s in stages]
+    with db.read() as conn:
+        row = _model_row(conn, project_id, name)
+        versions = _versions(conn, model_versions.c.model_pk == row.id, {row.id: row.name})
+    return _latest_per_stage(versions, wanted)
+
+
+# ---------------------------------------------------------------- versions
+
+
+def get_version(
+    db: Database, project_id: int, name: str | None, version: str | int | None
+) -> ModelVersion:
+    name = model_name(name)
+    number = version_number(version)
+    with db.read() as conn:
+        row = _model_row(conn, project_id, name)
+        found = _version_row(conn, row.id, name, number)
+        return _versions(conn, model_versions.c.id == found.id, {row.id: row.name})[0]
+
+
+def all_versions(db: Database, project_id: int) -> list[ModelVersion]:
+    with db.read() as conn:
+        rows = conn.execute(
+            select(registered_models.c.id, registered_models.c.name).where(
+                registered_models.c.project_id == project_id
+            )
+        ).all()
+        names: dict[int, str] = dict(rows)
+        if not names:
+            return []
+        return _versions(conn, model_versions.c.model_pk.in_(list(names)), names)
+
+
+@dataclass(frozen=True)
+class _Source:
+    run_id: str | None
+    model_id: str | None
+    package_id: int | None
+    folder: str
+
+
+def _resolve_source(
+    conn: Connection, project_id: int, source: str, run_id: str | None, model_id: str | None
+) -> _Source:
+    """Check a version's source against MLflow's rules and find the files it names."""
+    if "%" in source or ".." in source or "\\" in source:
+        safe_path(source.split(":", 1)[-1].lstrip("/") or "x")
+    if match := _MODEL_SOURCE.match(source):
+        found = match.group(1)
+        if model_id and model_id != found:
+            raise InvalidParameter(f"The source {source} does not match model_id {model_id}.")
+        return _logged_model_source(conn, project_id, found)
+    if match := _LOGGED_MODEL_ARTIFACTS.match(source):
+        return _logged_model_source(conn, project_id, match.group(2))
+    if match := _RUNS_SOURCE.match(source):
+        found_run, folder = match.group(1), match.group(2) or ""
+        if run_id and run_id != found_run:
+            raise InvalidParameter(f"The source {source} does not match run_id {run_id}.")
+        return _run_source(conn, project_id, found_run, folder)
+    if match := _ARTIFACTS_SOURCE.match(source):
+        found_run, folder = match.group(2), match.group(3) or ""
+        if run_id and run_id != found_run:
+            raise InvalidParameter(
+                f"The source {source} lies outside the artifacts of run {run_id}."
+            )
+        return _run_source(conn, project_id, found_run, folder)
+    raise InvalidParameter(
+        f"Invalid model version source {source[:300]!r}: modelyard registers files it stores "
+        "itself — use runs:/<run id>/<path>, models:/m-<id>, or the mlflow-artifacts: location "
+        "of a candidate or logged model of this project (file paths, other servers and cloud "
+        "URLs are not accepted)."
+    )
+
+
+def _run_source(conn: Connection, project_id: int, run_id: str, folder: str) -> _Source:
+    folder = safe_path(folder, allow_root=True)
+    run = conn.execute(
+        select(runs.c.pk).where(runs.c.id == run_id, runs.c.project_id == project_id)
+    ).first()
+    if run is None:
+        raise NotFound(f"Run with id={run_id[:64]} not found")
+    package = conn.execute(
+        select(package_rows.c.id).where(package_rows.c.run_pk == run.pk)
+    ).scalar()
+    return _Source(run_id, None, package, folder)
+
+
+def _logged_model_source(conn: Connection, project_id: int, model_id: str) -> _Source:
+    model = conn.execute(
+        select(logged_models.c.source_run_id).where(
+            logged_models.c.id == model_id, logged_models.c.project_id == project_id
+        )
+    ).first()
+    if model is None:
+        raise NotFound(f"Logged model with ID '{model_id}' not found.")
+    package = packages.find(conn, project_id, model_id, packages.CANDIDATE_VERSION)
+    return _Source(model.source_run_id, model_id, package.id if package else None, "")
+
+
+def _next_semver(conn: Connection, model_pk: int, wanted: str | None, part: str = "patch") -> str:
+    taken = [
+        semver.parse(text)
+        for text in conn.execute(
+            select(model_versions.c.semver).where(
+                model_versions.c.model_pk == model_pk, model_versions.c.semver.is_not(None)
+            )
+        ).scalars()
+    ]
+    if wanted:
+        chosen = semver.parse(wanted)
+        if any(t.key() == chosen.key() for t in taken):
+            raise AlreadyExists(f"Semantic version {chosen} already exists for this model.")
+        return str(chosen)
+    return str(semver.bump(semver.highest(taken), part))
+
+
+def create_version(
+    db: Database,
+    project_id: int,
+    name: str | None,
+    source: str | None,
+    *,
+    run_id: str | None = None,
+    model_id: str | None = None,
+    tags: list[tuple[str, str]] = (),  # type: ignore[assignment]
+    run_link: str = "",
+    description: str = "",
+    semantic_version: str | None = None,
+    bump: str = "patch",
+) -> ModelVersion:
+    name = model_name(name)
+    if not source:
+        raise InvalidParameter("Missing value for required parameter 'source'.")
+    checked = dict(tag(k, v) for k, v in tags)
+    wanted = checked.pop(SEMVER_TAG, None) or semantic_version
+    now = now_ms()
+    with db.write() as conn:
+        model = _model_row(conn, project_id, name)
+        origin = _resolve_source(conn, project_id, source, run_id, model_id)
+        number = (
+            conn.execute(
+                update(registered_models)
+                .where(registered_models.c.id == model.id)
+                .values(next_version=registered_models.c.next_version + 1, last_updated_time=now)
+                .returning(registered_models.c.next_version)
+            ).scalar_one()
+            - 1
+        )
+        chosen = _next_semver(conn, model.id, wanted, bump)
+        package_id = _promote_files(conn, project_id, model.id, number, origin)
+        version_id = conn.execute(
+            insert(model_versions)
+            .values(
+                model_pk=model.id,
+                version=number,
+                semver=chosen,
+                source=source,
+                run_id=origin.run_id or run_id,
+                model_id=origin.model_id or model_id,
+                run_link=run_link or "",
+                description=description or "",
+                status="READY",
+                current_stage="None",
+                package_id=package_id,
+                deleted=False,
+                creation_time=now,
+                last_updated_time=now,
+            )
+            .returning(model_versions.c.id)
+        ).scalar_one()
+        if checked:
+            conn.execute(
+                insert(model_version_tags),
+                [{"owner": version_id, "key": k, "value": v} for k, v in checked.items()],
+            )
+        return _versions(conn, model_versions.c.id == version_id, {model.id: model.name})[0]
+
+
+def _promote_files(
+    conn: Connection, project_id: int, model_pk: int, number: int, origin: _Source
+) -> int | None:
+    """A published package for the version whose files point at the source's blobs."""
+    if origin.package_id is None:
+        return None
+    package = packages.ensure(
+        conn, project_id, f"model-{model_pk}", str(number), kind=packages.MODEL_VERSION
+    )
+    packages.link_files(conn, origin.package_id, origin.folder, package.id)
+    packages.freeze(conn, package.id)
+    return package.id
+
+
+def update_version(
+    db: Database, project_id: int, name: str | None, version: str | None, description: str
+) -> ModelVersion:
+    name = model_name(name)
+    number = version_number(version)
+    with db.write() as conn:
+        model = _model_row(conn, project_id, name)
+        row = _version_row(conn, model.id, name, number)
+        conn.execute(
+            update(model_versions)
+            .where(model_versions.c.id == row.id)
+            .values(description=description, last_updated_time=now_ms())
+        )
+        return _versions(conn, model_versions.c.id == row.id, {model.id: model.name})[0]
+
+
+def delete_version(
+    db: Database, project_id: int, name: str | None, version: str | None, actor: str
+) -> None:
+    """Soft: the number and semver stay taken; aliases on it are removed (and recorded)."""
+    name = model_name(name)
+    number = version_number(version)
+    now = now_ms()
+    with db.write() as conn:
+        model = _model_row(conn, project_id, name)
+        row = _version_row(conn, model.id, name, number)
+        for (alias,) in conn.execute(
+            select(registered_model_aliases.c.alias).where(
+                registered_model_aliases.c.model_pk == model.id,
+                registered_model_aliases.c.version == number,
+            )
+        ).all():
+            _record(conn, model.id, alias, number, None, actor, now)
+        conn.execute(
+            delete(registered_model_aliases).where(
+                registered_model_aliases.c.model_pk == model.id,
+                registered_model_aliases.c.version == number,
+            )
+        )
+        conn.execute(delete(model_version_tags).where(model_version_tags.c.owner == row.id))
+        conn.execute(
+            update(model_versions)
+            .where(model_versions.c.id == row.id)
+            .values(deleted=True, package_id=None, last_updated_time=now)
+        )
+        if row.package_id is not None:
+            packages.purge_package(conn, row.package_id)
+        _touch(conn, model.id, now)
+
+
+def transition_stage(
+    db: Database,
+    project_id: int,
+    name: str | None,
+    version: str | None,
+    stage: str | None,
+    archive_existing: bool,
+) -> ModelVersion:
+    name = model_name(name)
+    number = version_number(version)
+    canonical = stage_name(stage)
+    now = now_ms()
+    with db.write() as conn:
+        model = _model_row(conn, project_id, name)
+        row = _version_row(conn, model.id, name, number)
+        if archive_existing and canonical in ("Staging", "Production"):
+            conn.execute(
+                update(model_versions)
+                .where(
+                    model_versions.c.model_pk == model.id,
+                    model_versions.c.current_stage == canonical,
+                    model_versions.c.id != row.id,
+                    model_versions.c.deleted.is_(False),
+                )
+                .values(current_stage="Archived", last_updated_time=now)
+            )
+        conn.execute(
+            update(model_versions)
+            .where(model_versions.c.id == row.id)
+            .values(current_stage=canonical, last_updated_time=now)
+        )
+        return _versions(conn, model_versions.c.id == row.id, {model.id: model.name})[0]
+
+
+def set_version_tag(
+    db: Database,
+    project_id: int,
+    name: str | None,
+    version: str | None,
+    key: str | None,
+    value: str | None,
+) -> None:
+    name = model_name(name)
+    number = version_number(version)
+    key, value = tag(key, value)
+    if key == SEMVER_TAG:
+        raise InvalidParameter(
+            f"The tag {SEMVER_TAG} is the version's semantic version; it cannot change."
+        )
+    with db.write() as conn:
+        model = _model_row(conn, project_id, name)
+        row = _version_row(conn, model.id, name, number)
+        conn.execute(
+            delete(model_version_tags).where(
+                model_version_tags.c.owner == row.id, model_version_tags.c.key == key
+            )
+        )
+        conn.execute(insert(model_version_tags).values(owner=row.id, key=key, value=value))
+
+
+def delete_version_tag(
+    db: Database, project_id: int, name: str | None, version: str | None, key: str | None
+) -> None:
+    name = model_name(name)
+    number = version_number(version)
+    with db.write() as conn:
+        model = _model_row(conn, project_id, name)
+        row = _version_row(conn, model.id, name, number)
+        deleted = conn.execute(
+            delete(model_version_tags).where(
+                model_version_tags.c.owner == row.id, model_version_tags.c.key == (key or "")
+            )
+        ).rowcount
+        if not deleted:
+            raise NotFound(f"No tag with name: {key} in model version {name} {number}.")
+
+
+# ---------------------------------------------------------------- aliases
+
+
+def _record(
+    conn: Connection,
+    model_pk: int,
+    alias: str,
+    before: int | None,
+    after: int | None,
+    actor: str,
+    at: int,
+) -> None:
+    conn.execute(
+        insert(alias_events).values(
+            model_pk=model_pk,
+            alias=alias,
+            from_version=before,
+            to_version=after,
+            actor=actor,
+            at=at,
+        )
+    )
+
+
+def set_alias(
+    db: Database,
+    project_id: int,
+    name: str | None,
+    alias: str | None,
+    version: str | None,
+    actor: str,
+) -> None:
+    name = model_name(name)
+    alias = alias_name(alias)
+    number = version_number(version)
+    now = now_ms()
+    with db.write() as conn:
+        model = _model_row(conn, project_id, name)
+        _version_row(conn, model.id, name, number)
+        before = conn.execute(
+            select(registered_model_aliases.c.version).where(
+                registered_model_aliases.c.model_pk == model.id,
+                registered_model_aliases.c.alias == alias,
+            )
+        ).scalar()
+        if before == number:
+            return
+        conn.execute(
+            delete(registered_model_aliases).where(
+                registered_model_aliases.c.model_pk == model.id,
+                registered_model_aliases.c.alias == alias,
+            )
+        )
+        conn.execute(
+            insert(registered_model_aliases).values(model_pk=model.id, alias=alias, version=number)
+        )
+        _record(conn, model.id, alias, before, number, actor, now)
+        _touch(conn, model.id, now)
+
+
+def delete_alias(
+    db: Database, project_id: int, name: str | None, alias: str | None, actor: str
+) -> None:
+    name = model_name(name)
+    now = now_ms()
+    with db.write() as conn:
+        model = _model_row(conn, project_id, name)
+        before = conn.execute(
+            select(registered_model_aliases.c.version).where(
+                registered_model_aliases.c.model_pk == model.id,
+                registered_model_aliases.c.alias == (alias or ""),
+            )
+        ).scalar()
+        if before is None:
+            raise NotFound(f"Registered model alias {alias} not found.")
+        conn.execute(
+            delete(registered_model_aliases).where(
+                registered_model_aliases.c.model_pk == model.id,
+                registered_model_aliases.c.alias == alias,
+            )
+        )
+        _record(conn, model.id, alias or "", before, None, actor, now)
+        _touch(conn, model.id, now)
+
+
+def version_by_alias(
+    db: Database, project_id: int, name: str | None, alias: str | None
+) -> ModelVersion:
+    """An alias set on the model, or a semver reference (``v1_4_0``, ``v1_4``, ``v1``)."""
+    name = model_name(name)
+    alias = alias or ""
+    with db.read() as conn:
+        model = _model_row(conn, project_id, name)
+        number = conn.execute(
+            select(registered_model_aliases.c.version).where(
+                registered_model_aliases.c.model_pk == model.id,
+                registered_model_aliases.c.alias == alias,
+            )
+        ).scalar()
+        versions = _versions(conn, model_versions.c.model_pk == model.id, {model.id: model.name})
+    if number is not None:
+        return next(v for v in versions if v.version == number)
+    found = resolve_semver(versions, alias)
+    if found is None:
+        raise NotFound(f"Registered model alias {alias} not found.")
+    return found
+
+
+def resolve_semver(versions: list[ModelVersion], reference: str) -> ModelVersion | None:
+    """The version a semver alias (``v1_4_0``), range alias (``v1_4``) or spec names."""
+    kind, exact, spec = semver.from_alias(reference)
+    if kind == "none":
+        if not reference or reference[0] not in "^~0123456789":
+            return None
+        spec = reference
+    candidates = [(semver.parse(v.semver), v) for v in versions if v.semver]
+    if kind == "exact":
+        assert exact is not None
+        return next((v for s, v in candidates if s.key() == exact.key()), None)
+    assert spec is not None
+    chosen = [(s, v) for s, v in candidates if semver.matches(s, spec)]
+    return max(chosen, key=lambda pair: pair[0].key())[1] if chosen else None
+
+
+def alias_history(
+    db: Database, project_id: int, name: str | None, alias: str | None = None
+) -> list[dict[str, Any]]:
+    name = model_name(name)
+    with db.read() as conn:
+        model = _model_row(conn, project_id, name)
+        query = (
+            select(alias_events)
+            .where(alias_events.c.model_pk == model.id)
+            .order_by(alias_events.c.at, alias_events.c.id)
+        )
+        if alias:
+            query = query.where(alias_events.c.alias == alias)
+        return [
+            {
+                "alias": r.alias,
+                "from_version": r.from_version,
+                "to_version": r.to_version,
+                "actor": r.actor,
+                "at": r.at,
+            }
+            for r in conn.execute(query)
+        ]
+
+
+def download_uri(db: Database, project_id: int, name: str | None, version: str | None) -> str:
+    """Where the client downloads the version's files from: its source, as MLflow answers."""
+    found = get_version(db, project_id, name, version)
+    if found.model_id:
+        with db.read() as conn:
+            location = conn.execute(
+                select(logged_models.c.artifact_location).where(
+                    logged_models.c.id == found.model_id
+                )
+            ).scalar()
+        if location:
+            return str(location)
+    if match := _RUNS_SOURCE.match(found.source):
+        with db.read() as conn:
+            uri = conn.execute(
+                select(runs.c.artifact_uri).where(runs.c.id == match.group(1))
+            ).scalar()
+        return "/".join(p for p in (uri or "", match.group(2) or "") if p)
+    return found.source

@@ -1,0 +1,189 @@
+"""Searching registered models and model versions. A project holds few enough of them that
+the set is loaded once and filtered, ordered and paged in Python with the shared filter
+grammar (which also gives ``OR`` and parentheses here)."""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Callable
+from functools import partial
+from typing import Any, TypeVar
+
+from modelyard.db.engine import Database
+from modelyard.errors import InvalidParameter
+from modelyard.services import registry
+from modelyard.services.registry import ModelVersion, RegisteredModel
+from modelyard.services.search.evaluate import matches
+from modelyard.services.search.grammar import Ident, OrderKey, parse_filter, parse_order_by
+from modelyard.services.search.sql import fingerprint
+
+T = TypeVar("T")
+MAX_MODELS = 1000
+MAX_VERSIONS = 200_000
+
+
+def _page(
+    items: list[T], max_results: int, limit: int, token: str | None, print_: str
+) -> tuple[list[T], str | None]:
+    if not 1 <= max_results <= limit:
+        raise InvalidParameter(
+            f"Invalid value {max_results} for parameter 'max_results' supplied. It must be "
+            f"between 1 and {limit}."
+        )
+    offset = 0
+    if token:
+        try:
+            decoded = json.loads(base64.b64decode(token, validate=True))
+            offset, bound = int(decoded["offset"]), decoded["query"]
+        except (ValueError, KeyError, TypeError):
+            raise InvalidParameter("Invalid page token, could not base64-decode") from None
+        if bound != print_ or offset < 0:
+            raise InvalidParameter("The page token belongs to another filter or order.")
+    page = items[offset : offset + max_results]
+    following = offset + max_results
+    if following >= len(items):
+        return page, None
+    encoded = json.dumps({"offset": following, "query": print_}).encode()
+    return page, base64.b64encode(encoded).decode()
+
+
+def _sorted(items: list[T], keys: list[OrderKey], value: Callable[[T, str], Any]) -> list[T]:
+    for key in reversed(keys):
+        field = key.ident.key
+        present = [i for i in items if value(i, field) is not None]
+        absent = [i for i in items if value(i, field) is None]
+        present.sort(key=partial(_by, value, field), reverse=key.descending)
+        items = present + absent
+    return items
+
+
+def _by(value: Callable[[T, str], Any], field: str, item: T) -> Any:
+    return value(item, field)
+
+
+def _check_keys(keys: list[OrderKey], allowed: dict[str, str], what: str) -> list[OrderKey]:
+    out = []
+    for key in keys:
+        name = allowed.get(key.ident.key.lower()) if key.ident.entity == "attribute" else None
+        if name is None:
+            raise InvalidParameter(
+                f"Invalid order_by field '{key.ident.key}' for {what}: use one of "
+                f"{', '.join(sorted(set(allowed.values())))}."
+            )
+        out.append(OrderKey(Ident("attribute", name), key.descending))
+    return out
+
+
+def _model_value(model: RegisteredModel, ident: Ident) -> str | float | None:
+    if ident.entity == "tag":
+        return model.tags.get(ident.key)
+    if ident.entity == "attribute" and ident.key == "name":
+        return model.name
+    raise InvalidParameter(
+        f"Invalid attribute key '{ident.key}' specified. Valid keys are '{{'name'}}'"
+        if ident.entity == "attribute"
+        else f"Invalid entity type '{ident.entity}' in a registered model filter: use "
+        "attribute (name) or tags."
+    )
+
+
+_MODEL_ORDER = {
+    "name": "name",
+    "timestamp": "last_updated_timestamp",
+    "last_updated_timestamp": "last_updated_timestamp",
+    "creation_timestamp": "creation_timestamp",
+}
+
+
+def search_models(
+    db: Database,
+    project_id: int,
+    filter_text: str | None,
+    order_by: list[str],
+    max_results: int,
+    token: str | None,
+) -> tuple[list[RegisteredModel], str | None]:
+    node = parse_filter(filter_text)
+    keys = _check_keys(parse_order_by(order_by), _MODEL_ORDER, "registered models")
+    keys.append(OrderKey(Ident("attribute", "name"), False))
+    models = [
+        m for m in registry.all_models(db, project_id) if matches(node, partial(_model_value, m))
+    ]
+
+    def value(model: RegisteredModel, key: str) -> Any:
+        return {
+            "name": model.name,
+            "last_updated_timestamp": model.last_updated_time,
+            "creation_timestamp": model.creation_time,
+        }[key]
+
+    ordered = _sorted(models, keys, value)
+    return _page(ordered, max_results, MAX_MODELS, token, fingerprint(filter_text, order_by))
+
+
+def _version_value(version: ModelVersion, ident: Ident) -> str | float | None:
+    if ident.entity == "tag":
+        return version.tags.get(ident.key)
+    if ident.entity != "attribute":
+        raise InvalidParameter(
+            f"Invalid entity type '{ident.entity}' in a model version filter: use attribute "
+            "(name, run_id, source_path, version_number, semver) or tags."
+        )
+    key = ident.key.lower()
+    attributes: dict[str, str | float | None] = {
+        "name": version.name,
+        "run_id": version.run_id or None,
+        "source_path": version.source,
+        "version_number": float(version.version),
+        "semver": version.semver,
+        "model_id": version.model_id or None,
+    }
+    if key not in attributes:
+        raise InvalidParameter(
+            f"Invalid attribute key '{ident.key}' specified. Valid keys are {sorted(attributes)}"
+        )
+    return attributes[key]
+
+
+_VERSION_ORDER = {
+    "name": "name",
+    "version_number": "version_number",
+    "creation_timestamp": "creation_timestamp",
+    "timestamp": "last_updated_timestamp",
+    "last_updated_timestamp": "last_updated_timestamp",
+}
+
+
+def search_versions(
+    db: Database,
+    project_id: int,
+    filter_text: str | None,
+    order_by: list[str],
+    max_results: int,
+    token: str | None,
+) -> tuple[list[ModelVersion], str | None]:
+    node = parse_filter(filter_text)
+    keys = _check_keys(parse_order_by(order_by), _VERSION_ORDER, "model versions")
+    if not keys:
+        keys = [OrderKey(Ident("attribute", "last_updated_timestamp"), True)]
+    keys += [
+        OrderKey(Ident("attribute", "name"), False),
+        OrderKey(Ident("attribute", "version_number"), True),
+    ]
+    found = [
+        v
+        for v in registry.all_versions(db, project_id)
+        if matches(node, partial(_version_value, v))
+    ]
+
+    def value(version: ModelVersion, key: str) -> Any:
+        return {
+            "name": version.name,
+            "version_number": version.version,
+            "creation_timestamp": version.creation_time,
+            "last_updated_timestamp": version.last_updated_time,
+        }[key]
+
+    ordered = _sorted(found, keys, value)
+    return _page(ordered, max_results, MAX_VERSIONS, token, fingerprint(filter_text, order_by))
