@@ -267,3 +267,90 @@ def test_bad_registry_input(server: Server, client, model_run) -> None:  # type:
     stored = client.search_model_versions(f"name = '{name}'")
     assert [(v.version, v.tags["modelyard.semver"]) for v in stored] == [("1", "1.0.0")]
     assert client.get_registered_model(name).aliases == {}
+
+
+def test_log_model_with_registration_then_serve(
+    server: Server, client, experiment_id: str, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    """The path from a candidate to a served model: log_model(registered_model_name=...),
+    an alias, and `mlflow models serve` answering /invocations like the original model."""
+    import os
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    import mlflow
+    import mlflow.sklearn
+    from sklearn.linear_model import LogisticRegression
+
+    features = np.array([[0.0, 1.0], [1.0, 0.0], [0.2, 0.9], [0.9, 0.1]])
+    model = LogisticRegression().fit(features, [0, 1, 0, 1])
+    name = unique("served")
+    with mlflow.start_run(experiment_id=experiment_id):
+        info = mlflow.sklearn.log_model(
+            model, name="model", registered_model_name=name, pip_requirements=["scikit-learn"]
+        )
+    assert str(info.registered_model_version) == "1"
+    raw = requests.get(
+        f"{server.url}/api/2.0/mlflow/model-versions/get",
+        params={"name": name, "version": "1"},
+        timeout=10,
+    ).json()["model_version"]
+    assert raw["model_id"] == info.model_id
+    client.set_registered_model_alias(name, "production", "1")
+    expected = list(model.predict(features))
+    for uri in (f"models:/{name}/1", f"models:/{name}@production", f"models:/{name}@v1_0_0"):
+        assert list(mlflow.pyfunc.load_model(uri).predict(features)) == expected, uri
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    scripts = str(Path(sys.executable).parent)  # `mlflow models serve` runs uvicorn from here
+    env = {
+        **os.environ,
+        "MLFLOW_TRACKING_URI": server.url,
+        "PATH": scripts + os.pathsep + os.environ.get("PATH", ""),
+    }
+    serving = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "mlflow",
+            "models",
+            "serve",
+            "-m",
+            f"models:/{name}@production",
+            "--env-manager",
+            "local",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+        ],
+        env=env,
+        stdout=(tmp_path / "serve.log").open("wb"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        answer = None
+        while time.monotonic() < deadline:
+            assert serving.poll() is None, (tmp_path / "serve.log").read_text()
+            try:
+                answer = requests.post(
+                    f"http://127.0.0.1:{port}/invocations",
+                    json={"inputs": features.tolist()},
+                    timeout=5,
+                )
+                break
+            except requests.ConnectionError:
+                time.sleep(0.5)
+        log = (tmp_path / "serve.log").read_text()
+        assert answer is not None, log
+        assert answer.status_code == 200, answer.text
+        assert answer.json()["predictions"] == expected
+    finally:
+        os.killpg(serving.pid, 15)
+        serving.wait(timeout=30)
