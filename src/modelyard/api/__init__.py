@@ -9,13 +9,14 @@ from collections.abc import Callable
 from starlette.requests import Request
 from starlette.routing import BaseRoute, Route
 
-from modelyard.api import openapi, packages
+from modelyard.api import openapi, packages, registry
 from modelyard.api.wire import Page, guarded
 from modelyard.mlflow_api.wire import Context
 from modelyard.web import routing as _routing  # noqa: F401 - registers {path:anypath}
 
 PREFIX = "/api/v1"
 PACKAGE = "/packages/{name}/{version}"
+MODEL = "/models/{name}"
 
 #: (path, methods, page) of every route; a GET route also answers HEAD.
 ROUTES: list[tuple[str, tuple[str, ...], Page]] = [
@@ -28,6 +29,16 @@ ROUTES: list[tuple[str, tuple[str, ...], Page]] = [
     (PACKAGE + "/files/{path:anypath}", ("DELETE",), packages.delete_file),
     (PACKAGE + "/archive", ("GET",), packages.download_archive),
     (PACKAGE + "/publish", ("POST",), packages.publish),
+    ("/models", ("GET",), registry.list_models),
+    (MODEL, ("GET",), registry.get_model),
+    (MODEL + "/card", ("PUT",), registry.put_card),
+    (MODEL + "/versions", ("GET",), registry.list_versions),
+    (MODEL + "/versions", ("POST",), registry.promote),
+    (MODEL + "/versions/{ref}", ("GET",), registry.get_version),
+    (MODEL + "/versions/{ref}/archive", ("GET",), registry.version_archive),
+    (MODEL + "/aliases/{alias}", ("PUT",), registry.set_alias),
+    (MODEL + "/aliases/{alias}", ("DELETE",), registry.delete_alias),
+    (MODEL + "/aliases/{alias}/history", ("GET",), registry.alias_history),
     ("/openapi.json", ("GET",), openapi.openapi_json),
 ]
 

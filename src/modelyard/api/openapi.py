@@ -9,6 +9,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from modelyard import __version__
+from modelyard.api import openapi_registry
 from modelyard.api.wire import respond
 from modelyard.mlflow_api.wire import Context
 
@@ -464,12 +465,13 @@ def document() -> dict[str, Any]:
         "info": {
             "title": "modelyard native API",
             "version": __version__,
-            "description": "Packages: named, versioned sets of files. Errors answer "
+            "description": "Packages (named, versioned sets of files) and the model registry. "
+            "Errors answer "
             '{"error": {"code": ..., "message": ...}}.',
         },
-        "paths": _paths(),
+        "paths": {**_paths(), **openapi_registry.paths()},
         "components": {
-            "schemas": _schemas(),
+            "schemas": {**_schemas(), **openapi_registry.schemas()},
             "parameters": _parameters(),
             "responses": _responses(),
             "headers": _headers(),

@@ -247,8 +247,12 @@ async def delete_file(request: Request, ctx: Context) -> Response:
 
 async def download_archive(request: Request, ctx: Context) -> Response:
     package = await _package(ctx, request)
+    return await package_archive(ctx, package, f"{package.name}-{package.version}")
+
+
+async def package_archive(ctx: Context, package: Package, root: str) -> Response:
+    """The package's files as one tar under ``root/``, with a SHA256SUMS manifest first."""
     listed = await call(ctx, packages.files, ctx.db, package.id)
-    root = f"{package.name}-{package.version}"
     manifest = "".join(f"{f.sha256}  {f.path}\n" for f in listed).encode()
     stamp = (package.published_at or package.created_at) // 1000
     members = [archive.inline_member(f"{root}/SHA256SUMS", manifest, stamp)]
@@ -273,8 +277,12 @@ async def publish(request: Request, ctx: Context) -> Response:
 
 async def delete_package(request: Request, ctx: Context) -> Response:
     package = await _package(ctx, request)
-    if package.kind in (packages.CANDIDATE, packages.LOGGED_MODEL):
-        owner = "candidate" if package.kind == packages.CANDIDATE else "logged model"
+    if package.kind in (packages.CANDIDATE, packages.LOGGED_MODEL, packages.MODEL_VERSION):
+        owner = {
+            packages.CANDIDATE: "candidate",
+            packages.LOGGED_MODEL: "logged model",
+            packages.MODEL_VERSION: "model version",
+        }[package.kind]
         raise Conflict(
             f"Package '{package.name}' version '{package.version}' holds a {owner}'s files; "
             f"it goes with its {owner} and cannot be deleted on its own."

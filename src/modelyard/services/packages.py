@@ -111,6 +111,14 @@ def get(db: Database, project_id: int, name: str, version: str) -> Package:
     return package
 
 
+def get_by_id(db: Database, package_id: int) -> Package:
+    with db.read() as conn:
+        row = conn.execute(select(packages).where(packages.c.id == package_id)).first()
+    if row is None:
+        raise NotFound("The package no longer exists.")
+    return _package(row)
+
+
 def list_packages(
     db: Database, project_id: int, *, name: str | None = None, limit: int = 100, offset: int = 0
 ) -> list[tuple[Package, int, int]]:
