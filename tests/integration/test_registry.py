@@ -354,3 +354,30 @@ def test_log_model_with_registration_then_serve(
     finally:
         os.killpg(serving.pid, 15)
         serving.wait(timeout=30)
+
+
+def test_version_files_are_frozen_at_registration(
+    server: Server, client, model_run, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    import mlflow
+
+    run_id, _model, _features = model_run
+    name = unique("frozen")
+    client.create_registered_model(name)
+    client.create_model_version(name, f"runs:/{run_id}/model", run_id=run_id)
+    uri = client.get_model_version_download_uri(name, "1")
+    assert uri.startswith("mlflow-artifacts:/registry/")
+    original = Path(
+        mlflow.artifacts.download_artifacts(f"models:/{name}/1", dst_path=str(tmp_path / "a"))
+    )
+    before = (original / "MLmodel").read_text()
+    mlflow.log_text("changed after registration", "model/MLmodel", run_id=run_id)
+    again = Path(
+        mlflow.artifacts.download_artifacts(f"models:/{name}/1", dst_path=str(tmp_path / "b"))
+    )
+    assert (again / "MLmodel").read_text() == before
+    path = uri.removeprefix("mlflow-artifacts:/")
+    base = f"{server.url}/api/2.0/mlflow-artifacts/artifacts/{path}"
+    assert requests.put(f"{base}/MLmodel", data=b"x", timeout=10).status_code == 409
+    assert requests.delete(f"{base}/MLmodel", timeout=10).status_code == 409
+    assert requests.get(f"{base}/MLmodel", timeout=10).text == before

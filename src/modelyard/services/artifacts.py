@@ -4,7 +4,9 @@ The server gives experiment ``E`` the artifact location ``mlflow-artifacts:/E``,
 artifacts live under ``E/<run id>/artifacts/…``: that prefix names the candidate's package,
 the rest is the file path inside it. A logged model's files live under
 ``E/models/<model id>/artifacts/…``, in a package of its own (kind ``logged_model``, named by
-the model id, version "0"). Nothing outside a package can be addressed.
+the model id, version "0"). A model version's files (read-only) live under
+``registry/<model key>/<version number>/…``, its published package. Nothing outside a package
+can be addressed.
 """
 
 from __future__ import annotations
@@ -147,9 +149,30 @@ def _run(
     return row.pk, row.artifact_uri or "", package
 
 
+REGISTRY_ROOT = "registry"
+
+
+def version_location(model_pk: int, number: int) -> str:
+    """The artifact URI of a model version's (immutable) files."""
+    return f"mlflow-artifacts:/{REGISTRY_ROOT}/{model_pk}/{number}"
+
+
+def _version_target(db: Database, project_id: int, path: str) -> Target | None:
+    parts = path.split("/", 3)
+    if len(parts) < 3 or not parts[1].isdigit() or not parts[2].isdigit():
+        return None
+    with db.read() as conn:
+        package = packages.find(conn, project_id, f"model-{parts[1]}", parts[2])
+    if package is None or package.kind != packages.MODEL_VERSION:
+        raise NotFound(f"No such model version files: '{path[:200]}'")
+    return Target(package, parts[3] if len(parts) == 4 else "", "", "")
+
+
 def locate(db: Database, project_id: int, raw_path: str, allow_root: bool = True) -> Target | None:
     """The target of a path to read; None when the path lies above any package."""
     path = safe_path(raw_path, allow_root=allow_root)
+    if path.startswith(REGISTRY_ROOT + "/"):
+        return _version_target(db, project_id, path)
     model = _split_model(path)
     if model is not None:
         return _model_target(db, project_id, *model)
@@ -165,6 +188,8 @@ def locate(db: Database, project_id: int, raw_path: str, allow_root: bool = True
 def locate_for_write(db: Database, project_id: int, raw_path: str) -> Target:
     """The target of a path to write, creating the candidate's package on first use."""
     path = safe_path(raw_path)
+    if path.startswith(REGISTRY_ROOT + "/"):
+        raise Conflict("A model version's files are immutable.")
     model = _split_model(path)
     if model is not None:
         if not model[2]:
@@ -204,4 +229,12 @@ def run_target(db: Database, project_id: int, run_id: str, raw_path: str) -> Tar
     return Target(package, inner, run_id, uri)
 
 
-__all__ = ["LOGGED_MODEL_VERSION", "Target", "join", "locate", "locate_for_write", "run_target"]
+__all__ = [
+    "LOGGED_MODEL_VERSION",
+    "Target",
+    "join",
+    "locate",
+    "locate_for_write",
+    "run_target",
+    "version_location",
+]

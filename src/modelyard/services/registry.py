@@ -30,7 +30,7 @@ from modelyard.db.schema import (
 )
 from modelyard.db.schema import packages as package_rows
 from modelyard.errors import AlreadyExists, InvalidParameter, NotFound
-from modelyard.services import packages, semver
+from modelyard.services import artifacts, packages, semver
 from modelyard.services.entities import now_ms
 from modelyard.services.paths import safe_path
 
@@ -867,21 +867,24 @@ def alias_history(
 
 
 def download_uri(db: Database, project_id: int, name: str | None, version: str | None) -> str:
-    """Where the client downloads the version's files from: its source, as MLflow answers."""
-    found = get_version(db, project_id, name, version)
-    if found.model_id:
-        with db.read() as conn:
+    """Where the client downloads the version's files from: its published package, whose
+    files cannot change; a version registered without files answers its source's location."""
+    name = model_name(name)
+    number = version_number(version)
+    with db.read() as conn:
+        model = _model_row(conn, project_id, name)
+        row = _version_row(conn, model.id, name, number)
+        if row.package_id is not None:
+            return artifacts.version_location(model.id, number)
+        if row.model_id:
             location = conn.execute(
-                select(logged_models.c.artifact_location).where(
-                    logged_models.c.id == found.model_id
-                )
+                select(logged_models.c.artifact_location).where(logged_models.c.id == row.model_id)
             ).scalar()
-        if location:
-            return str(location)
-    if match := _RUNS_SOURCE.match(found.source):
-        with db.read() as conn:
+            if location:
+                return str(location)
+        if match := _RUNS_SOURCE.match(row.source):
             uri = conn.execute(
                 select(runs.c.artifact_uri).where(runs.c.id == match.group(1))
             ).scalar()
-        return "/".join(p for p in (uri or "", match.group(2) or "") if p)
-    return found.source
+            return "/".join(p for p in (uri or "", match.group(2) or "") if p)
+    return str(row.source)
