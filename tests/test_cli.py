@@ -111,3 +111,42 @@ def test_several_workers_share_one_database(make_backend) -> None:
         assert len(ids) == 20
     finally:
         server.stop()
+
+
+def test_models_commands(tmp_path: Path) -> None:
+    """Promote, resolve a semver range, move an alias and read its history from the CLI."""
+    backend = Backend("sqlite", f"sqlite:///{tmp_path / 'modelyard.db'}", tmp_path)
+    server = Server(backend)
+    try:
+        base = f"{server.url}/api/2.0/mlflow"
+        run_id = requests.post(
+            f"{base}/runs/create", json={"experiment_id": "0"}, timeout=10
+        ).json()["run"]["info"]["run_id"]
+        put = requests.put(
+            f"{server.url}/api/2.0/mlflow-artifacts/artifacts/0/{run_id}/artifacts/model/MLmodel",
+            data=b"flavors: {}\n",
+            timeout=10,
+        )
+        assert put.status_code == 200
+    finally:
+        server.stop()
+    data = ["--data-dir", str(tmp_path)]
+    first = modelyard("models", "promote", "churn", "--candidate", run_id, *data)
+    assert first.returncode == 0, first.stderr
+    assert "version 1  semver 1.0.0" in first.stdout
+    minor = modelyard("models", "promote", "churn", "--candidate", run_id, "--bump", "minor", *data)
+    assert "version 2  semver 1.1.0" in minor.stdout
+    resolved = modelyard("models", "resolve", "churn", "^1", *data)
+    assert "version 2  semver 1.1.0" in resolved.stdout
+    moved = modelyard("models", "alias", "churn", "production", "1.0.0", *data)
+    assert moved.returncode == 0, moved.stderr
+    assert modelyard("models", "alias", "churn", "production", "~1.1", *data).returncode == 0
+    history = modelyard("models", "history", "churn", "production", *data).stdout.splitlines()
+    assert [line.split()[-3:] for line in history] == [["-", "->", "1"], ["1", "->", "2"]]
+    listed = modelyard("models", "list", *data).stdout
+    assert "churn  v2 (1.1.0)  @production=2" in listed
+    versions = modelyard("models", "versions", "churn", *data).stdout.splitlines()
+    assert versions[0].startswith("churn  version 2")
+    missing = modelyard("models", "resolve", "churn", "^3", *data)
+    assert missing.returncode != 0
+    assert "No version of churn matches '^3'" in missing.stderr

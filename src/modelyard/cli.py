@@ -253,3 +253,8 @@ def fsck(**options: Any) -> None:
     if not report.clean:
         raise SystemExit(1)
     click.echo("clean")
+
+
+from modelyard import cli_models  # noqa: E402 - the group needs the helpers above
+
+cli_models.register(main, storage_options, _open_storage)
