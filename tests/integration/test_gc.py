@@ -35,20 +35,29 @@ def test_gc_frees_deleted_candidates(
         client.log_artifact(doomed, str(own))
         client.log_param(doomed, "p", "1")
         client.delete_run(doomed)
+        logged = client.create_logged_model(experiment, name="gone")
+        put = requests.put(
+            f"{server.url}/api/2.0/mlflow-artifacts/artifacts/{experiment}/models/"
+            f"{logged.model_id}/artifacts/w.bin",
+            data=os.urandom(1 << 20),
+            timeout=30,
+        )
+        assert put.status_code == 200
+        client.delete_logged_model(logged.model_id)
         blobs = store_of(server)
-        assert sum(o.size for o in blobs.objects()) == 5 << 20
+        assert sum(o.size for o in blobs.objects()) == 6 << 20
 
         young = run_cli(server, "gc")  # deleted just now: inside the default grace period of 7 days
         assert young.returncode == 0, young.stderr
         assert "0 deleted candidates" in young.stdout
         dry = run_cli(server, "gc", "--older-than", "0", "--dry-run")
         assert "would remove: 1 deleted candidates" in dry.stdout
-        assert sum(o.size for o in blobs.objects()) == 5 << 20
+        assert sum(o.size for o in blobs.objects()) == 6 << 20
 
         done = run_cli(server, "gc", "--older-than", "0")
         assert done.returncode == 0, done.stderr
-        assert "removed: 1 deleted candidates" in done.stdout
-        assert "1 unreferenced blobs (2.0 MiB)" in done.stdout
+        assert "removed: 1 deleted candidates, 1 deleted logged models" in done.stdout
+        assert "2 unreferenced blobs (3.0 MiB)" in done.stdout
         assert sum(o.size for o in blobs.objects()) == 3 << 20
         gone = requests.get(
             f"{server.url}/api/2.0/mlflow/runs/get", params={"run_id": doomed}, timeout=10

@@ -20,6 +20,9 @@ from modelyard.db.engine import Database
 from modelyard.db.schema import (
     blobs,
     latest_metrics,
+    logged_model_params,
+    logged_model_tags,
+    logged_models,
     metrics,
     package_files,
     packages,
@@ -31,6 +34,7 @@ from modelyard.db.schema import (
     uploads,
 )
 from modelyard.services import packages as package_service
+from modelyard.services.artifacts import LOGGED_MODEL_VERSION
 from modelyard.services.experiments import DELETED
 
 T = TypeVar("T")
@@ -53,6 +57,7 @@ def _quiet(items: Sequence[T], _label: str, /) -> Iterable[T]:
 class GcReport:
     dry_run: bool
     purged_runs: int = 0
+    purged_logged_models: int = 0
     expired_uploads: int = 0
     deleted_blobs: int = 0
     freed_bytes: int = 0
@@ -86,6 +91,7 @@ def collect(
     report = GcReport(dry_run=dry_run)
     now = time.time()
     _purge_runs(db, store, int((now - older_than) * 1000), report, progress)
+    _purge_logged_models(db, store, int((now - older_than) * 1000), report)
     _expire_uploads(db, store, int((now - orphan_grace) * 1000), report)
     _delete_unreferenced(db, store, report, progress)
     _delete_orphans(db, store, now - orphan_grace, report, progress)
@@ -118,6 +124,29 @@ def _purge_runs(
             for table in _RUN_CHILDREN:
                 conn.execute(delete(table).where(table.c.run_pk == run_pk))
             conn.execute(delete(runs).where(runs.c.pk == run_pk))
+        for upload in pending:
+            store.abort_multipart(upload.location, upload.storage_upload_id)
+
+
+def _purge_logged_models(db: Database, store: BlobStore, cutoff_ms: int, report: GcReport) -> None:
+    """Logged models deleted before the cutoff lose their rows and their package."""
+    with db.read() as conn:
+        doomed = conn.execute(
+            select(logged_models.c.id, logged_models.c.project_id).where(
+                logged_models.c.lifecycle_stage == DELETED,
+                logged_models.c.last_updated_time < cutoff_ms,
+            )
+        ).all()
+    report.purged_logged_models = len(doomed)
+    if report.dry_run:
+        return
+    for model_id, project_id in doomed:
+        with db.write() as conn:
+            package = package_service.find(conn, project_id, model_id, LOGGED_MODEL_VERSION)
+            pending = [] if package is None else package_service.purge_package(conn, package.id)
+            for table in (logged_model_tags, logged_model_params):
+                conn.execute(delete(table).where(table.c.owner == model_id))
+            conn.execute(delete(logged_models).where(logged_models.c.id == model_id))
         for upload in pending:
             store.abort_multipart(upload.location, upload.storage_upload_id)
 
