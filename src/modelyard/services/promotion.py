@@ -27,6 +27,7 @@ from modelyard.services.registry import (
     alias_history,
     create_model,
     create_version,
+    delete_model,
     get_version,
     model_name,
     resolve_semver,
@@ -54,30 +55,31 @@ def promote(
     if bump not in semver.BUMPS:
         raise InvalidParameter(f"Invalid bump {bump!r}: use one of {', '.join(semver.BUMPS)}.")
     name = model_name(name)
+    created = False
     with contextlib.suppress(AlreadyExists):
         create_model(db, project_id, name, [], "")
+        created = True
     if candidate:
         source = f"runs:/{candidate}/{safe_path(path, allow_root=True)}".rstrip("/")
+    else:
+        source = f"models:/{logged_model}"
+    try:
         return create_version(
             db,
             project_id,
             name,
             source,
-            run_id=candidate,
             description=description,
             semantic_version=semantic_version,
             bump=bump,
+            require_files=True,
+            run_id=candidate,
+            model_id=logged_model,
         )
-    return create_version(
-        db,
-        project_id,
-        name,
-        f"models:/{logged_model}",
-        model_id=logged_model,
-        description=description,
-        semantic_version=semantic_version,
-        bump=bump,
-    )
+    except Exception:
+        if created:  # a failed first promotion leaves no empty model behind
+            delete_model(db, project_id, name)
+        raise
 
 
 def resolve_version(db: Database, project_id: int, name: str | None, ref: str) -> ModelVersion:

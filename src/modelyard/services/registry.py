@@ -527,6 +527,7 @@ def create_version(
     description: str = "",
     semantic_version: str | None = None,
     bump: str = "patch",
+    require_files: bool = False,
 ) -> ModelVersion:
     name = model_name(name)
     if not source:
@@ -548,6 +549,8 @@ def create_version(
         )
         chosen = _next_semver(conn, model.id, wanted, bump)
         package_id = _promote_files(conn, project_id, model.id, number, origin)
+        if require_files and package_id is None:
+            raise InvalidParameter(f"There are no files at {source} to promote.")
         version_id = conn.execute(
             insert(model_versions)
             .values(
@@ -585,7 +588,9 @@ def _promote_files(
     package = packages.ensure(
         conn, project_id, f"model-{model_pk}", str(number), kind=packages.MODEL_VERSION
     )
-    packages.link_files(conn, origin.package_id, origin.folder, package.id)
+    if not packages.link_files(conn, origin.package_id, origin.folder, package.id):
+        packages.purge_package(conn, package.id)
+        return None
     packages.freeze(conn, package.id)
     return package.id
 
