@@ -272,6 +272,7 @@ registered_models = Table(
     Column("creation_time", BigInteger, nullable=False),
     Column("last_updated_time", BigInteger, nullable=False),
     Column("next_version", Integer, nullable=False),
+    Column("highest_semver", String(128), nullable=True),
     UniqueConstraint("project_id", "name", name="uq_registered_models_name"),
 )
 registered_model_tags = _owned_key_values(

@@ -15,6 +15,7 @@ from sqlalchemy import Connection, Row, and_, bindparam, func, insert, select, t
 from sqlalchemy.exc import IntegrityError
 
 from modelyard.blobs import StoredBlob
+from modelyard.db.dialect import driver_rows
 from modelyard.db.engine import Database
 from modelyard.db.schema import blobs, package_files, packages, uploads
 from modelyard.errors import Conflict, InvalidParameter, NotFound
@@ -445,34 +446,66 @@ def finish_upload(db: Database, upload_id: str) -> bool:
         return conn.execute(uploads.delete().where(uploads.c.id == upload_id)).rowcount > 0
 
 
+_INSERT_FILE_ROWS = insert(package_files)
+_ADD_REFS = (
+    update(blobs)
+    .where(blobs.c.sha256 == bindparam("sha"))
+    .values(refs=blobs.c.refs + bindparam("count"))
+)
+_INSERT_PACKAGE = insert(packages).returning(packages.c.id)
+
+
+def create_published(
+    conn: Connection, project_id: int, name: str, version: str, kind: str, now: int
+) -> int:
+    """A new package, published from the start (its files are linked in the same
+    transaction); the caller knows the name and version are new."""
+    return int(
+        conn.execute(
+            _INSERT_PACKAGE,
+            {
+                "project_id": project_id,
+                "name": name,
+                "version": version,
+                "kind": kind,
+                "status": PUBLISHED,
+                "run_pk": None,
+                "created_at": now,
+                "published_at": now,
+            },
+        ).scalar_one()
+    )
+
+
 def link_files(conn: Connection, source_id: int, folder: str, target_id: int) -> int:
     """Give ``target`` the files of ``source`` under ``folder`` (paths made relative to it),
     pointing at the same blobs: one more reference each, no bytes copied."""
-    query = select(package_files).where(package_files.c.package_id == source_id)
+    sql = (
+        "SELECT path, sha256, size, media_type, created_at FROM package_files WHERE package_id = ?"
+    )
+    params: tuple[object, ...] = (source_id,)
     if folder:
-        query = query.where(
-            (package_files.c.path == folder)
-            | package_files.c.path.like(_like_prefix(folder), escape="\\")
-        )
-    rows = conn.execute(query).all()
+        sql += " AND (path = ? OR substr(path, 1, ?) = ?)"
+        params = (source_id, folder, len(folder) + 1, folder + "/")
+    rows = driver_rows(conn, sql, params)
     prefix = folder + "/" if folder else ""
     linked = [
         {
             "package_id": target_id,
-            "path": row.path[len(prefix) :] if row.path != folder else row.path.rsplit("/", 1)[-1],
-            "sha256": row.sha256,
-            "size": row.size,
-            "media_type": row.media_type,
-            "created_at": row.created_at,
+            "path": path[len(prefix) :] if path != folder else path.rsplit("/", 1)[-1],
+            "sha256": sha,
+            "size": size,
+            "media_type": media,
+            "created_at": created,
         }
-        for row in rows
+        for path, sha, size, media, created in rows
     ]
     if linked:
-        conn.execute(insert(package_files), linked)
-        for sha, count in _counted(row.sha256 for row in rows).items():
-            conn.execute(
-                update(blobs).where(blobs.c.sha256 == sha).values(refs=blobs.c.refs + count)
-            )
+        conn.execute(_INSERT_FILE_ROWS, linked)
+        conn.execute(
+            _ADD_REFS,
+            [{"sha": sha, "count": n} for sha, n in _counted(r[1] for r in rows).items()],
+        )
     return len(linked)
 
 

@@ -11,7 +11,6 @@ from sqlalchemy import select
 from modelyard.db.engine import Database
 from modelyard.db.schema import (
     experiments,
-    model_versions,
     registered_model_aliases,
     run_tags,
     runs,
@@ -20,6 +19,7 @@ from modelyard.errors import AlreadyExists, InvalidParameter, NotFound
 from modelyard.services import semver
 from modelyard.services.paths import safe_path
 from modelyard.services.registry import (
+    BY_MODEL,
     ModelVersion,
     _model_row,
     _version_row,
@@ -95,7 +95,7 @@ def resolve_version(db: Database, project_id: int, name: str | None, ref: str) -
                 registered_model_aliases.c.alias == ref,
             )
         ).scalar()
-        versions = _versions(conn, model_versions.c.model_pk == model.id, {model.id: model.name})
+        versions = _versions(conn, BY_MODEL, (model.id,), {model.id: model.name})
     if number is not None:
         return next(v for v in versions if v.version == number)
     found = resolve_semver(versions, ref)

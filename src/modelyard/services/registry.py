@@ -14,9 +14,10 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Connection, Row, delete, insert, select, update
+from sqlalchemy import Connection, Row, bindparam, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
+from modelyard.db.dialect import driver_rows
 from modelyard.db.engine import Database
 from modelyard.db.schema import (
     alias_events,
@@ -141,12 +142,14 @@ def _missing_model(name: str) -> NotFound:
     return NotFound(f"Registered Model with name={name} not found")
 
 
+_MODEL_BY_NAME = select(registered_models).where(
+    registered_models.c.project_id == bindparam("project_id"),
+    registered_models.c.name == bindparam("name"),
+)
+
+
 def _model_row(conn: Connection, project_id: int, name: str) -> Row[Any]:
-    row = conn.execute(
-        select(registered_models).where(
-            registered_models.c.project_id == project_id, registered_models.c.name == name
-        )
-    ).first()
+    row = conn.execute(_MODEL_BY_NAME, {"project_id": project_id, "name": name}).first()
     if row is None:
         raise _missing_model(name)
     return row
@@ -165,43 +168,83 @@ def _version_row(conn: Connection, model_pk: int, name: str, number: int) -> Row
     return row
 
 
-def _versions(conn: Connection, where: Any, names: dict[int, str]) -> list[ModelVersion]:
-    rows = conn.execute(
-        select(model_versions).where(where, model_versions.c.deleted.is_(False))
-    ).all()
+_VERSION_COLUMNS = (
+    "id, model_pk, version, semver, creation_time, last_updated_time, current_stage, "
+    "description, source, run_id, run_link, status, model_id"
+)
+# Versions selected by a WHERE clause over model_versions: ``?`` placeholders, no ``%``.
+BY_ID = "id = ?"
+BY_MODEL = "model_pk = ?"
+BY_NUMBER = "model_pk = ? AND version = ?"
+BY_PROJECT = "model_pk IN (SELECT id FROM registered_models WHERE project_id = ?)"
+LATEST_OF_MODEL = (
+    "model_pk = ? AND version IN (SELECT MAX(version) FROM model_versions "
+    "WHERE model_pk = ? AND deleted = ? GROUP BY current_stage)"
+)
+
+
+def _versions(
+    conn: Connection, where: str, params: tuple[Any, ...], names: dict[int, str]
+) -> list[ModelVersion]:
+    """Live versions matching ``where`` with their tags and aliases, read at the driver level
+    (three queries, plain tuples: the registry's hot path)."""
+    rows = driver_rows(
+        conn,
+        f"SELECT {_VERSION_COLUMNS} FROM model_versions WHERE {where} AND deleted = ?",
+        (*params, False),
+    )
     if not rows:
         return []
-    ids = [r.id for r in rows]
+    chosen = f"SELECT id FROM model_versions WHERE {where}"
     tags: dict[int, dict[str, str]] = {}
-    for owner, key, value in conn.execute(
-        select(model_version_tags).where(model_version_tags.c.owner.in_(ids))
+    for owner, key, value in driver_rows(
+        conn,
+        f"SELECT owner, key, value FROM model_version_tags WHERE owner IN ({chosen})",
+        params,
     ):
         tags.setdefault(owner, {})[key] = value
     aliases: dict[tuple[int, int], list[str]] = {}
-    for model_pk, alias, number in conn.execute(
-        select(registered_model_aliases).where(
-            registered_model_aliases.c.model_pk.in_({r.model_pk for r in rows})
-        )
+    models = sorted({row[1] for row in rows})
+    marks = ", ".join("?" * len(models))
+    for model_pk, alias, number in driver_rows(
+        conn,
+        "SELECT model_pk, alias, version FROM registered_model_aliases "
+        f"WHERE model_pk IN ({marks})",
+        tuple(models),
     ):
         aliases.setdefault((model_pk, number), []).append(alias)
     return [
         ModelVersion(
-            name=names[r.model_pk],
-            version=r.version,
-            semver=r.semver,
-            creation_time=r.creation_time,
-            last_updated_time=r.last_updated_time,
-            current_stage=r.current_stage,
-            description=r.description,
-            source=r.source,
-            run_id=r.run_id or "",
-            run_link=r.run_link,
-            status=r.status,
-            model_id=r.model_id or "",
-            tags=tags.get(r.id, {}),
-            aliases=sorted(aliases.get((r.model_pk, r.version), [])),
+            name=names[model_pk],
+            version=number,
+            semver=semantic,
+            creation_time=created,
+            last_updated_time=updated,
+            current_stage=stage,
+            description=description,
+            source=source,
+            run_id=run_id or "",
+            run_link=run_link,
+            status=status,
+            model_id=model_id or "",
+            tags=tags.get(pk, {}),
+            aliases=sorted(aliases.get((model_pk, number), ())),
         )
-        for r in rows
+        for (
+            pk,
+            model_pk,
+            number,
+            semantic,
+            created,
+            updated,
+            stage,
+            description,
+            source,
+            run_id,
+            run_link,
+            status,
+            model_id,
+        ) in rows
     ]
 
 
@@ -220,19 +263,29 @@ def _models(conn: Connection, rows: list[Row[Any]]) -> list[RegisteredModel]:
         return []
     pks = [r.id for r in rows]
     names = {r.id: r.name for r in rows}
+    marks = ", ".join("?" * len(pks))
     tags: dict[int, dict[str, str]] = {}
-    for owner, key, value in conn.execute(
-        select(registered_model_tags).where(registered_model_tags.c.owner.in_(pks))
+    for owner, key, value in driver_rows(
+        conn,
+        f"SELECT owner, key, value FROM registered_model_tags WHERE owner IN ({marks})",
+        tuple(pks),
     ):
         tags.setdefault(owner, {})[key] = value
     aliases: dict[int, list[tuple[str, int]]] = {}
-    for model_pk, alias, number in conn.execute(
-        select(registered_model_aliases).where(registered_model_aliases.c.model_pk.in_(pks))
+    for model_pk, alias, number in driver_rows(
+        conn,
+        "SELECT model_pk, alias, version FROM registered_model_aliases "
+        f"WHERE model_pk IN ({marks})",
+        tuple(pks),
     ):
         aliases.setdefault(model_pk, []).append((alias, number))
     versions: dict[int, list[ModelVersion]] = {}
     by_name = {v: k for k, v in names.items()}
-    for version in _versions(conn, model_versions.c.model_pk.in_(pks), names):
+    latest = (
+        f"(model_pk, version) IN (SELECT model_pk, MAX(version) FROM model_versions "
+        f"WHERE model_pk IN ({marks}) AND deleted = ? GROUP BY model_pk, current_stage)"
+    )
+    for version in _versions(conn, latest, (*pks, False), names):
         versions.setdefault(by_name[version.name], []).append(version)
     return [
         RegisteredModel(
@@ -400,7 +453,7 @@ def latest_versions(
     wanted = [stage_name(s) for s in stages]
     with db.read() as conn:
         row = _model_row(conn, project_id, name)
-        versions = _versions(conn, model_versions.c.model_pk == row.id, {row.id: row.name})
+        versions = _versions(conn, LATEST_OF_MODEL, (row.id, row.id, False), {row.id: row.name})
     return _latest_per_stage(versions, wanted)
 
 
@@ -414,8 +467,10 @@ def get_version(
     number = version_number(version)
     with db.read() as conn:
         row = _model_row(conn, project_id, name)
-        found = _version_row(conn, row.id, name, number)
-        return _versions(conn, model_versions.c.id == found.id, {row.id: row.name})[0]
+        found = _versions(conn, BY_NUMBER, (row.id, number), {row.id: row.name})
+    if not found:
+        raise NotFound(f"Model Version (name={name}, version={number}) not found")
+    return found[0]
 
 
 def all_versions(db: Database, project_id: int) -> list[ModelVersion]:
@@ -428,7 +483,7 @@ def all_versions(db: Database, project_id: int) -> list[ModelVersion]:
         names: dict[int, str] = dict(rows)
         if not names:
             return []
-        return _versions(conn, model_versions.c.model_pk.in_(list(names)), names)
+        return _versions(conn, BY_PROJECT, (project_id,), names)
 
 
 @dataclass(frozen=True)
@@ -472,46 +527,68 @@ def _resolve_source(
     )
 
 
+_RUN_AND_PACKAGE = (
+    select(runs.c.pk, package_rows.c.id)
+    .outerjoin(package_rows, package_rows.c.run_pk == runs.c.pk)
+    .where(runs.c.id == bindparam("run_id"), runs.c.project_id == bindparam("project_id"))
+)
+_LOGGED_MODEL = select(logged_models.c.source_run_id).where(
+    logged_models.c.id == bindparam("model_id"),
+    logged_models.c.project_id == bindparam("project_id"),
+)
+_SEMVER_TAKEN = select(model_versions.c.id).where(
+    model_versions.c.model_pk == bindparam("model_pk"),
+    model_versions.c.semver == bindparam("semver"),
+)
+_SET_HIGHEST = (
+    update(registered_models)
+    .where(registered_models.c.id == bindparam("model_pk"))
+    .values(highest_semver=bindparam("highest"))
+)
+_NEXT_NUMBER = (
+    update(registered_models)
+    .where(registered_models.c.id == bindparam("model_pk"))
+    .values(
+        next_version=registered_models.c.next_version + 1,
+        last_updated_time=bindparam("now"),
+    )
+    .returning(registered_models.c.next_version, registered_models.c.highest_semver)
+)
+_INSERT_VERSION = insert(model_versions).returning(model_versions.c.id)
+_INSERT_VERSION_TAG = insert(model_version_tags)
+
+
 def _run_source(conn: Connection, project_id: int, run_id: str, folder: str) -> _Source:
     folder = safe_path(folder, allow_root=True)
-    run = conn.execute(
-        select(runs.c.pk).where(runs.c.id == run_id, runs.c.project_id == project_id)
-    ).first()
+    run = conn.execute(_RUN_AND_PACKAGE, {"run_id": run_id, "project_id": project_id}).first()
     if run is None:
         raise NotFound(f"Run with id={run_id[:64]} not found")
-    package = conn.execute(
-        select(package_rows.c.id).where(package_rows.c.run_pk == run.pk)
-    ).scalar()
-    return _Source(run_id, None, package, folder)
+    return _Source(run_id, None, run[1], folder)
 
 
 def _logged_model_source(conn: Connection, project_id: int, model_id: str) -> _Source:
-    model = conn.execute(
-        select(logged_models.c.source_run_id).where(
-            logged_models.c.id == model_id, logged_models.c.project_id == project_id
-        )
-    ).first()
+    model = conn.execute(_LOGGED_MODEL, {"model_id": model_id, "project_id": project_id}).first()
     if model is None:
         raise NotFound(f"Logged model with ID '{model_id}' not found.")
     package = packages.find(conn, project_id, model_id, packages.CANDIDATE_VERSION)
     return _Source(model.source_run_id, model_id, package.id if package else None, "")
 
 
-def _next_semver(conn: Connection, model_pk: int, wanted: str | None, part: str = "patch") -> str:
-    taken = [
-        semver.parse(text)
-        for text in conn.execute(
-            select(model_versions.c.semver).where(
-                model_versions.c.model_pk == model_pk, model_versions.c.semver.is_not(None)
-            )
-        ).scalars()
-    ]
+def _next_semver(
+    conn: Connection, model_pk: int, highest: str | None, wanted: str | None, part: str
+) -> str:
+    """The new version's semver: the one wanted (if free) or the highest bumped. The model's
+    highest semver is kept on its row (versions are never freed, so it never goes down)."""
+    top = semver.parse(highest) if highest else None
     if wanted:
         chosen = semver.parse(wanted)
-        if any(t.key() == chosen.key() for t in taken):
+        if conn.execute(_SEMVER_TAKEN, {"model_pk": model_pk, "semver": str(chosen)}).first():
             raise AlreadyExists(f"Semantic version {chosen} already exists for this model.")
-        return str(chosen)
-    return str(semver.bump(semver.highest(taken), part))
+    else:
+        chosen = semver.bump(top, part)
+    if top is None or chosen.key() > top.key():
+        conn.execute(_SET_HIGHEST, {"model_pk": model_pk, "highest": str(chosen)})
+    return str(chosen)
 
 
 def create_version(
@@ -538,61 +615,66 @@ def create_version(
     with db.write() as conn:
         model = _model_row(conn, project_id, name)
         origin = _resolve_source(conn, project_id, source, run_id, model_id)
-        number = (
-            conn.execute(
-                update(registered_models)
-                .where(registered_models.c.id == model.id)
-                .values(next_version=registered_models.c.next_version + 1, last_updated_time=now)
-                .returning(registered_models.c.next_version)
-            ).scalar_one()
-            - 1
-        )
-        chosen = _next_semver(conn, model.id, wanted, bump)
-        package_id = _promote_files(conn, project_id, model.id, number, origin)
+        counter, highest = conn.execute(_NEXT_NUMBER, {"model_pk": model.id, "now": now}).one()
+        number = counter - 1
+        chosen = _next_semver(conn, model.id, highest, wanted, bump)
+        package_id = _promote_files(conn, project_id, model.id, number, origin, now)
         if require_files and package_id is None:
             raise InvalidParameter(f"There are no files at {source} to promote.")
         version_id = conn.execute(
-            insert(model_versions)
-            .values(
-                model_pk=model.id,
-                version=number,
-                semver=chosen,
-                source=source,
-                run_id=origin.run_id or run_id,
-                model_id=origin.model_id or model_id,
-                run_link=run_link or "",
-                description=description or "",
-                status="READY",
-                current_stage="None",
-                package_id=package_id,
-                deleted=False,
-                creation_time=now,
-                last_updated_time=now,
-            )
-            .returning(model_versions.c.id)
+            _INSERT_VERSION,
+            {
+                "model_pk": model.id,
+                "version": number,
+                "semver": chosen,
+                "source": source,
+                "run_id": origin.run_id or run_id,
+                "model_id": origin.model_id or model_id,
+                "run_link": run_link or "",
+                "description": description or "",
+                "status": "READY",
+                "current_stage": "None",
+                "package_id": package_id,
+                "deleted": False,
+                "creation_time": now,
+                "last_updated_time": now,
+            },
         ).scalar_one()
         if checked:
             conn.execute(
-                insert(model_version_tags),
+                _INSERT_VERSION_TAG,
                 [{"owner": version_id, "key": k, "value": v} for k, v in checked.items()],
             )
-        return _versions(conn, model_versions.c.id == version_id, {model.id: model.name})[0]
+        return ModelVersion(
+            name=model.name,
+            version=number,
+            semver=chosen,
+            creation_time=now,
+            last_updated_time=now,
+            current_stage="None",
+            description=description or "",
+            source=source,
+            run_id=origin.run_id or run_id or "",
+            run_link=run_link or "",
+            status="READY",
+            model_id=origin.model_id or model_id or "",
+            tags=checked,
+        )
 
 
 def _promote_files(
-    conn: Connection, project_id: int, model_pk: int, number: int, origin: _Source
+    conn: Connection, project_id: int, model_pk: int, number: int, origin: _Source, now: int
 ) -> int | None:
     """A published package for the version whose files point at the source's blobs."""
     if origin.package_id is None:
         return None
-    package = packages.ensure(
-        conn, project_id, f"model-{model_pk}", str(number), kind=packages.MODEL_VERSION
+    package_id = packages.create_published(
+        conn, project_id, f"model-{model_pk}", str(number), packages.MODEL_VERSION, now
     )
-    if not packages.link_files(conn, origin.package_id, origin.folder, package.id):
-        packages.purge_package(conn, package.id)
+    if not packages.link_files(conn, origin.package_id, origin.folder, package_id):
+        packages.purge_package(conn, package_id)
         return None
-    packages.freeze(conn, package.id)
-    return package.id
+    return package_id
 
 
 def update_version(
@@ -608,7 +690,7 @@ def update_version(
             .where(model_versions.c.id == row.id)
             .values(description=description, last_updated_time=now_ms())
         )
-        return _versions(conn, model_versions.c.id == row.id, {model.id: model.name})[0]
+        return _versions(conn, BY_ID, (row.id,), {model.id: model.name})[0]
 
 
 def delete_version(
@@ -676,7 +758,7 @@ def transition_stage(
             .where(model_versions.c.id == row.id)
             .values(current_stage=canonical, last_updated_time=now)
         )
-        return _versions(conn, model_versions.c.id == row.id, {model.id: model.name})[0]
+        return _versions(conn, BY_ID, (row.id,), {model.id: model.name})[0]
 
 
 def set_version_tag(
@@ -821,9 +903,9 @@ def version_by_alias(
                 registered_model_aliases.c.alias == alias,
             )
         ).scalar()
-        versions = _versions(conn, model_versions.c.model_pk == model.id, {model.id: model.name})
-    if number is not None:
-        return next(v for v in versions if v.version == number)
+        if number is not None:
+            return _versions(conn, BY_NUMBER, (model.id, number), {model.id: model.name})[0]
+        versions = _versions(conn, BY_MODEL, (model.id,), {model.id: model.name})
     found = resolve_semver(versions, alias)
     if found is None:
         raise NotFound(f"Registered model alias {alias} not found.")

@@ -49,12 +49,9 @@ def _page(
 
 
 def _sorted(items: list[T], keys: list[OrderKey], value: Callable[[T, str], Any]) -> list[T]:
+    """Stable sorts from the last key to the first (every sortable field is always set)."""
     for key in reversed(keys):
-        field = key.ident.key
-        present = [i for i in items if value(i, field) is not None]
-        absent = [i for i in items if value(i, field) is None]
-        present.sort(key=partial(_by, value, field), reverse=key.descending)
-        items = present + absent
+        items.sort(key=partial(_by, value, key.ident.key), reverse=key.descending)
     return items
 
 

@@ -55,6 +55,7 @@ def upgrade() -> None:
         sa.Column("creation_time", sa.BigInteger, nullable=False),
         sa.Column("last_updated_time", sa.BigInteger, nullable=False),
         sa.Column("next_version", sa.Integer, nullable=False),
+        sa.Column("highest_semver", sa.String(128), nullable=True),
         sa.UniqueConstraint("project_id", "name", name="uq_registered_models_name"),
     )
     _owned_key_values("registered_model_tags", "registered_models.id", sa.Integer())
