@@ -473,6 +473,15 @@ def get_version(
     return found[0]
 
 
+def versions_of(db: Database, project_id: int, name: str) -> list[ModelVersion]:
+    """The live versions of one model (none when there is no such model)."""
+    with db.read() as conn:
+        row = conn.execute(_MODEL_BY_NAME, {"project_id": project_id, "name": name}).first()
+        if row is None:
+            return []
+        return _versions(conn, BY_MODEL, (row.id,), {row.id: row.name})
+
+
 def all_versions(db: Database, project_id: int) -> list[ModelVersion]:
     with db.read() as conn:
         rows = conn.execute(

@@ -15,7 +15,14 @@ from modelyard.errors import InvalidParameter
 from modelyard.services import registry
 from modelyard.services.registry import ModelVersion, RegisteredModel
 from modelyard.services.search.evaluate import matches
-from modelyard.services.search.grammar import Ident, OrderKey, parse_filter, parse_order_by
+from modelyard.services.search.grammar import (
+    Comparison,
+    Ident,
+    Node,
+    OrderKey,
+    parse_filter,
+    parse_order_by,
+)
 from modelyard.services.search.sql import fingerprint
 
 T = TypeVar("T")
@@ -49,7 +56,14 @@ def _page(
 
 
 def _sorted(items: list[T], keys: list[OrderKey], value: Callable[[T, str], Any]) -> list[T]:
-    """Stable sorts from the last key to the first (every sortable field is always set)."""
+    """Order by ``keys`` (every sortable field is always set): one sort on a composite key
+    when only numbers are descending, otherwise stable sorts from the last key to the first."""
+    if all(not k.descending or k.ident.key != "name" for k in keys):
+        fields = [(k.ident.key, k.descending) for k in keys]
+        items.sort(
+            key=lambda item: tuple(-value(item, f) if d else value(item, f) for f, d in fields)
+        )
+        return items
     for key in reversed(keys):
         items.sort(key=partial(_by, value, key.ident.key), reverse=key.descending)
     return items
@@ -152,6 +166,29 @@ _VERSION_ORDER = {
 }
 
 
+def _version_order_value(version: ModelVersion, key: str) -> Any:
+    if key == "name":
+        return version.name
+    if key == "version_number":
+        return version.version
+    if key == "creation_timestamp":
+        return version.creation_time
+    return version.last_updated_time
+
+
+def _only_name(node: Node | None) -> str | None:
+    """The model name when the whole filter is ``name = '<name>'``."""
+    if (
+        isinstance(node, Comparison)
+        and node.ident.entity == "attribute"
+        and node.ident.key.lower() == "name"
+        and node.op == "="
+        and isinstance(node.value, str)
+    ):
+        return node.value
+    return None
+
+
 def search_versions(
     db: Database,
     project_id: int,
@@ -168,19 +205,11 @@ def search_versions(
         OrderKey(Ident("attribute", "name"), False),
         OrderKey(Ident("attribute", "version_number"), True),
     ]
-    found = [
-        v
-        for v in registry.all_versions(db, project_id)
-        if matches(node, partial(_version_value, v))
-    ]
-
-    def value(version: ModelVersion, key: str) -> Any:
-        return {
-            "name": version.name,
-            "version_number": version.version,
-            "creation_timestamp": version.creation_time,
-            "last_updated_timestamp": version.last_updated_time,
-        }[key]
-
-    ordered = _sorted(found, keys, value)
+    name = _only_name(node)
+    if name is not None:  # the client's usual `name = '…'`: read that model's versions only
+        candidates, node = registry.versions_of(db, project_id, name), None
+    else:
+        candidates = registry.all_versions(db, project_id)
+    found = [v for v in candidates if matches(node, partial(_version_value, v))]
+    ordered = _sorted(found, keys, _version_order_value)
     return _page(ordered, max_results, MAX_VERSIONS, token, fingerprint(filter_text, order_by))
