@@ -32,6 +32,14 @@ with mlflow.start_run(run_name="legacy") as run:
 client = MlflowClient()
 client.log_batch(run.info.run_id, metrics=[Metric("b", float(i), 0, i) for i in range(1500)],
                  params=[Param("p", "v")], tags=[RunTag("t", "v")])
+mlflow.log_text("flavors: {}\n", "model/MLmodel", run_id=run.info.run_id)
+client.create_registered_model(name + "-model")
+registered = client.create_model_version(
+    name + "-model", f"runs:/{run.info.run_id}/model", run_id=run.info.run_id
+)
+client.set_registered_model_alias(name + "-model", "production", registered.version)
+by_alias = client.get_model_version_by_alias(name + "-model", "production")
+model_dir = mlflow.artifacts.download_artifacts(f"models:/{name}-model@production")
 found = client.search_runs([run.info.experiment_id], "metrics.loss < 0.5 and params.alpha = '0.3'")
 got = client.get_run(run.info.run_id)
 print(json.dumps({
@@ -45,6 +53,8 @@ print(json.dumps({
     "artifacts": sorted(f.path for f in client.list_artifacts(run.info.run_id)),
     "text": mlflow.artifacts.load_text(f"runs:/{run.info.run_id}/notes/hello.txt"),
     "dict": mlflow.artifacts.load_dict(f"runs:/{run.info.run_id}/cfg.json"),
+    "registered": [registered.version, by_alias.version, registered.tags.get("modelyard.semver")],
+    "model_files": sorted(__import__("os").listdir(model_dir)),
 }))
 """
 
@@ -89,6 +99,8 @@ def test_mlflow_2_client_logs_and_searches(server, legacy_python: Path) -> None:
     assert result["metrics"] == {"loss": 0.4, "acc": 0.8, "b": 1499.0}
     assert result["params"] == {"alpha": "0.3", "p": "v"}
     assert result["history"] == 1500
-    assert result["artifacts"] == ["cfg.json", "notes"]
+    assert result["artifacts"] == ["cfg.json", "model", "notes"]
     assert result["text"] == "from the 2.x client"
     assert result["dict"] == {"k": [1, 2]}
+    assert result["registered"] == ["1", "1", "1.0.0"]
+    assert "MLmodel" in result["model_files"]
