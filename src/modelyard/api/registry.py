@@ -158,19 +158,17 @@ def _promote(ctx: Context, name: str, data: dict[str, Any]) -> ModelVersion:
     )
 
 
+def _resolved(ctx: Context, name: str, ref: str) -> tuple[ModelVersion, int | None]:
+    """The version ``ref`` names and its package (None when it has no files)."""
+    version = promotion.resolve_version(ctx.db, ctx.project_id, name, ref)
+    package_id = promotion.version_package(ctx.db, ctx.project_id, version.name, version.version)
+    return version, package_id
+
+
 async def get_version(request: Request, ctx: Context) -> Response:
-    version = await call(
-        ctx,
-        promotion.resolve_version,
-        ctx.db,
-        ctx.project_id,
-        _name(request),
-        str(request.path_params["ref"]),
-    )
+    ref = str(request.path_params["ref"])
+    version, package_id = await call(ctx, _resolved, ctx, _name(request), ref)
     lineage = await call(ctx, promotion.lineage, ctx.db, ctx.project_id, version)
-    package_id = await call(
-        ctx, promotion.version_package, ctx.db, ctx.project_id, version.name, version.version
-    )
     files = [] if package_id is None else await call(ctx, packages.files, ctx.db, package_id)
     return respond(
         {**version_json(version), "lineage": lineage, "files": [file_json(f) for f in files]}
@@ -178,17 +176,8 @@ async def get_version(request: Request, ctx: Context) -> Response:
 
 
 async def version_archive(request: Request, ctx: Context) -> Response:
-    version = await call(
-        ctx,
-        promotion.resolve_version,
-        ctx.db,
-        ctx.project_id,
-        _name(request),
-        str(request.path_params["ref"]),
-    )
-    package_id = await call(
-        ctx, promotion.version_package, ctx.db, ctx.project_id, version.name, version.version
-    )
+    ref = str(request.path_params["ref"])
+    version, package_id = await call(ctx, _resolved, ctx, _name(request), ref)
     if package_id is None:
         raise NotFound(f"Version {version.version} of {version.name} has no files.")
     package = await call(ctx, packages.get_by_id, ctx.db, package_id)
