@@ -12,7 +12,7 @@ import click
 
 from modelyard.db.schema import DEFAULT_PROJECT_ID
 from modelyard.errors import ModelyardError
-from modelyard.services import promotion, registry
+from modelyard.services import aliases, promotion, registry
 from modelyard.services.registry import ModelVersion
 
 
@@ -138,7 +138,7 @@ def register(
 
         def move() -> None:
             version = promotion.resolve_version(database, DEFAULT_PROJECT_ID, name, ref)
-            registry.set_alias(
+            aliases.set_alias(
                 database, DEFAULT_PROJECT_ID, name, alias, str(version.version), getpass.getuser()
             )
             click.echo(f"@{alias} -> {_describe(version)}")
@@ -154,7 +154,7 @@ def register(
         _settings, database, _store = open_storage(options)
 
         def show() -> None:
-            for event in registry.alias_history(database, DEFAULT_PROJECT_ID, name, alias):
+            for event in aliases.alias_history(database, DEFAULT_PROJECT_ID, name, alias):
                 when = dt.datetime.fromtimestamp(event["at"] / 1000, tz=dt.UTC).isoformat(
                     timespec="seconds"
                 )

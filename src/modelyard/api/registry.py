@@ -15,7 +15,7 @@ from modelyard.api.packages import file_json, package_archive
 from modelyard.api.wire import respond
 from modelyard.errors import BadRequest, InvalidParameter, NotFound
 from modelyard.mlflow_api.wire import Context, call
-from modelyard.services import packages, promotion, registry, registry_search
+from modelyard.services import aliases, packages, promotion, registry, registry_search
 from modelyard.services.registry import ModelVersion, RegisteredModel
 from modelyard.web.markdown import render
 
@@ -194,14 +194,14 @@ async def set_alias(request: Request, ctx: Context) -> Response:
     version = await call(ctx, promotion.resolve_version, ctx.db, ctx.project_id, name, ref)
     alias = str(request.path_params["alias"])
     await call(
-        ctx, registry.set_alias, ctx.db, ctx.project_id, name, alias, str(version.version), ACTOR
+        ctx, aliases.set_alias, ctx.db, ctx.project_id, name, alias, str(version.version), ACTOR
     )
     return respond({"alias": alias, "version": version.version, "semver": version.semver})
 
 
 async def delete_alias(request: Request, ctx: Context) -> Response:
     name, alias = _name(request), str(request.path_params["alias"])
-    await call(ctx, registry.delete_alias, ctx.db, ctx.project_id, name, alias, ACTOR)
+    await call(ctx, aliases.delete_alias, ctx.db, ctx.project_id, name, alias, ACTOR)
     return Response(status_code=204)
 
 
@@ -223,7 +223,7 @@ def _moment(text: str) -> int:
 
 async def alias_history(request: Request, ctx: Context) -> Response:
     name, alias = _name(request), str(request.path_params["alias"])
-    events = await call(ctx, registry.alias_history, ctx.db, ctx.project_id, name, alias)
+    events = await call(ctx, aliases.alias_history, ctx.db, ctx.project_id, name, alias)
     out: dict[str, Any] = {"alias": alias, "events": events}
     at = request.query_params.get("at")
     if at is not None:

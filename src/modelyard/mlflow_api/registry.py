@@ -8,7 +8,7 @@ from typing import Any
 
 from modelyard.errors import InvalidParameter
 from modelyard.mlflow_api.wire import Context, Handler, Message
-from modelyard.services import registry, registry_search
+from modelyard.services import aliases, registry, registry_search
 from modelyard.services import runs as run_service
 from modelyard.services.registry import SEMVER_TAG, ModelVersion, RegisteredModel
 
@@ -140,7 +140,7 @@ def delete_model_tag(ctx: Context, msg: Message) -> dict[str, Any]:
 
 
 def set_alias(ctx: Context, msg: Message) -> dict[str, Any]:
-    registry.set_alias(
+    aliases.set_alias(
         ctx.db,
         ctx.project_id,
         msg.string("name"),
@@ -152,12 +152,12 @@ def set_alias(ctx: Context, msg: Message) -> dict[str, Any]:
 
 
 def delete_alias(ctx: Context, msg: Message) -> dict[str, Any]:
-    registry.delete_alias(ctx.db, ctx.project_id, msg.string("name"), msg.string("alias"), ACTOR)
+    aliases.delete_alias(ctx.db, ctx.project_id, msg.string("name"), msg.string("alias"), ACTOR)
     return {}
 
 
 def get_by_alias(ctx: Context, msg: Message) -> dict[str, Any]:
-    found = registry.version_by_alias(
+    found = aliases.version_by_alias(
         ctx.db, ctx.project_id, msg.string("name"), msg.string("alias")
     )
     return {"model_version": version_json(found)}

@@ -17,6 +17,7 @@ from modelyard.db.schema import (
 )
 from modelyard.errors import AlreadyExists, InvalidParameter, NotFound
 from modelyard.services import semver
+from modelyard.services.aliases import alias_history, resolve_semver
 from modelyard.services.paths import safe_path
 from modelyard.services.registry import (
     BY_MODEL,
@@ -24,13 +25,11 @@ from modelyard.services.registry import (
     _model_row,
     _version_row,
     _versions,
-    alias_history,
     create_model,
     create_version,
     delete_model,
     get_version,
     model_name,
-    resolve_semver,
 )
 
 

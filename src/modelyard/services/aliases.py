@@ -1,0 +1,152 @@
+"""Aliases: movable names for versions, every move recorded; semver references (``v1_4_0``,
+``v1_4``, ``v1``) answer where no alias of that name is set."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import delete, insert, select
+
+from modelyard.db.engine import Database
+from modelyard.db.schema import alias_events, registered_model_aliases
+from modelyard.errors import NotFound
+from modelyard.services import semver
+from modelyard.services.entities import now_ms
+from modelyard.services.registry import (
+    BY_MODEL,
+    BY_NUMBER,
+    ModelVersion,
+    _model_row,
+    _touch,
+    _version_row,
+    _versions,
+    alias_name,
+    model_name,
+    record_alias_event,
+    version_number,
+)
+
+
+def set_alias(
+    db: Database,
+    project_id: int,
+    name: str | None,
+    alias: str | None,
+    version: str | None,
+    actor: str,
+) -> None:
+    name = model_name(name)
+    alias = alias_name(alias)
+    number = version_number(version)
+    now = now_ms()
+    with db.write() as conn:
+        model = _model_row(conn, project_id, name)
+        _version_row(conn, model.id, name, number)
+        before = conn.execute(
+            select(registered_model_aliases.c.version).where(
+                registered_model_aliases.c.model_pk == model.id,
+                registered_model_aliases.c.alias == alias,
+            )
+        ).scalar()
+        if before == number:
+            return
+        conn.execute(
+            delete(registered_model_aliases).where(
+                registered_model_aliases.c.model_pk == model.id,
+                registered_model_aliases.c.alias == alias,
+            )
+        )
+        conn.execute(
+            insert(registered_model_aliases).values(model_pk=model.id, alias=alias, version=number)
+        )
+        record_alias_event(conn, model.id, alias, before, number, actor, now)
+        _touch(conn, model.id, now)
+
+
+def delete_alias(
+    db: Database, project_id: int, name: str | None, alias: str | None, actor: str
+) -> None:
+    name = model_name(name)
+    now = now_ms()
+    with db.write() as conn:
+        model = _model_row(conn, project_id, name)
+        before = conn.execute(
+            select(registered_model_aliases.c.version).where(
+                registered_model_aliases.c.model_pk == model.id,
+                registered_model_aliases.c.alias == (alias or ""),
+            )
+        ).scalar()
+        if before is None:
+            raise NotFound(f"Registered model alias {alias} not found.")
+        conn.execute(
+            delete(registered_model_aliases).where(
+                registered_model_aliases.c.model_pk == model.id,
+                registered_model_aliases.c.alias == alias,
+            )
+        )
+        record_alias_event(conn, model.id, alias or "", before, None, actor, now)
+        _touch(conn, model.id, now)
+
+
+def version_by_alias(
+    db: Database, project_id: int, name: str | None, alias: str | None
+) -> ModelVersion:
+    """An alias set on the model, or a semver reference (``v1_4_0``, ``v1_4``, ``v1``)."""
+    name = model_name(name)
+    alias = alias or ""
+    with db.read() as conn:
+        model = _model_row(conn, project_id, name)
+        number = conn.execute(
+            select(registered_model_aliases.c.version).where(
+                registered_model_aliases.c.model_pk == model.id,
+                registered_model_aliases.c.alias == alias,
+            )
+        ).scalar()
+        if number is not None:
+            return _versions(conn, BY_NUMBER, (model.id, number), {model.id: model.name})[0]
+        versions = _versions(conn, BY_MODEL, (model.id,), {model.id: model.name})
+    found = resolve_semver(versions, alias)
+    if found is None:
+        raise NotFound(f"Registered model alias {alias} not found.")
+    return found
+
+
+def resolve_semver(versions: list[ModelVersion], reference: str) -> ModelVersion | None:
+    """The version a semver alias (``v1_4_0``), range alias (``v1_4``) or spec names."""
+    kind, exact, spec = semver.from_alias(reference)
+    if kind == "none":
+        if not reference or reference[0] not in "^~0123456789":
+            return None
+        spec = reference
+    candidates = [(semver.parse(v.semver), v) for v in versions if v.semver]
+    if kind == "exact":
+        assert exact is not None
+        return next((v for s, v in candidates if s.key() == exact.key()), None)
+    assert spec is not None
+    chosen = [(s, v) for s, v in candidates if semver.matches(s, spec)]
+    return max(chosen, key=lambda pair: pair[0].key())[1] if chosen else None
+
+
+def alias_history(
+    db: Database, project_id: int, name: str | None, alias: str | None = None
+) -> list[dict[str, Any]]:
+    name = model_name(name)
+    with db.read() as conn:
+        model = _model_row(conn, project_id, name)
+        query = (
+            select(alias_events)
+            .where(alias_events.c.model_pk == model.id)
+            .order_by(alias_events.c.at, alias_events.c.id)
+        )
+        if alias:
+            query = query.where(alias_events.c.alias == alias)
+        return [
+            {
+                "alias": r.alias,
+                "from_version": r.from_version,
+                "to_version": r.to_version,
+                "actor": r.actor,
+                "at": r.at,
+            }
+            for r in conn.execute(query)
+        ]
