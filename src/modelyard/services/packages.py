@@ -507,11 +507,3 @@ def link_files(conn: Connection, source_id: int, folder: str, target_id: int) ->
             [{"sha": sha, "count": n} for sha, n in _counted(r[1] for r in rows).items()],
         )
     return len(linked)
-
-
-def freeze(conn: Connection, package_id: int) -> None:
-    conn.execute(
-        update(packages)
-        .where(packages.c.id == package_id, packages.c.status == OPEN)
-        .values(status=PUBLISHED, published_at=now_ms())
-    )

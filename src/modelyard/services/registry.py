@@ -579,7 +579,7 @@ def _logged_model_source(conn: Connection, project_id: int, model_id: str) -> _S
     model = conn.execute(_LOGGED_MODEL, {"model_id": model_id, "project_id": project_id}).first()
     if model is None:
         raise NotFound(f"Logged model with ID '{model_id}' not found.")
-    package = packages.find(conn, project_id, model_id, packages.CANDIDATE_VERSION)
+    package = packages.find(conn, project_id, model_id, artifacts.LOGGED_MODEL_VERSION)
     return _Source(model.source_run_id, model_id, package.id if package else None, "")
 
 
