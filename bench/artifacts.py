@@ -17,13 +17,10 @@ from __future__ import annotations
 import argparse
 import hashlib
 import itertools
-import json
 import math
 import os
-import platform
 import random
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
@@ -38,7 +35,17 @@ from pathlib import Path
 from typing import Any
 
 import tracking
-from tracking import CLIENT_ENV, Server, executable, log, stop_server, versions
+from tracking import (
+    CLIENT_ENV,
+    Server,
+    executable,
+    host_info,
+    log,
+    print_errors,
+    save_results,
+    stop_on_sigterm,
+    stop_server,
+)
 
 BENCH_DIR = Path(__file__).resolve().parent
 RESULTS_DIR = BENCH_DIR / "results"
@@ -826,20 +833,12 @@ def main(argv: list[str] | None = None) -> int:
     for name in UNSET_ENV:
         os.environ.pop(name, None)
 
-    def on_term(_signum: int, _frame: object) -> None:
-        raise SystemExit(143)  # unwinds through the finally blocks that stop the servers
-
-    signal.signal(signal.SIGTERM, on_term)
+    stop_on_sigterm()
     plan = make_plan(args)
     kinds = [args.only] if args.only else list(SERVERS)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     output = args.output or RESULTS_DIR / f"artifacts-{stamp}.json"
-    host: dict[str, Any] = {
-        "platform": platform.platform(),
-        "python": platform.python_version(),
-        "cpus": os.cpu_count(),
-        **versions(),
-    }
+    host = host_info()
     log(f"plan: {plan}")
     log(f"versions: {host}")
     started = time.perf_counter()
@@ -868,35 +867,27 @@ def main(argv: list[str] | None = None) -> int:
     print_table(report)
     print_notes(plan, outcomes, cp)
     errors += [e for o in outcomes.values() for e in o.errors]
-    for error in errors:
-        print(f"ERROR [{error['server']} / {error['workload']}]: {error['error']}")
-    total_s = time.perf_counter() - started
-    print(
-        f"modelyard commit {host['modelyard_commit']}"
-        f"{' with uncommitted changes in src/' if host['modelyard_src_dirty'] == 'yes' else ''}, "
-        f"mlflow {host['mlflow']}, {host['cpus']} CPUs, temp data on {host['tmp_filesystem']}; "
-        f"total wall time {total_s / 60:.1f} min"
-    )
-    document = {
-        "started_utc": stamp,
-        "wall_s": total_s,
-        "argv": sys.argv[1:],
-        "plan": asdict(plan),
-        "host": host,
-        "inputs": {
-            "big_bytes": plan.size_bytes,
-            "big_sha256": inputs.big_sha256,
-            "small_files": inputs.small_count,
-            "small_bytes": inputs.small_bytes,
+    print_errors(errors)
+    save_results(
+        output,
+        stamp=stamp,
+        started=started,
+        plan=plan,
+        host=host,
+        fields={
+            "inputs": {
+                "big_bytes": plan.size_bytes,
+                "big_sha256": inputs.big_sha256,
+                "small_files": inputs.small_count,
+                "small_bytes": inputs.small_bytes,
+            },
+            "cp": cp,
+            "rows": report,
+            "servers": {kind: asdict(o) for kind, o in outcomes.items()},
+            "errors": errors,
         },
-        "cp": cp,
-        "rows": report,
-        "servers": {kind: asdict(o) for kind, o in outcomes.items()},
-        "errors": errors,
-    }
-    output.parent.mkdir(parents=True, exist_ok=True)
-    output.write_text(json.dumps(document, indent=2, default=str) + "\n")
-    print(f"results written to {output}")
+        where=host["tmp_filesystem"],
+    )
     return 1 if errors else 0
 
 

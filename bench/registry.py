@@ -16,13 +16,10 @@ table and written as JSON to ``bench/results/registry-<timestamp>.json``. See
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import math
 import os
-import platform
 import shutil
-import signal
 import sys
 import tempfile
 import time
@@ -43,12 +40,15 @@ from tracking import (
     Rest,
     Server,
     fmt,
+    host_info,
     log,
     percentile,
+    print_errors,
     record_error,
+    save_results,
+    stop_on_sigterm,
     stop_server,
     timed_calls,
-    versions,
 )
 
 BENCH_DIR = Path(__file__).resolve().parent
@@ -497,20 +497,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     os.environ.update(CLIENT_ENV)
 
-    def on_term(_signum: int, _frame: object) -> None:
-        raise SystemExit(143)  # unwinds through the finally blocks that stop the servers
-
-    signal.signal(signal.SIGTERM, on_term)
+    stop_on_sigterm()
     plan = make_plan(args)
     kinds = [args.only] if args.only else list(SERVERS)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     output = args.output or RESULTS_DIR / f"registry-{stamp}.json"
-    host: dict[str, Any] = {
-        "platform": platform.platform(),
-        "python": platform.python_version(),
-        "cpus": os.cpu_count(),
-        **versions(),
-    }
+    host = host_info()
     log(f"plan: {plan}")
     log(f"versions: {host}")
     started = time.perf_counter()
@@ -545,27 +537,19 @@ def main(argv: list[str] | None = None) -> int:
             f"search returned {plan.versions} distinct versions 1..{plan.versions}, latest and "
             "alias answers as expected"
         )
-    for error in errors:
-        print(f"ERROR [{error['server']} / {error['workload']}]: {error['error']}")
-    total_s = time.perf_counter() - started
-    print(
-        f"modelyard commit {host['modelyard_commit']}"
-        f"{' with uncommitted changes in src/' if host['modelyard_src_dirty'] == 'yes' else ''}, "
-        f"mlflow {host['mlflow']}, {host['cpus']} CPUs; total wall time {total_s / 60:.1f} min"
+    print_errors(errors)
+    save_results(
+        output,
+        stamp=stamp,
+        started=started,
+        plan=plan,
+        host=host,
+        fields={
+            "rows": report,
+            "servers": {kind: asdict(o) for kind, o in outcomes.items()},
+            "errors": errors,
+        },
     )
-    document = {
-        "started_utc": stamp,
-        "wall_s": total_s,
-        "argv": sys.argv[1:],
-        "plan": asdict(plan),
-        "host": host,
-        "rows": report,
-        "servers": {kind: asdict(o) for kind, o in outcomes.items()},
-        "errors": errors,
-    }
-    output.parent.mkdir(parents=True, exist_ok=True)
-    output.write_text(json.dumps(document, indent=2, default=str) + "\n")
-    print(f"results written to {output}")
     return 1 if errors else 0
 
 

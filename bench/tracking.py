@@ -1121,24 +1121,70 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    os.environ.update(CLIENT_ENV)
+def stop_on_sigterm() -> None:
+    """SIGTERM unwinds through the finally blocks that stop the servers."""
 
     def on_term(_signum: int, _frame: object) -> None:
-        raise SystemExit(143)  # unwinds through the finally blocks that stop the servers
+        raise SystemExit(143)
 
     signal.signal(signal.SIGTERM, on_term)
-    plan = make_plan(args)
-    kinds = [args.only] if args.only else list(SERVERS)
-    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-    output = args.output or RESULTS_DIR / f"tracking-{stamp}.json"
-    host = {
+
+
+def host_info() -> dict[str, Any]:
+    return {
         "platform": platform.platform(),
         "python": platform.python_version(),
         "cpus": os.cpu_count(),
         **versions(),
     }
+
+
+def print_errors(errors: list[dict[str, str]]) -> None:
+    for error in errors:
+        print(f"ERROR [{error['server']} / {error['workload']}]: {error['error']}")
+
+
+def save_results(
+    output: Path,
+    *,
+    stamp: str,
+    started: float,
+    plan: Any,
+    host: dict[str, Any],
+    fields: dict[str, Any],
+    where: str = "",
+) -> None:
+    """Print the run's provenance line and write the results document."""
+    total_s = time.perf_counter() - started
+    dirty = " with uncommitted changes in src/" if host["modelyard_src_dirty"] == "yes" else ""
+    place = f", temp data on {where}" if where else ""
+    print(
+        f"modelyard commit {host['modelyard_commit']}{dirty}, mlflow {host['mlflow']}, "
+        f"{host['cpus']} CPUs{place}; total wall time {total_s / 60:.1f} min"
+    )
+    document = {
+        "started_utc": stamp,
+        "wall_s": total_s,
+        "argv": sys.argv[1:],
+        "plan": asdict(plan),
+        "host": host,
+        **fields,
+    }
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(json.dumps(document, indent=2, default=str) + "\n")
+    print(f"results written to {output}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    os.environ.update(CLIENT_ENV)
+
+    stop_on_sigterm()
+    plan = make_plan(args)
+    kinds = [args.only] if args.only else list(SERVERS)
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    output = args.output or RESULTS_DIR / f"tracking-{stamp}.json"
+    host = host_info()
     log(f"plan: {plan}")
     log(f"versions: {host}")
     started = time.perf_counter()
@@ -1172,27 +1218,19 @@ def main(argv: list[str] | None = None) -> int:
         print(f"search answers equal to the locally computed answer: {', '.join(checked)}")
     for line in mismatches:
         print(f"CHECK FAILED: {line} (or different order)")
-    for error in errors:
-        print(f"ERROR [{error['server']} / {error['workload']}]: {error['error']}")
-    total_s = time.perf_counter() - started
-    print(
-        f"modelyard commit {host['modelyard_commit']}"
-        f"{' with uncommitted changes in src/' if host['modelyard_src_dirty'] == 'yes' else ''}, "
-        f"mlflow {host['mlflow']}, {host['cpus']} CPUs; total wall time {total_s / 60:.1f} min"
+    print_errors(errors)
+    save_results(
+        output,
+        stamp=stamp,
+        started=started,
+        plan=plan,
+        host=host,
+        fields={
+            "rows": report,
+            "servers": {kind: asdict(o) for kind, o in outcomes.items()},
+            "search_mismatches": mismatches,
+        },
     )
-    document = {
-        "started_utc": stamp,
-        "wall_s": total_s,
-        "argv": sys.argv[1:],
-        "plan": asdict(plan),
-        "host": host,
-        "rows": report,
-        "servers": {kind: asdict(o) for kind, o in outcomes.items()},
-        "search_mismatches": mismatches,
-    }
-    output.parent.mkdir(parents=True, exist_ok=True)
-    output.write_text(json.dumps(document, indent=2, default=str) + "\n")
-    print(f"results written to {output}")
     return 1 if errors or mismatches else 0
 
 
