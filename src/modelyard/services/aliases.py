@@ -92,23 +92,28 @@ def version_by_alias(
     db: Database, project_id: int, name: str | None, alias: str | None
 ) -> ModelVersion:
     """An alias set on the model, or a semver reference (``v1_4_0``, ``v1_4``, ``v1``)."""
+    found = lookup(db, project_id, name, alias or "")
+    if found is None:
+        raise NotFound(f"Registered model alias {alias} not found.")
+    return found
+
+
+def lookup(db: Database, project_id: int, name: str | None, ref: str) -> ModelVersion | None:
+    """The version an alias set on the model names, else the one a semver reference names
+    (None when neither matches; a missing model is an error)."""
     name = model_name(name)
-    alias = alias or ""
     with db.read() as conn:
         model = _model_row(conn, project_id, name)
         number = conn.execute(
             select(registered_model_aliases.c.version).where(
                 registered_model_aliases.c.model_pk == model.id,
-                registered_model_aliases.c.alias == alias,
+                registered_model_aliases.c.alias == ref,
             )
         ).scalar()
         if number is not None:
             return _versions(conn, BY_NUMBER, (model.id, number), {model.id: model.name})[0]
         versions = _versions(conn, BY_MODEL, (model.id,), {model.id: model.name})
-    found = resolve_semver(versions, alias)
-    if found is None:
-        raise NotFound(f"Registered model alias {alias} not found.")
-    return found
+    return resolve_semver(versions, ref)
 
 
 def resolve_semver(versions: list[ModelVersion], reference: str) -> ModelVersion | None:

@@ -11,20 +11,17 @@ from sqlalchemy import select
 from modelyard.db.engine import Database
 from modelyard.db.schema import (
     experiments,
-    registered_model_aliases,
     run_tags,
     runs,
 )
 from modelyard.errors import AlreadyExists, InvalidParameter, NotFound
-from modelyard.services import semver
-from modelyard.services.aliases import alias_history, resolve_semver
+from modelyard.services import aliases, semver
+from modelyard.services.aliases import alias_history
 from modelyard.services.paths import safe_path
 from modelyard.services.registry import (
-    BY_MODEL,
     ModelVersion,
     _model_row,
     _version_row,
-    _versions,
     create_model,
     create_version,
     delete_model,
@@ -85,19 +82,7 @@ def resolve_version(db: Database, project_id: int, name: str | None, ref: str) -
     """A version by number (``3``), semver or range (``1.4.0``, ``^1.4``, ``~2.0``) or alias."""
     if ref.isdigit():
         return get_version(db, project_id, name, ref)
-    name = model_name(name)
-    with db.read() as conn:
-        model = _model_row(conn, project_id, name)
-        number = conn.execute(
-            select(registered_model_aliases.c.version).where(
-                registered_model_aliases.c.model_pk == model.id,
-                registered_model_aliases.c.alias == ref,
-            )
-        ).scalar()
-        versions = _versions(conn, BY_MODEL, (model.id,), {model.id: model.name})
-    if number is not None:
-        return next(v for v in versions if v.version == number)
-    found = resolve_semver(versions, ref)
+    found = aliases.lookup(db, project_id, name, ref)
     if found is None:
         raise NotFound(f"No version of {name} matches {ref!r}.")
     return found
