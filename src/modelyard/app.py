@@ -8,11 +8,14 @@ from contextlib import asynccontextmanager
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
 from modelyard import __version__, api, mlflow_api
+from modelyard.auth.gate import PRINCIPAL, PROJECT, Gate, allowed_hosts, gate_routes
+from modelyard.auth.roles import NOBODY
 from modelyard.blobs import open_blob_store
 from modelyard.db.engine import Database
 from modelyard.db.migrate import ensure_schema
@@ -20,6 +23,7 @@ from modelyard.db.schema import DEFAULT_PROJECT_ID
 from modelyard.errors import ErrorCode, ModelyardError
 from modelyard.mlflow_api.wire import Context, error_response
 from modelyard.settings import Settings
+from modelyard.web import login
 
 logger = logging.getLogger("modelyard")
 
@@ -81,20 +85,44 @@ def create_app(settings: Settings, *, database: Database | None = None) -> Starl
     store.check()
     default_context = Context(db=db, store=store, project_id=DEFAULT_PROJECT_ID)
 
-    def context_of(_request: Request) -> Context:
-        return default_context
+    def context_of(request: Request) -> Context:
+        scope = request.scope
+        principal = scope.get(PRINCIPAL)
+        project_id = scope.get(PROJECT)
+        if principal is None or principal.anonymous:
+            if project_id == DEFAULT_PROJECT_ID:
+                return default_context
+            principal = NOBODY
+        client = scope.get("client")
+        return Context(
+            db=db,
+            store=store,
+            project_id=project_id if project_id is not None else DEFAULT_PROJECT_ID,
+            principal=principal,
+            address=client[0] if client else "",
+        )
 
     @asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:
         yield
         db.dispose()
 
+    routes = [
+        Route("/health", health, methods=["GET"]),
+        Route("/version", version, methods=["GET"]),
+        *login.routes(db),
+        *mlflow_api.routes(context_of),
+        *api.routes(context_of),
+    ]
     app = Starlette(
-        routes=[
-            Route("/health", health, methods=["GET"]),
-            Route("/version", version, methods=["GET"]),
-            *mlflow_api.routes(context_of),
-            *api.routes(context_of),
+        routes=gate_routes(routes, db),
+        middleware=[
+            Middleware(
+                Gate,
+                db=db,
+                auth=settings.auth,
+                hosts=allowed_hosts(settings.host, settings.host_names),
+            )
         ],
         exception_handlers={
             HTTPException: http_error,

@@ -90,15 +90,38 @@ def main() -> None:
     "--workers", type=int, default=None, help="Server processes [env MODELYARD_WORKERS; 1]."
 )
 @click.option("--log-level", default=None, help="Log level [env MODELYARD_LOG_LEVEL; warning].")
+@click.option(
+    "--auth/--no-auth",
+    default=None,
+    help="Require a token or a signed-in session on every request [env MODELYARD_AUTH; off, "
+    "which is allowed only on a loopback address].",
+)
+@click.option(
+    "--insecure-no-auth",
+    is_flag=True,
+    default=None,
+    help="Serve a non-loopback address without authentication (anyone reaching the port can "
+    "read and change everything) [env MODELYARD_INSECURE_NO_AUTH].",
+)
+@click.option(
+    "--allowed-hosts",
+    default=None,
+    help="Comma-separated extra host names to answer to; '*' for any "
+    "[env MODELYARD_ALLOWED_HOSTS].",
+)
 @storage_options
 def server(**options: Any) -> None:
     """Start the server (creating the database on first start)."""
     from modelyard.server import serve
 
     settings = Settings.load(**options)
+    try:
+        settings.check_exposure()
+    except ModelyardError as exc:
+        raise click.ClickException(exc.message) from None
     click.echo(
         f"modelyard listening on http://{settings.host}:{settings.port} "
-        f"(database: {_describe(settings)})",
+        f"(database: {_describe(settings)}; authentication: {'on' if settings.auth else 'off'})",
         err=True,
     )
     try:

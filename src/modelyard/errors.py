@@ -84,3 +84,15 @@ class Conflict(ModelyardError):
 
 class NotSupported(ModelyardError):
     code = ErrorCode.NOT_IMPLEMENTED
+
+
+class Unauthenticated(ModelyardError):
+    """No valid credentials: missing, wrong, expired or revoked."""
+
+    code = ErrorCode.UNAUTHENTICATED
+
+
+class PermissionDenied(ModelyardError):
+    """The caller may see the resource but not do this to it."""
+
+    code = ErrorCode.PERMISSION_DENIED

@@ -51,6 +51,7 @@ def serve_one(settings: Settings, *, reuse_port: bool = False) -> None:
 
 def serve(settings: Settings) -> None:
     """Serve with ``settings.workers`` processes."""
+    settings.check_exposure()
     if settings.workers <= 1:
         serve_one(settings)
         return

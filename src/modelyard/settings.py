@@ -62,6 +62,28 @@ class Settings:
             "carries those bytes."
         ),
     )
+    auth: bool = field(
+        default=False,
+        metadata=_meta(
+            "Require a token or a signed-in session on every request except /health and the "
+            "login page. Without it the server only starts on a loopback address."
+        ),
+    )
+    insecure_no_auth: bool = field(
+        default=False,
+        metadata=_meta(
+            "Allow serving a non-loopback address without authentication: anyone who can "
+            "reach the port can read and change everything."
+        ),
+    )
+    allowed_hosts: str = field(
+        default="",
+        metadata=_meta(
+            "Comma-separated host names the server answers to besides localhost, the bind "
+            "address and (when bound to 0.0.0.0) this machine's names; '*' allows any. Other "
+            "Host headers get 400, which defeats DNS rebinding."
+        ),
+    )
     workers: int = field(default=1, metadata=_meta("Number of server processes."))
     log_level: str = field(default="warning", metadata=_meta("Server log level."))
     busy_timeout: float = field(
@@ -88,6 +110,24 @@ class Settings:
         if self.blob_store_url:
             return self.blob_store_url
         return str((self.data_dir / "blobs").resolve())
+
+    @property
+    def host_names(self) -> list[str]:
+        return [h for h in self.allowed_hosts.split(",") if h.strip()]
+
+    def check_exposure(self) -> None:
+        """Refuse to serve a non-loopback address without authentication unless told to."""
+        from modelyard.auth.gate import is_loopback
+        from modelyard.errors import ModelyardError
+
+        if self.auth or self.insecure_no_auth or is_loopback(self.host):
+            return
+        raise ModelyardError(
+            f"Refusing to listen on {self.host} without authentication: anyone who can reach "
+            "it could read and change everything. Start with --auth (MODELYARD_AUTH=1) and "
+            "create a user with `modelyard users create NAME --admin`, or pass "
+            "--insecure-no-auth if you really mean it."
+        )
 
     @property
     def is_sqlite(self) -> bool:

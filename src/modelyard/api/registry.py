@@ -20,7 +20,6 @@ from modelyard.services.registry import ModelVersion, RegisteredModel
 from modelyard.web.markdown import render
 
 # Until users exist (the projects and tokens issue), alias moves are recorded as anonymous.
-ACTOR = "anonymous"
 
 
 def version_json(version: ModelVersion) -> dict[str, Any]:
@@ -194,14 +193,14 @@ async def set_alias(request: Request, ctx: Context) -> Response:
     version = await call(ctx, promotion.resolve_version, ctx.db, ctx.project_id, name, ref)
     alias = str(request.path_params["alias"])
     await call(
-        ctx, aliases.set_alias, ctx.db, ctx.project_id, name, alias, str(version.version), ACTOR
+        ctx, aliases.set_alias, ctx.db, ctx.project_id, name, alias, str(version.version), ctx.actor
     )
     return respond({"alias": alias, "version": version.version, "semver": version.semver})
 
 
 async def delete_alias(request: Request, ctx: Context) -> Response:
     name, alias = _name(request), str(request.path_params["alias"])
-    await call(ctx, aliases.delete_alias, ctx.db, ctx.project_id, name, alias, ACTOR)
+    await call(ctx, aliases.delete_alias, ctx.db, ctx.project_id, name, alias, ctx.actor)
     return Response(status_code=204)
 
 

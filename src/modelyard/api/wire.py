@@ -10,7 +10,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from modelyard.errors import ModelyardError
-from modelyard.mlflow_api.wire import Context
+from modelyard.mlflow_api.wire import Context, audited, call
+from modelyard.services import audit
 
 JSON = "application/json"
 
@@ -35,12 +36,31 @@ def failure(exc: ModelyardError) -> Response:
     return error(exc.code.value, exc.message, exc.code.http_status)
 
 
+def _json_body(request: Request) -> dict[str, Any]:
+    """The request's JSON object body if the page has read it (for the audit log)."""
+    raw = getattr(request, "_body", None)
+    if not isinstance(raw, bytes) or not raw or len(raw) > 65536:
+        return {}
+    try:
+        body = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return {}
+    return body if isinstance(body, dict) else {}
+
+
 def guarded(page: Page, context_of: Callable[[Request], Context]) -> Endpoint:
     """Bind a page to the request's context; domain errors become the native error JSON."""
 
     async def route(request: Request) -> Response:
         try:
-            return await page(request, context_of(request))
+            context = context_of(request)
+            response = await page(request, context)
+            action = audited(request)
+            if action is not None and response.status_code < 400:
+                data: dict[str, Any] = dict(request.path_params)
+                data.update(_json_body(request))
+                await call(context, audit.record_call, context, action, data)
+            return response
         except ModelyardError as exc:
             return failure(exc)
 

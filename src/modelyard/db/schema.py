@@ -29,6 +29,8 @@ projects = Table(
     Column("id", Integer, primary_key=True, autoincrement=True),
     Column("name", String(255), nullable=False, unique=True),
     Column("created_at", BigInteger, nullable=False),
+    # Set when the project is deleted: it answers 404 at once, and gc purges its data.
+    Column("deleted_at", BigInteger, nullable=True),
 )
 
 experiments = Table(
@@ -327,3 +329,75 @@ alias_events = Table(
 )
 
 Index("ix_metrics_model_id", metrics.c.model_id)
+
+# Access: users, their roles in projects, tokens, browser sessions and the audit log. Secrets
+# (tokens, session cookies) are stored only as their sha256; passwords as scrypt hashes.
+users = Table(
+    "users",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("name", String(64), nullable=False, unique=True),
+    Column("is_admin", Boolean, nullable=False),
+    Column("password_hash", Text, nullable=True),
+    Column("disabled", Boolean, nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+)
+
+memberships = Table(
+    "memberships",
+    metadata,
+    Column("project_id", Integer, ForeignKey("projects.id"), nullable=False),
+    Column("user_id", Integer, ForeignKey("users.id"), nullable=False),
+    Column("role", String(16), nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+    PrimaryKeyConstraint("project_id", "user_id", name="pk_memberships"),
+    Index("ix_memberships_user", "user_id"),
+)
+
+# A personal token (user_id set, project_id empty) acts with its user's roles; a project token
+# (project_id set, user_id empty) has a role of its own in that one project. A read-scoped
+# token never does more than read and download.
+tokens = Table(
+    "tokens",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("secret_hash", String(64), nullable=False, unique=True),
+    Column("prefix", String(16), nullable=False),
+    Column("name", String(100), nullable=False),
+    Column("user_id", Integer, ForeignKey("users.id"), nullable=True),
+    Column("project_id", Integer, ForeignKey("projects.id"), nullable=True),
+    Column("role", String(16), nullable=True),
+    Column("scope", String(8), nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+    Column("expires_at", BigInteger, nullable=True),
+    Column("revoked_at", BigInteger, nullable=True),
+    Column("last_used_at", BigInteger, nullable=True),
+    Index("ix_tokens_user", "user_id"),
+    Index("ix_tokens_project", "project_id"),
+)
+
+sessions = Table(
+    "sessions",
+    metadata,
+    Column("secret_hash", String(64), primary_key=True),
+    Column("user_id", Integer, ForeignKey("users.id"), nullable=False),
+    Column("csrf_token", String(64), nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+    Column("expires_at", BigInteger, nullable=False),
+    Index("ix_sessions_user", "user_id"),
+)
+
+# Who changed the registry or access, when, what and from where. Kept when a project is purged.
+audit_events = Table(
+    "audit_events",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("project_id", Integer, nullable=True),
+    Column("at", BigInteger, nullable=False),
+    Column("actor", String(256), nullable=False),
+    Column("action", String(64), nullable=False),
+    Column("target", Text, nullable=False),
+    Column("details", Text, nullable=False),
+    Column("address", String(64), nullable=False),
+    Index("ix_audit_events_project_at", "project_id", "at"),
+)

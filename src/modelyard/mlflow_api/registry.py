@@ -13,7 +13,6 @@ from modelyard.services import runs as run_service
 from modelyard.services.registry import SEMVER_TAG, ModelVersion, RegisteredModel
 
 # Until users exist (the projects and tokens issue), alias moves are recorded as anonymous.
-ACTOR = "anonymous"
 LOG_MODEL_HISTORY = "mlflow.log-model.history"
 
 
@@ -146,13 +145,13 @@ def set_alias(ctx: Context, msg: Message) -> dict[str, Any]:
         msg.string("name"),
         msg.string("alias"),
         msg.string("version"),
-        ACTOR,
+        ctx.actor,
     )
     return {}
 
 
 def delete_alias(ctx: Context, msg: Message) -> dict[str, Any]:
-    aliases.delete_alias(ctx.db, ctx.project_id, msg.string("name"), msg.string("alias"), ACTOR)
+    aliases.delete_alias(ctx.db, ctx.project_id, msg.string("name"), msg.string("alias"), ctx.actor)
     return {}
 
 
@@ -199,7 +198,7 @@ def update_version(ctx: Context, msg: Message) -> dict[str, Any]:
 
 def delete_version(ctx: Context, msg: Message) -> dict[str, Any]:
     registry.delete_version(
-        ctx.db, ctx.project_id, msg.string("name"), msg.string("version"), ACTOR
+        ctx.db, ctx.project_id, msg.string("name"), msg.string("version"), ctx.actor
     )
     return {}
 

@@ -12,10 +12,11 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
+from modelyard.auth.roles import NOBODY, Principal
 from modelyard.blobs import BlobStore
 from modelyard.db.engine import Database
 from modelyard.errors import BadRequest, ErrorCode, InvalidParameter, ModelyardError
-from modelyard.services import validation
+from modelyard.services import audit, validation
 
 T = TypeVar("T")
 JSON = "application/json"
@@ -24,11 +25,18 @@ MAX_BODY_BYTES = 16 * 1024 * 1024
 
 @dataclass(frozen=True, slots=True)
 class Context:
-    """What a handler may use: the database, the blob store and the caller's project."""
+    """What a handler may use: the database, the blob store, the caller's project, who the
+    caller is and where the request came from."""
 
     db: Database
     store: BlobStore
     project_id: int
+    principal: Principal = NOBODY
+    address: str = ""
+
+    @property
+    def actor(self) -> str:
+        return self.principal.actor
 
 
 async def call(ctx: Context, function: Callable[..., T], *args: Any) -> T:
@@ -170,6 +178,12 @@ def error_response(code: ErrorCode, message: str) -> Response:
 Handler = Callable[[Context, Message], dict[str, Any]]
 
 
+def audited(request: Request) -> str | None:
+    """The audit action of the request's route, if its calls are recorded."""
+    rule = request.scope.get("modelyard.rule")
+    return None if rule is None else rule.audit
+
+
 def endpoint(
     handler: Handler, context_of: Callable[[Request], Context]
 ) -> Callable[[Request], Awaitable[Response]]:
@@ -193,6 +207,9 @@ def endpoint(
                 result = handler(context, message)
             else:
                 result = await run_in_threadpool(handler, context, message)
+            action = audited(request)
+            if action is not None:
+                await call(context, audit.record_call, context, action, message.data)
         except ModelyardError as exc:
             return error_response(exc.code, exc.message)
         return respond(result)

@@ -1,0 +1,1 @@
+"""Authentication and authorisation: roles, secrets, and the gate every request passes."""

@@ -1,0 +1,188 @@
+"""What every route needs: one table, read by the gate. A route missing from it stops the
+server from starting, so nothing is reachable by accident.
+
+Keys are the route's path below its API family prefix (MLflow's ``/api/2.0/mlflow`` and
+``/ajax-api/2.0/mlflow``, the artifact proxy, the native ``/api/v1``) and its method.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from modelyard.auth.roles import Capability
+
+C = Capability
+
+
+@dataclass(frozen=True, slots=True)
+class Rule:
+    capability: Capability
+    #: name of the audit-log action this route's successful calls are recorded as
+    audit: str | None = None
+    #: HTML form posts are allowed (the handler checks the CSRF token itself)
+    forms: bool = False
+
+
+def _r(capability: Capability, audit: str | None = None, *, forms: bool = False) -> Rule:
+    return Rule(capability, audit, forms)
+
+
+MLFLOW_FAMILIES = (
+    "/api/2.0/mlflow",
+    "/ajax-api/2.0/mlflow",
+    "/api/3.0/mlflow",
+    "/ajax-api/3.0/mlflow",
+)
+ARTIFACT_FAMILIES = ("/api/2.0/mlflow-artifacts", "/ajax-api/2.0/mlflow-artifacts")
+NATIVE_FAMILY = "/api/v1"
+
+MLFLOW: dict[tuple[str, str], Rule] = {
+    ("POST", "/experiments/create"): _r(C.WRITE),
+    ("GET", "/experiments/get"): _r(C.READ),
+    ("GET", "/experiments/get-by-name"): _r(C.READ),
+    ("GET", "/experiments/search"): _r(C.READ),
+    ("POST", "/experiments/search"): _r(C.READ),
+    ("POST", "/experiments/update"): _r(C.WRITE),
+    ("POST", "/experiments/delete"): _r(C.MAINTAIN, "experiment.delete"),
+    ("POST", "/experiments/restore"): _r(C.MAINTAIN, "experiment.restore"),
+    ("POST", "/experiments/set-experiment-tag"): _r(C.WRITE),
+    ("POST", "/experiments/delete-experiment-tag"): _r(C.WRITE),
+    ("POST", "/runs/create"): _r(C.WRITE),
+    ("GET", "/runs/get"): _r(C.READ),
+    ("POST", "/runs/update"): _r(C.WRITE),
+    ("POST", "/runs/delete"): _r(C.WRITE),
+    ("POST", "/runs/restore"): _r(C.WRITE),
+    ("POST", "/runs/log-metric"): _r(C.WRITE),
+    ("POST", "/runs/log-parameter"): _r(C.WRITE),
+    ("POST", "/runs/set-tag"): _r(C.WRITE),
+    ("POST", "/runs/delete-tag"): _r(C.WRITE),
+    ("POST", "/runs/log-batch"): _r(C.WRITE),
+    ("POST", "/runs/log-inputs"): _r(C.WRITE),
+    ("POST", "/runs/outputs"): _r(C.WRITE),
+    ("POST", "/runs/search"): _r(C.READ),
+    ("GET", "/runs/search"): _r(C.READ),
+    ("POST", "/runs/log-model"): _r(C.WRITE),
+    ("GET", "/metrics/get-history"): _r(C.READ),
+    ("GET", "/metrics/get-history-bulk-interval"): _r(C.READ),
+    ("POST", "/logged-models"): _r(C.WRITE),
+    ("POST", "/logged-models/search"): _r(C.READ),
+    ("GET", "/logged-models/{model_id}"): _r(C.READ),
+    ("PATCH", "/logged-models/{model_id}"): _r(C.WRITE),
+    ("DELETE", "/logged-models/{model_id}"): _r(C.WRITE),
+    ("PATCH", "/logged-models/{model_id}/tags"): _r(C.WRITE),
+    ("DELETE", "/logged-models/{model_id}/tags/{tag_key:path}"): _r(C.WRITE),
+    ("POST", "/logged-models/{model_id}/params"): _r(C.WRITE),
+    ("POST", "/registered-models/create"): _r(C.WRITE, "model.create"),
+    ("GET", "/registered-models/get"): _r(C.READ),
+    ("POST", "/registered-models/rename"): _r(C.MAINTAIN, "model.rename"),
+    ("PATCH", "/registered-models/update"): _r(C.MAINTAIN, "model.update"),
+    ("DELETE", "/registered-models/delete"): _r(C.MAINTAIN, "model.delete"),
+    ("GET", "/registered-models/search"): _r(C.READ),
+    ("POST", "/registered-models/search"): _r(C.READ),
+    ("GET", "/registered-models/get-latest-versions"): _r(C.READ),
+    ("POST", "/registered-models/get-latest-versions"): _r(C.READ),
+    ("POST", "/registered-models/set-tag"): _r(C.MAINTAIN, "model.set_tag"),
+    ("DELETE", "/registered-models/delete-tag"): _r(C.MAINTAIN, "model.delete_tag"),
+    ("POST", "/registered-models/alias"): _r(C.MAINTAIN, "alias.set"),
+    ("DELETE", "/registered-models/alias"): _r(C.MAINTAIN, "alias.delete"),
+    ("GET", "/registered-models/alias"): _r(C.READ),
+    ("POST", "/model-versions/create"): _r(C.WRITE, "version.create"),
+    ("GET", "/model-versions/get"): _r(C.READ),
+    ("PATCH", "/model-versions/update"): _r(C.WRITE, "version.update"),
+    ("DELETE", "/model-versions/delete"): _r(C.MAINTAIN, "version.delete"),
+    ("POST", "/model-versions/transition-stage"): _r(C.MAINTAIN, "version.transition_stage"),
+    ("GET", "/model-versions/search"): _r(C.READ),
+    ("POST", "/model-versions/search"): _r(C.READ),
+    ("GET", "/model-versions/get-download-uri"): _r(C.READ),
+    ("POST", "/model-versions/set-tag"): _r(C.WRITE, "version.set_tag"),
+    ("DELETE", "/model-versions/delete-tag"): _r(C.WRITE, "version.delete_tag"),
+    ("GET", "/server-info"): _r(C.READ),
+    # run artifacts through the tracking API
+    ("GET", "/artifacts/list"): _r(C.READ),
+    ("GET", "/get-artifact"): _r(C.DOWNLOAD),
+}
+
+ARTIFACTS: dict[tuple[str, str], Rule] = {
+    ("PUT", "/artifacts/{path:anypath}"): _r(C.WRITE),
+    ("GET", "/artifacts/{path:anypath}"): _r(C.DOWNLOAD),
+    ("DELETE", "/artifacts/{path:anypath}"): _r(C.WRITE),
+    ("GET", "/artifacts"): _r(C.READ),
+    ("POST", "/mpu/create/{path:anypath}"): _r(C.WRITE),
+    ("POST", "/mpu/complete/{path:anypath}"): _r(C.WRITE),
+    ("POST", "/mpu/abort/{path:anypath}"): _r(C.WRITE),
+    ("GET", "/presigned/{path:anypath}"): _r(C.DOWNLOAD),
+}
+
+_PACKAGE = "/packages/{name}/{version}"
+_MODEL = "/models/{name}"
+_PROJECT = "/projects/{project}"
+
+NATIVE: dict[tuple[str, str], Rule] = {
+    ("GET", "/packages"): _r(C.READ),
+    ("GET", _PACKAGE): _r(C.READ),
+    ("DELETE", _PACKAGE): _r(C.MAINTAIN, "package.delete"),
+    ("GET", _PACKAGE + "/files"): _r(C.READ),
+    ("PUT", _PACKAGE + "/files/{path:anypath}"): _r(C.WRITE),
+    ("GET", _PACKAGE + "/files/{path:anypath}"): _r(C.DOWNLOAD),
+    ("DELETE", _PACKAGE + "/files/{path:anypath}"): _r(C.WRITE),
+    ("GET", _PACKAGE + "/archive"): _r(C.DOWNLOAD),
+    ("POST", _PACKAGE + "/publish"): _r(C.WRITE, "package.publish"),
+    ("GET", "/models"): _r(C.READ),
+    ("GET", _MODEL): _r(C.READ),
+    ("PUT", _MODEL + "/card"): _r(C.MAINTAIN, "model.card"),
+    ("GET", _MODEL + "/versions"): _r(C.READ),
+    ("POST", _MODEL + "/versions"): _r(C.WRITE, "version.promote"),
+    ("GET", _MODEL + "/versions/{ref}"): _r(C.READ),
+    ("GET", _MODEL + "/versions/{ref}/archive"): _r(C.DOWNLOAD),
+    ("PUT", _MODEL + "/aliases/{alias}"): _r(C.MAINTAIN, "alias.set"),
+    ("DELETE", _MODEL + "/aliases/{alias}"): _r(C.MAINTAIN, "alias.delete"),
+    ("GET", _MODEL + "/aliases/{alias}/history"): _r(C.READ),
+    ("GET", "/openapi.json"): _r(C.READ),
+    # access: projects, members, tokens, users, audit log (changes are audited by the services)
+    ("GET", "/me"): _r(C.USER),
+    ("GET", "/projects"): _r(C.USER),
+    ("POST", "/projects"): _r(C.USER),
+    ("GET", _PROJECT): _r(C.READ),
+    ("PATCH", _PROJECT): _r(C.OWN),
+    ("DELETE", _PROJECT): _r(C.OWN),
+    ("GET", _PROJECT + "/members"): _r(C.READ),
+    ("PUT", _PROJECT + "/members/{user}"): _r(C.MAINTAIN),
+    ("DELETE", _PROJECT + "/members/{user}"): _r(C.MAINTAIN),
+    ("GET", _PROJECT + "/tokens"): _r(C.MAINTAIN),
+    ("POST", _PROJECT + "/tokens"): _r(C.MAINTAIN),
+    ("DELETE", _PROJECT + "/tokens/{token_id}"): _r(C.MAINTAIN),
+    ("GET", _PROJECT + "/audit"): _r(C.MAINTAIN),
+    ("GET", "/tokens"): _r(C.USER),
+    ("POST", "/tokens"): _r(C.USER),
+    ("DELETE", "/tokens/{token_id}"): _r(C.USER),
+    ("GET", "/users"): _r(C.ADMIN),
+    ("POST", "/users"): _r(C.ADMIN),
+    ("GET", "/users/{user}"): _r(C.ADMIN),
+    ("PATCH", "/users/{user}"): _r(C.ADMIN),
+    ("GET", "/audit"): _r(C.ADMIN),
+}
+
+#: routes outside the API families
+TOP: dict[tuple[str, str], Rule] = {
+    ("GET", "/health"): _r(C.PUBLIC),
+    ("GET", "/"): _r(C.USER),
+    ("GET", "/version"): _r(C.USER),
+    ("GET", "/login"): _r(C.PUBLIC),
+    ("POST", "/login"): _r(C.PUBLIC, forms=True),
+    ("POST", "/logout"): _r(C.USER, forms=True),
+    # MLflow's UI asks for run artifacts here
+    ("GET", "/get-artifact"): _r(C.DOWNLOAD),
+}
+
+
+def rule_for(method: str, path: str) -> Rule | None:
+    """The rule of one route (its path template as registered) and method."""
+    for family in ARTIFACT_FAMILIES:
+        if path.startswith(family):
+            return ARTIFACTS.get((method, path[len(family) :]))
+    for family in MLFLOW_FAMILIES:
+        if path.startswith(family + "/"):
+            return MLFLOW.get((method, path[len(family) :]))
+    if path.startswith(NATIVE_FAMILY + "/"):
+        return NATIVE.get((method, path[len(NATIVE_FAMILY) :]))
+    return TOP.get((method, path))
