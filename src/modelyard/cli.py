@@ -282,3 +282,23 @@ def fsck(**options: Any) -> None:
 from modelyard import cli_models  # noqa: E402 - the group needs the helpers above
 
 cli_models.register(main, storage_options, _open_storage)
+
+
+def _open_database(options: dict[str, Any]) -> Any:
+    """The metadata database alone (the access commands need no blob store)."""
+    from modelyard.db.migrate import ensure_schema
+
+    settings = Settings.load(**options)
+    if settings.is_sqlite:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+    database = settings.database()
+    try:
+        ensure_schema(database)
+    except ModelyardError as exc:
+        raise click.ClickException(exc.message) from None
+    return database
+
+
+from modelyard import cli_access  # noqa: E402 - the groups need the helpers above
+
+cli_access.register(main, storage_options, _open_database)

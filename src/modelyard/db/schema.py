@@ -31,6 +31,8 @@ projects = Table(
     Column("created_at", BigInteger, nullable=False),
     # Set when the project is deleted: it answers 404 at once, and gc purges its data.
     Column("deleted_at", BigInteger, nullable=True),
+    # The experiment MLflow's id "0" stands for in this project (its "Default" experiment).
+    Column("default_experiment_id", Integer, nullable=True),
 )
 
 experiments = Table(

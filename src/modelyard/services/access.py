@@ -31,7 +31,7 @@ from modelyard.errors import (
     PermissionDenied,
     Unauthenticated,
 )
-from modelyard.services import audit
+from modelyard.services import audit, experiments
 from modelyard.services.entities import now_ms
 
 NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
@@ -113,6 +113,7 @@ def create_project(
         project_id = conn.execute(
             insert(projects).values(name=name, created_at=now).returning(projects.c.id)
         ).scalar_one()
+        experiments.create_default(conn, project_id, now)
         if owner is not None:
             conn.execute(
                 insert(memberships).values(

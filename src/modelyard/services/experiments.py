@@ -8,7 +8,7 @@ from sqlalchemy import Connection, Row, and_, bindparam, delete, insert, select,
 from sqlalchemy.exc import IntegrityError
 
 from modelyard.db.engine import Database
-from modelyard.db.schema import experiment_tags, experiments, runs
+from modelyard.db.schema import DEFAULT_PROJECT_ID, experiment_tags, experiments, projects, runs
 from modelyard.errors import AlreadyExists, InvalidParameter, NotFound
 from modelyard.services import validation
 from modelyard.services.entities import Experiment, Page, now_ms
@@ -119,8 +119,44 @@ def _tags_of(conn: Connection, ids: list[int]) -> dict[int, dict[str, str]]:
     return found
 
 
+def resolve_default(conn: Connection, project_id: int, ids: list[int]) -> list[int]:
+    """MLflow's id 0 (the client's experiment when none is set) is each project's own
+    "Default" experiment; other ids are themselves."""
+    if project_id == DEFAULT_PROJECT_ID or 0 not in ids:
+        return ids
+    default = conn.execute(
+        select(projects.c.default_experiment_id).where(projects.c.id == project_id)
+    ).scalar()
+    return [default if i == 0 and default is not None else i for i in ids]
+
+
+def create_default(conn: Connection, project_id: int, now: int) -> int:
+    """A new project's "Default" experiment."""
+    new_id = conn.execute(
+        insert(experiments)
+        .values(
+            project_id=project_id,
+            name="Default",
+            lifecycle_stage=ACTIVE,
+            creation_time=now,
+            last_update_time=now,
+        )
+        .returning(experiments.c.id)
+    ).scalar_one()
+    conn.execute(
+        update(experiments)
+        .where(experiments.c.id == new_id)
+        .values(artifact_location=f"mlflow-artifacts:/{new_id}")
+    )
+    conn.execute(
+        update(projects).where(projects.c.id == project_id).values(default_experiment_id=new_id)
+    )
+    return int(new_id)
+
+
 def load_row(conn: Connection, project_id: int, experiment_id: int) -> Row[Any]:
     """The experiment row, or RESOURCE_DOES_NOT_EXIST."""
+    (experiment_id,) = resolve_default(conn, project_id, [experiment_id])
     row = conn.execute(_BY_ID, {"id": experiment_id, "project_id": project_id}).first()
     if row is None:
         raise NotFound(f"No Experiment with id={experiment_id} exists")

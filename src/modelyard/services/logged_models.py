@@ -19,6 +19,7 @@ from sqlalchemy import BindParameter, Connection, Row, bindparam, delete, insert
 from modelyard.db.dialect import insert_for
 from modelyard.db.engine import Database
 from modelyard.db.schema import (
+    DEFAULT_PROJECT_ID,
     logged_model_params,
     logged_model_tags,
     logged_models,
@@ -186,11 +187,13 @@ def create(
             )
         if run_id is not None:
             run_service.load_row(conn, project_id, run_id)
-        location = (experiment.artifact_location or f"mlflow-artifacts:/{number}").rstrip("/")
+        location = (experiment.artifact_location or f"mlflow-artifacts:/{experiment.id}").rstrip(
+            "/"
+        )
         row = {
             "id": model_id,
             "project_id": project_id,
-            "experiment_id": number,
+            "experiment_id": experiment.id,
             "name": checked_name,
             "model_type": kind,
             "status": PENDING,
@@ -386,6 +389,9 @@ def search(
     if not experiment_ids:
         raise InvalidParameter("Missing value for required parameter 'experiment_ids'.")
     ids = [validation.experiment_id(e, "experiment_ids") for e in experiment_ids]
+    if 0 in ids and project_id != DEFAULT_PROJECT_ID:
+        with db.read() as conn:
+            ids = experiment_service.resolve_default(conn, project_id, ids)
     for d in datasets:
         if not d.name:
             raise InvalidParameter("`dataset_name` in the `datasets` clause must be specified.")

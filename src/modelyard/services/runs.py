@@ -11,6 +11,7 @@ from sqlalchemy import BindParameter, Connection, Row, bindparam, delete, insert
 
 from modelyard.db.engine import Database
 from modelyard.db.schema import (
+    DEFAULT_PROJECT_ID,
     datasets,
     latest_metrics,
     params,
@@ -108,11 +109,13 @@ def create(
                 f"The experiment {number} must be in the 'active' state. "
                 f"Current state is {experiment.lifecycle_stage}."
             )
-        location = (experiment.artifact_location or f"mlflow-artifacts:/{number}").rstrip("/")
+        location = (experiment.artifact_location or f"mlflow-artifacts:/{experiment.id}").rstrip(
+            "/"
+        )
         row = {
             "id": run_id,
             "project_id": project_id,
-            "experiment_id": number,
+            "experiment_id": experiment.id,
             "name": name,
             "user_id": user_id or "",
             "status": "RUNNING",
@@ -125,7 +128,7 @@ def create(
         conn.execute(
             _INSERT_TAG,
             [
-                {"run_pk": pk, "experiment_id": number, "key": k, "value": v}
+                {"run_pk": pk, "experiment_id": experiment.id, "key": k, "value": v}
                 for k, v in checked.items()
             ],
         )
@@ -264,6 +267,9 @@ def search(
             f"a positive integer no greater than {MAX_SEARCH_RESULTS}."
         )
     ids = [validation.experiment_id(e, "experiment_ids") for e in experiment_ids]
+    if 0 in ids and project_id != DEFAULT_PROJECT_ID:
+        with db.read() as conn:
+            ids = experiment_service.resolve_default(conn, project_id, ids)
     stages = experiment_service.lifecycle_stages(run_view_type)
     node = parse_filter(filter_string)
     planned = compile_runs.plan(node, parse_order_by(order_by), ids)

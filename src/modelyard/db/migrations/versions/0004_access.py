@@ -16,6 +16,8 @@ depends_on = None
 def upgrade() -> None:
     with op.batch_alter_table("projects") as batch:
         batch.add_column(sa.Column("deleted_at", sa.BigInteger, nullable=True))
+        batch.add_column(sa.Column("default_experiment_id", sa.Integer, nullable=True))
+    op.execute("UPDATE projects SET default_experiment_id = 0 WHERE id = 1")
     op.create_table(
         "users",
         sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
@@ -78,4 +80,5 @@ def downgrade() -> None:
     for table in ("audit_events", "sessions", "tokens", "memberships", "users"):
         op.drop_table(table)
     with op.batch_alter_table("projects") as batch:
+        batch.drop_column("default_experiment_id")
         batch.drop_column("deleted_at")
