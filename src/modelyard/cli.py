@@ -246,7 +246,8 @@ def gc(older_than: str, orphan_grace: str, dry_run: bool, **options: Any) -> Non
     )
     verb = "would remove" if dry_run else "removed"
     click.echo(
-        f"{verb}: {report.purged_runs} deleted candidates, {report.purged_logged_models} "
+        f"{verb}: {report.purged_projects} deleted projects, {report.purged_runs} deleted "
+        f"candidates, {report.purged_logged_models} "
         f"deleted logged models, {report.expired_uploads} open "
         f"uploads, {report.deleted_blobs} unreferenced blobs ({_mib(report.freed_bytes)}), "
         f"{report.orphans} orphaned objects ({_mib(report.orphan_bytes)})"

@@ -51,12 +51,12 @@ def test_gc_frees_deleted_candidates(
         assert young.returncode == 0, young.stderr
         assert "0 deleted candidates" in young.stdout
         dry = run_cli(server, "gc", "--older-than", "0", "--dry-run")
-        assert "would remove: 1 deleted candidates" in dry.stdout
+        assert "would remove: 0 deleted projects, 1 deleted candidates" in dry.stdout
         assert sum(o.size for o in blobs.objects()) == 6 << 20
 
         done = run_cli(server, "gc", "--older-than", "0")
         assert done.returncode == 0, done.stderr
-        assert "removed: 1 deleted candidates, 1 deleted logged models" in done.stdout
+        assert "removed: 0 deleted projects, 1 deleted candidates, 1 deleted logged models" in done.stdout
         assert "2 unreferenced blobs (3.0 MiB)" in done.stdout
         assert sum(o.size for o in blobs.objects()) == 3 << 20
         gone = requests.get(
@@ -67,5 +67,70 @@ def test_gc_frees_deleted_candidates(
         assert Path(back).read_bytes() == shared.read_bytes()
         checked = run_cli(server, "fsck")
         assert checked.returncode == 0, checked.stdout
+    finally:
+        server.stop()
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
+def test_deleted_project_is_purged_and_its_blobs_released(
+    make_backend, tmp_path: Path, kind: str
+) -> None:  # type: ignore[no-untyped-def]
+    """A deleted project answers 404 at once; gc then removes every row of it and the bytes
+    only it used, keeps bytes another project shares, and the name can be used again."""
+    from mlflow.tracking import MlflowClient
+
+    server = Server(make_backend(kind))
+    try:
+        for name in ("doomed", "kept"):
+            made = run_cli(server, "projects", "create", name)
+            assert made.returncode == 0, made.stderr
+        doomed = MlflowClient(f"{server.url}/projects/doomed")
+        kept = MlflowClient(f"{server.url}/projects/kept")
+        shared = tmp_path / "shared.bin"
+        shared.write_bytes(os.urandom(1 << 20))
+        own = tmp_path / "own.bin"
+        own.write_bytes(os.urandom(2 << 20))
+        experiment = doomed.create_experiment("e")
+        run = doomed.create_run(experiment).info.run_id
+        doomed.log_artifact(run, str(shared))
+        doomed.log_artifact(run, str(own))
+        doomed.log_metric(run, "m", 1.0)
+        doomed.create_registered_model("model")
+        doomed.create_model_version("model", f"runs:/{run}/own.bin", run_id=run)
+        doomed.set_registered_model_alias("model", "production", "1")
+        kept_run = kept.create_run("0").info.run_id
+        kept.log_artifact(kept_run, str(shared))
+        blobs = store_of(server)
+        assert sum(o.size for o in blobs.objects()) == 3 << 20
+
+        deleted = run_cli(server, "projects", "delete", "doomed", "--yes")
+        assert deleted.returncode == 0, deleted.stderr
+        gone = requests.get(
+            f"{server.url}/projects/doomed/api/2.0/mlflow/runs/get",
+            params={"run_id": run},
+            timeout=10,
+        )
+        assert gone.status_code == 404
+        young = run_cli(server, "gc")
+        assert "0 deleted projects" in young.stdout
+        assert sum(o.size for o in blobs.objects()) == 3 << 20
+
+        done = run_cli(server, "gc", "--older-than", "0")
+        assert done.returncode == 0, done.stderr
+        assert "removed: 1 deleted projects, 0 deleted candidates" in done.stdout
+        assert sum(o.size for o in blobs.objects()) == 1 << 20
+        back = kept.download_artifacts(kept_run, "shared.bin", str(tmp_path / "back"))
+        assert Path(back).read_bytes() == shared.read_bytes()
+        checked = run_cli(server, "fsck")
+        assert checked.returncode == 0, checked.stdout
+        listed = run_cli(server, "projects", "list")
+        assert "doomed" not in listed.stdout
+        assert "kept" in listed.stdout
+
+        again = run_cli(server, "projects", "create", "doomed")
+        assert again.returncode == 0, again.stderr
+        fresh = MlflowClient(f"{server.url}/projects/doomed")
+        assert fresh.search_registered_models() == []
+        assert [e.name for e in fresh.search_experiments()] == ["Default"]
     finally:
         server.stop()

@@ -13,24 +13,36 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol, TypeVar
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import Connection, delete, func, select
 
 from modelyard.blobs import BlobStore
 from modelyard.db.engine import Database
 from modelyard.db.schema import (
+    alias_events,
     blobs,
+    datasets,
+    experiment_tags,
+    experiments,
     latest_metrics,
     logged_model_params,
     logged_model_tags,
     logged_models,
+    memberships,
     metrics,
+    model_version_tags,
+    model_versions,
     package_files,
     packages,
     params,
+    projects,
+    registered_model_aliases,
+    registered_model_tags,
+    registered_models,
     run_inputs,
     run_model_links,
     run_tags,
     runs,
+    tokens,
     uploads,
 )
 from modelyard.services import packages as package_service
@@ -56,6 +68,7 @@ def _quiet(items: Sequence[T], _label: str, /) -> Iterable[T]:
 @dataclass
 class GcReport:
     dry_run: bool
+    purged_projects: int = 0
     purged_runs: int = 0
     purged_logged_models: int = 0
     expired_uploads: int = 0
@@ -90,6 +103,7 @@ def collect(
 ) -> GcReport:
     report = GcReport(dry_run=dry_run)
     now = time.time()
+    _purge_projects(db, store, int((now - older_than) * 1000), report, progress)
     _purge_runs(db, store, int((now - older_than) * 1000), report, progress)
     _purge_logged_models(db, store, int((now - older_than) * 1000), report)
     _expire_uploads(db, store, int((now - orphan_grace) * 1000), report)
@@ -117,15 +131,19 @@ def _purge_runs(
         return
     for run_pk in progress(doomed, "purging deleted candidates"):
         with db.write() as conn:
-            package_id = conn.execute(
-                select(packages.c.id).where(packages.c.run_pk == run_pk)
-            ).scalar()
-            pending = [] if package_id is None else package_service.purge_package(conn, package_id)
-            for table in _RUN_CHILDREN:
-                conn.execute(delete(table).where(table.c.run_pk == run_pk))
-            conn.execute(delete(runs).where(runs.c.pk == run_pk))
+            pending = _purge_run(conn, run_pk)
         for upload in pending:
             store.abort_multipart(upload.location, upload.storage_upload_id)
+
+
+def _purge_run(conn: Connection, run_pk: int) -> list[package_service.Upload]:
+    """A candidate's rows and its package, gone; returns the uploads left to abort."""
+    package_id = conn.execute(select(packages.c.id).where(packages.c.run_pk == run_pk)).scalar()
+    pending = [] if package_id is None else package_service.purge_package(conn, package_id)
+    for table in _RUN_CHILDREN:
+        conn.execute(delete(table).where(table.c.run_pk == run_pk))
+    conn.execute(delete(runs).where(runs.c.pk == run_pk))
+    return pending
 
 
 def _purge_logged_models(db: Database, store: BlobStore, cutoff_ms: int, report: GcReport) -> None:
@@ -142,13 +160,80 @@ def _purge_logged_models(db: Database, store: BlobStore, cutoff_ms: int, report:
         return
     for model_id, project_id in doomed:
         with db.write() as conn:
-            package = package_service.find(conn, project_id, model_id, LOGGED_MODEL_VERSION)
-            pending = [] if package is None else package_service.purge_package(conn, package.id)
-            for table in (logged_model_tags, logged_model_params):
-                conn.execute(delete(table).where(table.c.owner == model_id))
-            conn.execute(delete(logged_models).where(logged_models.c.id == model_id))
+            pending = _purge_logged_model(conn, project_id, model_id)
         for upload in pending:
             store.abort_multipart(upload.location, upload.storage_upload_id)
+
+
+def _purge_logged_model(
+    conn: Connection, project_id: int, model_id: str
+) -> list[package_service.Upload]:
+    package = package_service.find(conn, project_id, model_id, LOGGED_MODEL_VERSION)
+    pending = [] if package is None else package_service.purge_package(conn, package.id)
+    for table in (logged_model_tags, logged_model_params):
+        conn.execute(delete(table).where(table.c.owner == model_id))
+    conn.execute(delete(logged_models).where(logged_models.c.id == model_id))
+    return pending
+
+
+def _purge_projects(
+    db: Database, store: BlobStore, cutoff_ms: int, report: GcReport, progress: Progress
+) -> None:
+    """Projects deleted before the cutoff: every row of theirs goes (the audit log stays),
+    and their blobs lose the references, so the next step deletes what nothing else uses."""
+    with db.read() as conn:
+        doomed = (
+            conn.execute(select(projects.c.id).where(projects.c.deleted_at < cutoff_ms))
+            .scalars()
+            .all()
+        )
+    report.purged_projects = len(doomed)
+    if report.dry_run:
+        return
+    for project_id in doomed:
+        with db.read() as conn:
+            run_pks: list[int] = list(
+                conn.execute(select(runs.c.pk).where(runs.c.project_id == project_id)).scalars()
+            )
+            model_ids: list[str] = list(
+                conn.execute(
+                    select(logged_models.c.id).where(logged_models.c.project_id == project_id)
+                ).scalars()
+            )
+        pending: list[package_service.Upload] = []
+        for run_pk in progress(run_pks, f"purging project {project_id}: candidates"):
+            with db.write() as conn:
+                pending += _purge_run(conn, run_pk)
+        for model_id in model_ids:
+            with db.write() as conn:
+                pending += _purge_logged_model(conn, project_id, model_id)
+        with db.write() as conn:
+            pending += _purge_project_rows(conn, project_id)
+        for upload in pending:
+            store.abort_multipart(upload.location, upload.storage_upload_id)
+
+
+def _purge_project_rows(conn: Connection, project_id: int) -> list[package_service.Upload]:
+    models = select(registered_models.c.id).where(registered_models.c.project_id == project_id)
+    versions = select(model_versions.c.id).where(model_versions.c.model_pk.in_(models))
+    experiment_ids = select(experiments.c.id).where(experiments.c.project_id == project_id)
+    conn.execute(delete(model_version_tags).where(model_version_tags.c.owner.in_(versions)))
+    conn.execute(delete(model_versions).where(model_versions.c.model_pk.in_(models)))
+    for table in (registered_model_aliases, alias_events):
+        conn.execute(delete(table).where(table.c.model_pk.in_(models)))
+    conn.execute(delete(registered_model_tags).where(registered_model_tags.c.owner.in_(models)))
+    conn.execute(delete(registered_models).where(registered_models.c.project_id == project_id))
+    pending: list[package_service.Upload] = []
+    package_ids = conn.execute(select(packages.c.id).where(packages.c.project_id == project_id))
+    for package_id in package_ids.scalars().all():
+        pending += package_service.purge_package(conn, package_id)
+    conn.execute(delete(datasets).where(datasets.c.experiment_id.in_(experiment_ids)))
+    conn.execute(delete(experiment_tags).where(experiment_tags.c.experiment_id.in_(experiment_ids)))
+    conn.execute(delete(experiments).where(experiments.c.project_id == project_id))
+    conn.execute(delete(memberships).where(memberships.c.project_id == project_id))
+    conn.execute(delete(tokens).where(tokens.c.project_id == project_id))
+    conn.execute(delete(projects).where(projects.c.id == project_id))
+    return pending
 
 
 def _expire_uploads(db: Database, store: BlobStore, cutoff_ms: int, report: GcReport) -> None:
