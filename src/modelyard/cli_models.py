@@ -1,5 +1,5 @@
 """``modelyard models …``: the registry from the command line, on the same storage options as
-the server (the default project)."""
+the server (the default project unless --project names another)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,6 @@ from typing import Any
 
 import click
 
-from modelyard.db.schema import DEFAULT_PROJECT_ID
 from modelyard.errors import ModelyardError
 from modelyard.services import aliases, promotion, registry
 from modelyard.services.registry import ModelVersion
@@ -21,14 +20,26 @@ def _describe(version: ModelVersion) -> str:
     return f"{version.name}  version {version.version}  semver {version.semver or '-'}{aliases}"
 
 
-def _run(action: Any) -> None:
+def _run(action: Any) -> Any:
     try:
-        action()
+        return action()
     except ModelyardError as exc:
         raise click.ClickException(exc.message) from None
 
 
 Decorator = Callable[[Callable[..., Any]], Callable[..., Any]]
+
+_project_option = click.option(
+    "--project", default="default", show_default=True, help="The project of the model."
+)
+
+
+def _project_of(database: Any, options: dict[str, Any]) -> int:
+    from modelyard.services.access import find_project
+
+    name = options.get("project") or "default"
+    project_id: int = _run(lambda: find_project(database, name).id)
+    return project_id
 
 
 def register(
@@ -43,11 +54,13 @@ def register(
         """Models and their versions: promote, resolve semver ranges, move aliases."""
 
     @models.command("list")
+    @_project_option
     @storage_options
     def list_models(**options: Any) -> None:
         """Every model with its latest version and aliases."""
         _settings, database, _store = open_storage(options)
-        for model in registry.all_models(database, DEFAULT_PROJECT_ID):
+        pid = _project_of(database, options)
+        for model in registry.all_models(database, pid):
             latest = max(model.latest_versions, key=lambda v: v.version, default=None)
             aliases = " ".join(f"@{a}={v}" for a, v in model.aliases)
             shown = f"v{latest.version} ({latest.semver})" if latest else "no versions"
@@ -55,16 +68,16 @@ def register(
 
     @models.command("versions")
     @click.argument("name")
+    @_project_option
     @storage_options
     def versions(name: str, **options: Any) -> None:
         """The versions of a model, newest first."""
         _settings, database, _store = open_storage(options)
+        pid = _project_of(database, options)
 
         def show() -> None:
-            registry.get_model(database, DEFAULT_PROJECT_ID, name)
-            found = [
-                v for v in registry.all_versions(database, DEFAULT_PROJECT_ID) if v.name == name
-            ]
+            registry.get_model(database, pid, name)
+            found = [v for v in registry.all_versions(database, pid) if v.name == name]
             for version in sorted(found, key=lambda v: v.version, reverse=True):
                 click.echo(_describe(version))
 
@@ -73,16 +86,14 @@ def register(
     @models.command("resolve")
     @click.argument("name")
     @click.argument("ref")
+    @_project_option
     @storage_options
     def resolve(name: str, ref: str, **options: Any) -> None:
         """The version REF names: a number, a semver (1.4.0), a range (^1.4, ~2.0) or an
         alias."""
         _settings, database, _store = open_storage(options)
-        _run(
-            lambda: click.echo(
-                _describe(promotion.resolve_version(database, DEFAULT_PROJECT_ID, name, ref))
-            )
-        )
+        pid = _project_of(database, options)
+        _run(lambda: click.echo(_describe(promotion.resolve_version(database, pid, name, ref))))
 
     @models.command("promote")
     @click.argument("name")
@@ -96,6 +107,7 @@ def register(
         "--bump", type=click.Choice(["major", "minor", "patch"]), default="patch", show_default=True
     )
     @click.option("--description", default="")
+    @_project_option
     @storage_options
     def promote(
         name: str,
@@ -109,12 +121,13 @@ def register(
     ) -> None:
         """Promote a candidate (or logged model) into a new version of NAME."""
         _settings, database, _store = open_storage(options)
+        pid = _project_of(database, options)
         _run(
             lambda: click.echo(
                 _describe(
                     promotion.promote(
                         database,
-                        DEFAULT_PROJECT_ID,
+                        pid,
                         name,
                         candidate=candidate,
                         path=path,
@@ -131,16 +144,16 @@ def register(
     @click.argument("name")
     @click.argument("alias")
     @click.argument("ref")
+    @_project_option
     @storage_options
     def alias(name: str, alias: str, ref: str, **options: Any) -> None:
         """Point ALIAS of NAME at the version REF names (the move is recorded)."""
         _settings, database, _store = open_storage(options)
+        pid = _project_of(database, options)
 
         def move() -> None:
-            version = promotion.resolve_version(database, DEFAULT_PROJECT_ID, name, ref)
-            aliases.set_alias(
-                database, DEFAULT_PROJECT_ID, name, alias, str(version.version), getpass.getuser()
-            )
+            version = promotion.resolve_version(database, pid, name, ref)
+            aliases.set_alias(database, pid, name, alias, str(version.version), getpass.getuser())
             click.echo(f"@{alias} -> {_describe(version)}")
 
         _run(move)
@@ -148,13 +161,15 @@ def register(
     @models.command("history")
     @click.argument("name")
     @click.argument("alias")
+    @_project_option
     @storage_options
     def history(name: str, alias: str, **options: Any) -> None:
         """Every move of ALIAS: when, who, from which version to which."""
         _settings, database, _store = open_storage(options)
+        pid = _project_of(database, options)
 
         def show() -> None:
-            for event in aliases.alias_history(database, DEFAULT_PROJECT_ID, name, alias):
+            for event in aliases.alias_history(database, pid, name, alias):
                 when = dt.datetime.fromtimestamp(event["at"] / 1000, tz=dt.UTC).isoformat(
                     timespec="seconds"
                 )
