@@ -6,7 +6,6 @@ on standard output (and only once), so a script can capture it."""
 from __future__ import annotations
 
 import datetime as dt
-import getpass
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -14,6 +13,7 @@ from typing import Any
 import click
 
 from modelyard.auth.roles import SCOPES, WRITE_SCOPE, Role
+from modelyard.cli_models import actor as _actor
 from modelyard.db.engine import Database
 from modelyard.errors import ModelyardError
 from modelyard.services import access, audit
@@ -23,13 +23,6 @@ Decorator = Callable[[Callable[..., Any]], Callable[..., Any]]
 DEFAULT_EXPIRY = "365d"
 _ROLES = click.Choice([role.label for role in Role])
 _TOKEN_ROLES = click.Choice([role.label for role in Role if role < Role.OWNER])
-
-
-def _actor() -> str:
-    try:
-        return f"cli:{getpass.getuser()}"
-    except (KeyError, OSError):
-        return "cli"
 
 
 def _run(action: Callable[[], Any]) -> Any:

@@ -34,6 +34,21 @@ _project_option = click.option(
 )
 
 
+def actor() -> str:
+    """How the audit log names someone using the command line."""
+    try:
+        return f"cli:{getpass.getuser()}"
+    except (KeyError, OSError):
+        return "cli"
+
+
+def _audit(database: Any, pid: int, action: str, target: str, details: dict[str, Any]) -> None:
+    from modelyard.services import audit
+
+    with database.write() as conn:
+        audit.record(conn, pid, actor(), action, target, details)
+
+
 def _project_of(database: Any, options: dict[str, Any]) -> int:
     from modelyard.services.access import find_project
 
@@ -122,24 +137,36 @@ def register(
         """Promote a candidate (or logged model) into a new version of NAME."""
         _settings, database, _store = open_storage(options)
         pid = _project_of(database, options)
-        _run(
-            lambda: click.echo(
-                _describe(
-                    promotion.promote(
-                        database,
-                        pid,
-                        name,
-                        candidate=candidate,
-                        path=path,
-                        logged_model=logged_model,
-                        semantic_version=semantic_version,
-                        bump=bump,
-                        description=description,
-                    )
-                )
+        version = _run(
+            lambda: promotion.promote(
+                database,
+                pid,
+                name,
+                candidate=candidate,
+                path=path,
+                logged_model=logged_model,
+                semantic_version=semantic_version,
+                bump=bump,
+                description=description,
             )
         )
+        _audit(
+            database,
+            pid,
+            "version.promote",
+            f"name={name} version={version.version}",
+            {"semver": version.semver, "candidate": candidate, "logged_model": logged_model},
+        )
+        click.echo(_describe(version))
 
+    _aliases(models, storage_options, open_storage)
+
+
+def _aliases(
+    models: click.Group,
+    storage_options: Decorator,
+    open_storage: Callable[[dict[str, Any]], tuple[Any, Any, Any]],
+) -> None:
     @models.command("alias")
     @click.argument("name")
     @click.argument("alias")
@@ -153,7 +180,14 @@ def register(
 
         def move() -> None:
             version = promotion.resolve_version(database, pid, name, ref)
-            aliases.set_alias(database, pid, name, alias, str(version.version), getpass.getuser())
+            aliases.set_alias(database, pid, name, alias, str(version.version), actor())
+            _audit(
+                database,
+                pid,
+                "alias.set",
+                f"name={name} alias={alias}",
+                {"version": version.version},
+            )
             click.echo(f"@{alias} -> {_describe(version)}")
 
         _run(move)

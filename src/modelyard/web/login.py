@@ -4,6 +4,7 @@ and a CSRF token per session; the form itself is protected by a double-submit co
 from __future__ import annotations
 
 import hmac
+import time
 from collections.abc import Callable
 from html import escape
 from typing import Any
@@ -23,6 +24,37 @@ from modelyard.services import access
 
 LOGIN_CSRF_COOKIE = "modelyard_login_csrf"
 MAX_FORM_BYTES = 16 * 1024
+MAX_FAILURES = 5
+LOCKOUT_SECONDS = 900
+
+
+class Throttle:
+    """Failed sign-ins per (user name, address): after MAX_FAILURES within LOCKOUT_SECONDS,
+    further attempts are refused until the window has passed (per server process)."""
+
+    def __init__(self) -> None:
+        self.failures: dict[tuple[str, str], list[float]] = {}
+
+    def _recent(self, key: tuple[str, str]) -> list[float]:
+        cutoff = time.monotonic() - LOCKOUT_SECONDS
+        recent = [t for t in self.failures.get(key, []) if t > cutoff]
+        if recent:
+            self.failures[key] = recent
+        else:
+            self.failures.pop(key, None)
+        return recent
+
+    def locked(self, key: tuple[str, str]) -> bool:
+        return len(self._recent(key)) >= MAX_FAILURES
+
+    def failed(self, key: tuple[str, str]) -> None:
+        self.failures.setdefault(key, []).append(time.monotonic())
+        if len(self.failures) > 10000:  # bounded memory under a spray of names
+            self.failures.pop(next(iter(self.failures)))
+
+    def succeeded(self, key: tuple[str, str]) -> None:
+        self.failures.pop(key, None)
+
 
 _PAGE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>{title} · modelyard</title>
@@ -66,6 +98,8 @@ def _login_form(next_path: str, csrf: str, message: str = "") -> str:
 
 
 def routes(db: Database) -> list[Route]:
+    throttle = Throttle()
+
     async def run(function: Callable[..., Any], *args: Any) -> Any:
         if db.is_sqlite:
             return function(*args)
@@ -94,15 +128,26 @@ def routes(db: Database) -> list[Route]:
             )
             _set_login_csrf(response, fresh, _secure(request))
             return response
+        client = request.client
+        key = (form.get("username", "")[:64], client.host if client else "")
+        if throttle.locked(key):
+            response = _page(
+                "Sign in",
+                _login_form(next_path, fresh, "Too many failed attempts; try again later."),
+                429,
+            )
+            _set_login_csrf(response, fresh, _secure(request))
+            return response
         try:
             user_id = await run(
                 access.check_login, db, form.get("username", ""), form.get("password", "")
             )
         except Unauthenticated as exc:
+            throttle.failed(key)
             response = _page("Sign in", _login_form(next_path, fresh, exc.message), 401)
             _set_login_csrf(response, fresh, _secure(request))
             return response
-        client = request.client
+        throttle.succeeded(key)
         secret, _csrf = await run(access.create_session, db, user_id, client.host if client else "")
         done = RedirectResponse(next_path, status_code=303)
         done.set_cookie(
