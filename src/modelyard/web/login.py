@@ -119,34 +119,21 @@ def routes(db: Database) -> list[Route]:
         next_path = _safe_next(form.get("next"))
         expected = request.cookies.get(LOGIN_CSRF_COOKIE, "")
         sent = form.get("csrf_token", "")
-        fresh = secrets.new_secret("")
         if not expected or not hmac.compare_digest(expected, sent):
-            response = _page(
-                "Sign in",
-                _login_form(next_path, fresh, "The form expired; please sign in again."),
-                403,
-            )
-            _set_login_csrf(response, fresh, _secure(request))
-            return response
+            return _form_again(request, next_path, "The form expired; please sign in again.", 403)
         client = request.client
         key = (form.get("username", "")[:64], client.host if client else "")
         if throttle.locked(key):
-            response = _page(
-                "Sign in",
-                _login_form(next_path, fresh, "Too many failed attempts; try again later."),
-                429,
+            return _form_again(
+                request, next_path, "Too many failed attempts; try again later.", 429
             )
-            _set_login_csrf(response, fresh, _secure(request))
-            return response
         try:
             user_id = await run(
                 access.check_login, db, form.get("username", ""), form.get("password", "")
             )
         except Unauthenticated as exc:
             throttle.failed(key)
-            response = _page("Sign in", _login_form(next_path, fresh, exc.message), 401)
-            _set_login_csrf(response, fresh, _secure(request))
-            return response
+            return _form_again(request, next_path, exc.message, 401)
         throttle.succeeded(key)
         secret, _csrf = await run(access.create_session, db, user_id, client.host if client else "")
         done = RedirectResponse(next_path, status_code=303)
@@ -210,6 +197,14 @@ def routes(db: Database) -> list[Route]:
         Route("/login", login, methods=["POST"]),
         Route("/logout", logout, methods=["POST"]),
     ]
+
+
+def _form_again(request: Request, next_path: str, message: str, status: int) -> Response:
+    """The login form once more, with a message and a fresh form token."""
+    fresh = secrets.new_secret("")
+    response = _page("Sign in", _login_form(next_path, fresh, message), status)
+    _set_login_csrf(response, fresh, _secure(request))
+    return response
 
 
 def _set_login_csrf(response: Response, value: str, secure: bool) -> None:
