@@ -18,6 +18,7 @@ from starlette.routing import Route
 
 from modelyard.api.openapi import document
 from modelyard.app import create_app
+from modelyard.auth.gate import GatedRoute
 from modelyard.settings import Settings
 from tests.conftest import Server, api
 
@@ -537,7 +538,7 @@ def app_routes(data_dir: Path) -> dict[str, set[str]]:
     app = create_app(Settings(data_dir=data_dir))
     out: dict[str, set[str]] = {}
     for route in app.routes:
-        if not isinstance(route, Route) or not route.path.startswith("/api/v1"):
+        if not isinstance(route, GatedRoute | Route) or not route.path.startswith("/api/v1"):
             continue
         templated = re.sub(r"\{(\w+):\w+\}", r"{\1}", route.path)
         out.setdefault(templated, set()).update(m.lower() for m in route.methods or ())

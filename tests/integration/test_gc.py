@@ -56,7 +56,10 @@ def test_gc_frees_deleted_candidates(
 
         done = run_cli(server, "gc", "--older-than", "0")
         assert done.returncode == 0, done.stderr
-        assert "removed: 0 deleted projects, 1 deleted candidates, 1 deleted logged models" in done.stdout
+        assert (
+            "removed: 0 deleted projects, 1 deleted candidates, 1 deleted logged models"
+            in done.stdout
+        )
         assert "2 unreferenced blobs (3.0 MiB)" in done.stdout
         assert sum(o.size for o in blobs.objects()) == 3 << 20
         gone = requests.get(

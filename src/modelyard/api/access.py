@@ -67,7 +67,8 @@ def _integer(value: Any, name: str, low: int = 0, high: int = MAX_INT64) -> int:
     if isinstance(value, str) and value.isascii() and value.isdigit() and len(value) < 19:
         value = int(value)
     if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-        raise InvalidParameter(f"'{name}' must be a whole number from {low} to {high}.")
+        bounds = f"of at least {low}" if high == MAX_INT64 else f"from {low} to {high}"
+        raise InvalidParameter(f"'{name}' must be a whole number {bounds}.")
     return value
 
 

@@ -9,7 +9,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from modelyard import __version__
-from modelyard.api import openapi_registry
+from modelyard.api import openapi_access, openapi_registry
 from modelyard.api.wire import respond
 from modelyard.mlflow_api.wire import Context
 
@@ -465,16 +465,18 @@ def document() -> dict[str, Any]:
         "info": {
             "title": "modelyard native API",
             "version": __version__,
-            "description": "Packages (named, versioned sets of files) and the model registry. "
-            "Errors answer "
+            "description": "Packages (named, versioned sets of files), the model registry, "
+            "projects, members, tokens, users and the audit log. Errors answer "
             '{"error": {"code": ..., "message": ...}}.',
         },
-        "paths": {**_paths(), **openapi_registry.paths()},
+        "security": [{openapi_access.BEARER: []}],
+        "paths": {**_paths(), **openapi_registry.paths(), **openapi_access.paths()},
         "components": {
-            "schemas": {**_schemas(), **openapi_registry.schemas()},
+            "schemas": {**_schemas(), **openapi_registry.schemas(), **openapi_access.schemas()},
             "parameters": _parameters(),
-            "responses": _responses(),
+            "responses": {**_responses(), **openapi_access.responses()},
             "headers": _headers(),
+            "securitySchemes": openapi_access.security_schemes(),
         },
     }
 

@@ -376,6 +376,8 @@ class GatedRoute(BaseRoute):
                     raise ModelyardError(
                         "Missing or wrong CSRF token (X-CSRF-Token).", ErrorCode.PERMISSION_DENIED
                     )
+        if capability is Capability.CALLER:
+            return None
         if capability is Capability.USER:
             if principal.user_id is None and not principal.anonymous:
                 raise ModelyardError(

@@ -139,7 +139,7 @@ NATIVE: dict[tuple[str, str], Rule] = {
     ("GET", _MODEL + "/aliases/{alias}/history"): _r(C.READ),
     ("GET", "/openapi.json"): _r(C.READ),
     # access: projects, members, tokens, users, audit log (changes are audited by the services)
-    ("GET", "/me"): _r(C.USER),
+    ("GET", "/me"): _r(C.CALLER),
     ("GET", "/projects"): _r(C.USER),
     ("POST", "/projects"): _r(C.USER),
     ("GET", _PROJECT): _r(C.READ),

@@ -37,6 +37,7 @@ class Capability(IntEnum):
     PUBLIC = 0  # anyone, signed in or not (health, the login page)
     USER = 1  # any signed-in person (their own tokens, their projects)
     ADMIN = 2  # instance admins (users)
+    CALLER = 3  # any authenticated caller, project tokens included (who am I)
     READ = Role.GUEST
     DOWNLOAD = Role.REPORTER
     WRITE = Role.DEVELOPER

@@ -648,7 +648,7 @@ def check_login(db: Database, name: str, password: str) -> int:
 # --------------------------------------------------------------------------------- sessions
 
 
-def create_session(db: Database, user_id: int, *, address: str = "") -> tuple[str, str]:
+def create_session(db: Database, user_id: int, address: str = "") -> tuple[str, str]:
     """A new browser session: (cookie secret, CSRF token)."""
     secret = secrets.new_secret(SESSION_PREFIX)
     csrf = secrets.new_secret("")

@@ -135,7 +135,8 @@ def routes(db: Database) -> list[Route]:
             throttle.failed(key)
             return _form_again(request, next_path, exc.message, 401)
         throttle.succeeded(key)
-        secret, _csrf = await run(access.create_session, db, user_id, client.host if client else "")
+        address = client.host if client else ""
+        secret, _csrf = await run(lambda: access.create_session(db, user_id, address=address))
         done = RedirectResponse(next_path, status_code=303)
         done.set_cookie(
             SESSION_COOKIE,
