@@ -172,7 +172,7 @@ class Gate:
             return
         try:
             project_id = await self._project(scope, path)
-            principal = await self._authenticate(scope, headers)
+            principal = await self._authenticate(scope, headers, project_id)
         except ModelyardError as exc:
             extra = (
                 [(b"www-authenticate", b'Bearer realm="modelyard"')]
@@ -206,7 +206,9 @@ class Gate:
         found: int | None = await self._run(_project_id, self.db, name)
         return found
 
-    async def _authenticate(self, scope: Scope, headers: dict[str, str]) -> Principal | None:
+    async def _authenticate(
+        self, scope: Scope, headers: dict[str, str], project_id: int | None
+    ) -> Principal | None:
         if not self.auth:
             return Principal(name=NOBODY.name, is_admin=True, anonymous=True)
         authorization = headers.get("authorization")
@@ -215,11 +217,15 @@ class Gate:
             scheme = scheme.lower()
             value = value.strip()
             if scheme == "bearer" and value:
-                bearer: Principal = await self._run(access.authenticate_token, self.db, value)
+                bearer: Principal = await self._run(
+                    access.authenticate_token, self.db, value, project_id
+                )
                 return bearer
             if scheme == "basic" and value:
                 user, password = _basic(value)
-                principal: Principal = await self._run(access.authenticate_token, self.db, password)
+                principal: Principal = await self._run(
+                    access.authenticate_token, self.db, password, project_id
+                )
                 if principal.user_id is not None and principal.name != user:
                     raise Unauthenticated("The token does not belong to that user.")
                 return principal

@@ -44,10 +44,6 @@ class Capability(IntEnum):
     MAINTAIN = Role.MAINTAINER
     OWN = Role.OWNER
 
-    @property
-    def in_project(self) -> bool:
-        return self >= Role.GUEST
-
 
 READ_SCOPE = "read"
 WRITE_SCOPE = "write"

@@ -566,12 +566,23 @@ def revoke_token(db: Database, token_id: int, *, actor: str, address: str = "") 
 # --------------------------------------------------------------------------- authentication
 
 
-def authenticate_token(db: Database, secret: str) -> Principal:
+def authenticate_token(db: Database, secret: str, project_id: int | None = None) -> Principal:
     """The principal a token stands for; Unauthenticated when it is unknown, expired,
-    revoked, or its user is disabled or its project deleted."""
+    revoked, or its user is disabled or its project deleted. With ``project_id`` (a live
+    project), the principal's role there is looked up in the same read."""
     now = now_ms()
     with db.read() as conn:
-        row = conn.execute(_TOKEN_QUERY, {"secret_hash": secrets.digest(secret)}).first()
+        row: Any = conn.execute(_TOKEN_QUERY, {"secret_hash": secrets.digest(secret)}).first()
+        principal = _token_principal(row, now)
+        if project_id is not None:
+            role_in(conn, principal, project_id, live=True)
+    if row.last_used_at is None or row.last_used_at < now - LAST_USED_RESOLUTION_MS:
+        with db.write() as conn:
+            conn.execute(update(tokens).where(tokens.c.id == row.id).values(last_used_at=now))
+    return principal
+
+
+def _token_principal(row: Any, now: int) -> Principal:
     if row is None:
         raise Unauthenticated("The token is not valid.")
     if row.revoked_at is not None:
@@ -582,9 +593,6 @@ def authenticate_token(db: Database, secret: str) -> Principal:
         raise Unauthenticated("The token's user is disabled.")
     if row.project_deleted_at is not None:
         raise Unauthenticated("The token's project has been deleted.")
-    if row.last_used_at is None or row.last_used_at < now - LAST_USED_RESOLUTION_MS:
-        with db.write() as conn:
-            conn.execute(update(tokens).where(tokens.c.id == row.id).values(last_used_at=now))
     if row.user_id is None:
         return Principal(
             name=row.name,
