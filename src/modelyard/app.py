@@ -14,7 +14,14 @@ from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
 from modelyard import __version__, api, mlflow_api
-from modelyard.auth.gate import PRINCIPAL, PROJECT, Gate, allowed_hosts, gate_routes
+from modelyard.auth.gate import (
+    PRINCIPAL,
+    PROJECT,
+    SECURITY_HEADERS,
+    Gate,
+    allowed_hosts,
+    gate_routes,
+)
 from modelyard.auth.roles import NOBODY
 from modelyard.blobs import open_blob_store
 from modelyard.db.engine import Database
@@ -72,7 +79,11 @@ async def domain_error(request: Request, exc: Exception) -> Response:
 
 async def internal_error(request: Request, exc: Exception) -> Response:
     logger.error("%s %s failed", request.method, request.url.path, exc_info=exc)
-    return error_response(ErrorCode.INTERNAL_ERROR, "Internal server error.")
+    response = error_response(ErrorCode.INTERNAL_ERROR, "Internal server error.")
+    # Starlette answers this outside every middleware, the gate included: add its headers here
+    for name, value in SECURITY_HEADERS:
+        response.headers[name.decode()] = value.decode()
+    return response
 
 
 def create_app(settings: Settings, *, database: Database | None = None) -> Starlette:
