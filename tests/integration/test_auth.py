@@ -1375,48 +1375,31 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
         proc.wait(timeout=20)
 
 
-def test_a_public_address_needs_auth_or_an_explicit_opt_out(tmp_path: Path) -> None:
-    port = free_port()
-    refused = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "modelyard",
-            "server",
-            "--host",
-            "0.0.0.0",
-            "--port",
-            str(port),
-            "--data-dir",
-            str(tmp_path),
-        ],
+def refuse_to_serve(
+    data_dir: Path, *args: str, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """``modelyard server`` with these options, expected to refuse to start."""
+    return subprocess.run(
+        [sys.executable, "-m", "modelyard", "server", "--data-dir", str(data_dir), *args],
         capture_output=True,
         text=True,
         timeout=60,
         check=False,
+        env=env,
     )
+
+
+def test_a_public_address_needs_auth_or_an_explicit_opt_out(tmp_path: Path) -> None:
+    port = free_port()
+    refused = refuse_to_serve(tmp_path, "--host", "0.0.0.0", "--port", str(port))
     assert refused.returncode != 0
     assert "--auth" in refused.stderr
     assert "--insecure-no-auth" in refused.stderr
     with pytest.raises(requests.ConnectionError):
         requests.get(f"http://127.0.0.1:{port}/health", timeout=1)
     # the environment cannot sneak past it either
-    env_refused = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "modelyard",
-            "server",
-            "--port",
-            str(port),
-            "--data-dir",
-            str(tmp_path),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-        env={**os.environ, "MODELYARD_HOST": "0.0.0.0"},
+    env_refused = refuse_to_serve(
+        tmp_path, "--port", str(port), env={**os.environ, "MODELYARD_HOST": "0.0.0.0"}
     )
     assert env_refused.returncode != 0
     assert "--auth" in env_refused.stderr
