@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import Server, run_cli
+
 ROOT = Path(__file__).resolve().parents[2]
 LEGACY_VENV = ROOT / ".venv" / "mlflow2"
 LEGACY_VERSION = "2.22.5"
@@ -104,3 +106,51 @@ def test_mlflow_2_client_logs_and_searches(server, legacy_python: Path) -> None:
     assert result["dict"] == {"k": [1, 2]}
     assert result["registered"] == ["1", "1", "1.0.0"]
     assert "MLmodel" in result["model_files"]
+
+
+def test_mlflow_2_client_with_a_token_in_a_project(make_backend, legacy_python: Path) -> None:  # type: ignore[no-untyped-def]
+    """The same work on a server with authentication, through a project's tracking URI, with
+    the 2.x client's MLFLOW_TRACKING_TOKEN; without the token it is refused."""
+    server = Server(make_backend("sqlite"), env={"MODELYARD_AUTH": "1"})
+    try:
+        made = run_cli(server, "users", "create", "legacy", "--admin")
+        assert made.returncode == 0, made.stderr
+        token = made.stdout.strip()
+        assert run_cli(server, "projects", "create", "old-clients").returncode == 0
+        env = {
+            **os.environ,
+            "MLFLOW_TRACKING_URI": f"{server.url}/projects/old-clients",
+            "MLFLOW_TRACKING_TOKEN": token,
+            "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0",
+        }
+        done = subprocess.run(
+            [str(legacy_python), "-c", SCRIPT, "in-project"],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=300,
+            check=False,
+        )
+        assert done.returncode == 0, done.stderr
+        result = json.loads(done.stdout.strip().splitlines()[-1])
+        assert result["found"] == [result["run_id"]]
+        assert result["text"] == "from the 2.x client"
+        assert result["registered"] == ["1", "1", "1.0.0"]
+        assert "MLmodel" in result["model_files"]
+        # the run lives in the project, not in the default one
+        default = run_cli(server, "models", "list")
+        assert "in-project-model" not in default.stdout
+        listed = run_cli(server, "models", "list", "--project", "old-clients")
+        assert "in-project-model" in listed.stdout
+        refused = subprocess.run(
+            [str(legacy_python), "-c", SCRIPT, "no-token"],
+            capture_output=True,
+            text=True,
+            env={k: v for k, v in env.items() if k != "MLFLOW_TRACKING_TOKEN"},
+            timeout=300,
+            check=False,
+        )
+        assert refused.returncode != 0
+        assert "401" in refused.stderr or "UNAUTHENTICATED" in refused.stderr
+    finally:
+        server.stop()
