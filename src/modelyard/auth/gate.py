@@ -18,6 +18,7 @@ import contextlib
 import ipaddress
 import socket
 from collections.abc import Callable, Iterable
+from functools import partial
 from typing import Any
 from urllib.parse import urlencode
 
@@ -27,6 +28,7 @@ from starlette.routing import BaseRoute, Match, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from modelyard.auth import policy
+from modelyard.auth.lookup import Found, Lookup
 from modelyard.auth.roles import NOBODY, Capability, Principal, Role
 from modelyard.db.engine import Database
 from modelyard.db.schema import DEFAULT_PROJECT_ID
@@ -135,6 +137,7 @@ class Gate:
     ) -> None:
         self.app = app
         self.db = db
+        self.lookup = Lookup(db)
         self.auth = auth
         self.hosts = hosts
 
@@ -171,8 +174,7 @@ class Gate:
             )
             return
         try:
-            project_id = await self._project(scope, path)
-            principal = await self._authenticate(scope, headers, project_id)
+            found = await self._identify(scope, headers)
         except ModelyardError as exc:
             extra = (
                 [(b"www-authenticate", b'Bearer realm="modelyard"')]
@@ -181,75 +183,63 @@ class Gate:
             )
             await send_error(send_with_headers, scope["path"], exc.code, exc.message, headers=extra)
             return
-        scope[PROJECT] = project_id
-        scope[PRINCIPAL] = principal
+        scope[PROJECT] = found.project_id
+        scope[PRINCIPAL] = found.principal
         await self.app(scope, receive, send_with_headers)
 
-    async def _run(self, function: Callable[..., Any], *args: Any) -> Any:
+    async def _run(self, function: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         if self.db.is_sqlite:
-            return function(*args)
-        return await to_thread.run_sync(function, *args)
+            return function(*args, **kwargs)
+        return await to_thread.run_sync(partial(function, *args, **kwargs))
 
-    async def _project(self, scope: Scope, path: str) -> int | None:
-        """The project of a ``/projects/<name>/…`` URL (the path is rewritten to ``/…``);
-        the default project otherwise. None: no such project (answered 404 by the route,
-        after authentication, like a project the caller may not read)."""
-        if not path.startswith("/projects/"):
-            return DEFAULT_PROJECT_ID
-        name, _, rest = path[len("/projects/") :].partition("/")
-        scope["path"] = "/" + rest
-        raw = scope.get("raw_path")
-        if raw is not None:
-            scope["raw_path"] = b"/" + raw[len("/projects/") :].partition(b"/")[2]
-        if not access.NAME_RE.fullmatch(name):
-            return None
-        found: int | None = await self._run(_project_id, self.db, name)
+    async def _identify(self, scope: Scope, headers: dict[str, str]) -> Found:
+        """The URL's project and the caller. A ``/projects/<name>/…`` path is rewritten to
+        ``/…``; a project that does not exist is None (answered 404 by the route, after
+        authentication, like a project the caller may not read)."""
+        path: str = scope["path"]
+        project: str | int = DEFAULT_PROJECT_ID
+        if path.startswith("/projects/"):
+            project, _, rest = path[len("/projects/") :].partition("/")
+            scope["path"] = "/" + rest
+            raw = scope.get("raw_path")
+            if raw is not None:
+                scope["raw_path"] = b"/" + raw[len("/projects/") :].partition(b"/")[2]
+        if not self.auth:
+            anonymous = Principal(name=NOBODY.name, is_admin=True, anonymous=True)
+            if project == DEFAULT_PROJECT_ID:
+                return Found(DEFAULT_PROJECT_ID, anonymous)
+            found: Found = await self._run(self.lookup.find, project)
+            found.principal = anonymous
+            return found
+        found = await self._run(self.lookup.find, project, **_credentials(scope, headers))
+        if found.stale_token is not None:
+            await self._run(access.touch_token, self.db, found.stale_token)
         return found
 
-    async def _authenticate(
-        self, scope: Scope, headers: dict[str, str], project_id: int | None
-    ) -> Principal | None:
-        if not self.auth:
-            return Principal(name=NOBODY.name, is_admin=True, anonymous=True)
-        authorization = headers.get("authorization")
-        if authorization:
-            scheme, _, value = authorization.strip().partition(" ")
-            scheme = scheme.lower()
-            value = value.strip()
-            if scheme == "bearer" and value:
-                bearer: Principal = await self._run(
-                    access.authenticate_token, self.db, value, project_id
-                )
-                return bearer
-            if scheme == "basic" and value:
-                user, password = _basic(value)
-                principal: Principal = await self._run(
-                    access.authenticate_token, self.db, password, project_id
-                )
-                if principal.user_id is not None and principal.name != user:
-                    raise Unauthenticated("The token does not belong to that user.")
-                return principal
-            raise Unauthenticated("Unsupported Authorization header: use a Bearer token.")
-        query: bytes = scope.get("query_string", b"")
-        if query and any(
-            part.split(b"=", 1)[0].lower() in _QUERY_TOKEN_NAMES for part in query.split(b"&")
-        ):
-            raise Unauthenticated(
-                "Tokens are not accepted in the query string; send them in the "
-                "Authorization header."
-            )
-        cookie = _cookie(headers.get("cookie", ""), SESSION_COOKIE)
-        if cookie:
-            session: Principal | None = await self._run(
-                access.authenticate_session, self.db, cookie
-            )
-            return session
-        return None
 
-
-def _project_id(db: Database, name: str) -> int | None:
-    with db.read() as conn:
-        return access.project_id_by_name(conn, name)
+def _credentials(scope: Scope, headers: dict[str, str]) -> dict[str, str]:
+    """The caller's secret: ``token`` (Bearer, or Basic with the token as password) or
+    ``session`` (the cookie); none at all is an empty dict. Never from the query string."""
+    authorization = headers.get("authorization")
+    if authorization:
+        scheme, _, value = authorization.strip().partition(" ")
+        scheme = scheme.lower()
+        value = value.strip()
+        if scheme == "bearer" and value:
+            return {"token": value}
+        if scheme == "basic" and value:
+            user, password = _basic(value)
+            return {"token": password, "basic_user": user}
+        raise Unauthenticated("Unsupported Authorization header: use a Bearer token.")
+    query: bytes = scope.get("query_string", b"")
+    if query and any(
+        part.split(b"=", 1)[0].lower() in _QUERY_TOKEN_NAMES for part in query.split(b"&")
+    ):
+        raise Unauthenticated(
+            "Tokens are not accepted in the query string; send them in the Authorization header."
+        )
+    cookie = _cookie(headers.get("cookie", ""), SESSION_COOKIE)
+    return {"session": cookie} if cookie else {}
 
 
 def _headers(scope: Scope) -> dict[str, str]:
@@ -427,8 +417,13 @@ class GatedRoute(BaseRoute):
                     return None
                 return access.role_in(conn, principal, project_id, live=project_name is None)
 
-        if principal.anonymous and project_name is None:
-            return Role.OWNER if prefix_project is not None else None
+        if project_name is None:
+            if prefix_project is None:
+                return None
+            if principal.anonymous:
+                return Role.OWNER
+            if prefix_project in principal.roles:  # read with the caller, by the gate
+                return principal.roles[prefix_project]
         if self.db.is_sqlite:
             return lookup()
         return await to_thread.run_sync(lookup)

@@ -37,8 +37,6 @@ from modelyard.services.entities import now_ms
 NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 SESSION_PREFIX = "mys_"
 SESSION_TTL_MS = 12 * 3600 * 1000
-#: how stale a token's "last used" time may get before a request refreshes it
-LAST_USED_RESOLUTION_MS = 60_000
 
 
 def check_name(value: Any, kind: str) -> str:
@@ -566,20 +564,19 @@ def revoke_token(db: Database, token_id: int, *, actor: str, address: str = "") 
 # --------------------------------------------------------------------------- authentication
 
 
-def authenticate_token(db: Database, secret: str, project_id: int | None = None) -> Principal:
+def authenticate_token(db: Database, secret: str) -> Principal:
     """The principal a token stands for; Unauthenticated when it is unknown, expired,
-    revoked, or its user is disabled or its project deleted. With ``project_id`` (a live
-    project), the principal's role there is looked up in the same read."""
-    now = now_ms()
+    revoked, or its user is disabled or its project deleted. (Requests are authenticated by
+    the gate's own query, ``auth.lookup``; this serves the login form.)"""
     with db.read() as conn:
         row: Any = conn.execute(_TOKEN_QUERY, {"secret_hash": secrets.digest(secret)}).first()
-        principal = _token_principal(row, now)
-        if project_id is not None:
-            role_in(conn, principal, project_id, live=True)
-    if row.last_used_at is None or row.last_used_at < now - LAST_USED_RESOLUTION_MS:
-        with db.write() as conn:
-            conn.execute(update(tokens).where(tokens.c.id == row.id).values(last_used_at=now))
-    return principal
+    return _token_principal(row, now_ms())
+
+
+def touch_token(db: Database, token_id: int) -> None:
+    """Record that a token was just used (the gate calls this at most once a minute)."""
+    with db.write() as conn:
+        conn.execute(update(tokens).where(tokens.c.id == token_id).values(last_used_at=now_ms()))
 
 
 def _token_principal(row: Any, now: int) -> Principal:
@@ -679,31 +676,6 @@ def create_session(db: Database, user_id: int, address: str = "") -> tuple[str, 
         name = conn.execute(select(users.c.name).where(users.c.id == user_id)).scalar_one()
         audit.record(conn, None, name, "session.login", name, {}, address)
     return secret, csrf
-
-
-def authenticate_session(db: Database, secret: str) -> Principal | None:
-    with db.read() as conn:
-        row = conn.execute(
-            select(
-                sessions.c.user_id,
-                sessions.c.csrf_token,
-                sessions.c.expires_at,
-                users.c.name,
-                users.c.is_admin,
-                users.c.disabled,
-            )
-            .join(users, users.c.id == sessions.c.user_id)
-            .where(sessions.c.secret_hash == secrets.digest(secret))
-        ).first()
-    if row is None or row.disabled or row.expires_at <= now_ms():
-        return None
-    return Principal(
-        name=row.name,
-        user_id=row.user_id,
-        is_admin=bool(row.is_admin),
-        via_session=True,
-        csrf_token=row.csrf_token,
-    )
 
 
 def end_session(db: Database, secret: str) -> None:
