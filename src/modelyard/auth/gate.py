@@ -24,7 +24,7 @@ from urllib.parse import urlencode
 
 import orjson
 from anyio import to_thread
-from starlette.routing import BaseRoute, Match, Route
+from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from modelyard.auth import policy
@@ -301,31 +301,15 @@ async def _redirect_to_login(scope: Scope, send: Send) -> None:
     await send({"type": "http.response.body", "body": b""})
 
 
-class GatedRoute(BaseRoute):
-    """A route with its rules: checked by ``authorize`` before the route's handler runs."""
+class GatedRoute(Route):
+    """A route with its rules: checked by ``_authorize`` before the route's handler runs.
+    It takes over the wrapped route's matching state, so routing costs what it did."""
 
     def __init__(self, route: Route, rules: dict[str, policy.Rule], db: Database) -> None:
+        self.__dict__.update(route.__dict__)
         self.route = route
         self.rules = rules
         self.db = db
-
-    @property
-    def path(self) -> str:
-        return self.route.path
-
-    @property
-    def methods(self) -> set[str] | None:
-        return self.route.methods
-
-    @property
-    def name(self) -> str:
-        return self.route.name
-
-    def matches(self, scope: Scope) -> tuple[Match, Scope]:
-        return self.route.matches(scope)
-
-    def url_path_for(self, name: str, /, **path_params: Any) -> Any:
-        return self.route.url_path_for(name, **path_params)
 
     async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
         method = scope["method"]

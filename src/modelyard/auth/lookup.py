@@ -47,6 +47,16 @@ WHERE s.secret_hash = ?
 _PROJECT = "SELECT p.id FROM projects p WHERE {project} AND p.deleted_at IS NULL"
 
 
+#: (token, session, project) statements, by project name (True) or by id (False)
+_STATEMENTS = {
+    by_name: tuple(
+        sql.format(project=_PROJECT_BY_NAME if by_name else _PROJECT_BY_ID)
+        for sql in (_BEARER_SQL, _SESSION, _PROJECT)
+    )
+    for by_name in (True, False)
+}
+
+
 @dataclass(slots=True)
 class Found:
     """What the gate learnt: the project (None: no such project), the caller (None: no
@@ -89,6 +99,9 @@ class Lookup:
                 check_same_thread=False,
                 timeout=self.db.busy_timeout,
             )
+            # after every write by another connection this one re-reads changed pages: map
+            # the file so that costs a memory read, not a read() call
+            conn.execute("PRAGMA mmap_size=1073741824")
             self._local.conn = conn
         return conn
 
@@ -117,9 +130,9 @@ class Lookup:
     ) -> Found:
         """``project``: a project name (from the URL) or the default project's id. A token
         sent with Basic credentials must be the named user's (any name for a project token)."""
-        where = _PROJECT_BY_NAME if isinstance(project, str) else _PROJECT_BY_ID
+        by_name = isinstance(project, str)
         if token is not None:
-            rows = self._rows(_BEARER_SQL.format(project=where), (project, secrets.digest(token)))
+            rows = self._rows(_STATEMENTS[by_name][0], (project, secrets.digest(token)))
             found = self._token(rows[0] if rows else None)
             principal = found.principal
             if (
@@ -131,10 +144,10 @@ class Lookup:
                 raise Unauthenticated("The token does not belong to that user.")
             return found
         if session is not None:
-            rows = self._rows(_SESSION.format(project=where), (project, secrets.digest(session)))
+            rows = self._rows(_STATEMENTS[by_name][1], (project, secrets.digest(session)))
             if rows and not rows[0][5] and rows[0][2] > now_ms():
                 return self._session(rows[0])
-        rows = self._rows(_PROJECT.format(project=where), (project,))
+        rows = self._rows(_STATEMENTS[by_name][2], (project,))
         return Found(rows[0][0] if rows else None, None)
 
     def _token(self, row: tuple[Any, ...] | None) -> Found:
