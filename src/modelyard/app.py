@@ -13,7 +13,7 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
-from modelyard import __version__, api, mlflow_api
+from modelyard import __version__, api, mlflow_api, ui
 from modelyard.auth.gate import (
     PRINCIPAL,
     PROJECT,
@@ -124,6 +124,7 @@ def create_app(settings: Settings, *, database: Database | None = None) -> Starl
         *login.routes(db),
         *mlflow_api.routes(context_of),
         *api.routes(context_of),
+        *ui.routes(context_of),
     ]
     app = Starlette(
         routes=gate_routes(routes, db),

@@ -384,7 +384,14 @@ SAMPLES = {
     "user": "someone",
     "token_id": "1",
 }
-PUBLIC = {("GET", "/health"), ("HEAD", "/health"), ("GET", "/login"), ("HEAD", "/login")}
+PUBLIC = {
+    ("GET", "/health"),
+    ("HEAD", "/health"),
+    ("GET", "/login"),
+    ("HEAD", "/login"),
+    ("GET", "/static/{name}"),
+    ("HEAD", "/static/{name}"),
+}
 PUBLIC_POST = {("POST", "/login")}
 
 
@@ -436,7 +443,12 @@ def test_every_route_of_the_router_has_its_rule(tmp_path: Path) -> None:
         for method, rule in route.rules.items()
         if rule.capability is policy.C.PUBLIC
     }
-    assert public == {("GET", "/health"), ("GET", "/login"), ("POST", "/login")}
+    assert public == {
+        ("GET", "/health"),
+        ("GET", "/login"),
+        ("POST", "/login"),
+        ("GET", "/static/{name}"),
+    }
 
 
 def test_a_route_without_a_rule_stops_the_server(tmp_path: Path) -> None:
@@ -464,7 +476,7 @@ def test_every_route_refuses_a_caller_without_credentials(
     prefixes = ["", "/projects/default", "/projects/no-such-project"]
     checked = 0
     for method, template in inventory:
-        path = concrete(template)
+        path = "/static/ui.css" if template == "/static/{name}" else concrete(template)
         for prefix in prefixes:
             response = yard.http.request(
                 method,

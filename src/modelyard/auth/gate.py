@@ -41,6 +41,7 @@ PRINCIPAL = "modelyard.principal"
 PROJECT = "modelyard.project_id"
 RULE = "modelyard.rule"
 ROLE = "modelyard.role"
+PREFIX = "modelyard.prefix"
 _QUERY_TOKEN_NAMES = (b"token", b"access_token", b"private_token", b"api_key")
 _SIMPLE_TYPES = ("text/plain", "application/x-www-form-urlencoded", "multipart/form-data")
 _SAFE_METHODS = frozenset({"GET", "HEAD"})
@@ -201,6 +202,7 @@ class Gate:
         if path.startswith("/projects/"):
             project, _, rest = path[len("/projects/") :].partition("/")
             scope["path"] = "/" + rest
+            scope[PREFIX] = f"/projects/{project}"
             raw = scope.get("raw_path")
             if raw is not None:
                 scope["raw_path"] = b"/" + raw[len("/projects/") :].partition(b"/")[2]

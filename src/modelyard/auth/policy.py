@@ -170,6 +170,9 @@ TOP: dict[tuple[str, str], Rule] = {
     ("GET", "/login"): _r(C.PUBLIC),
     ("POST", "/login"): _r(C.PUBLIC, forms=True),
     ("POST", "/logout"): _r(C.USER, forms=True),
+    ("GET", "/static/{name}"): _r(C.PUBLIC),
+    # the web UI (forms check the session's CSRF token themselves)
+    ("GET", "/ui/experiments"): _r(C.READ),
     # MLflow's UI asks for run artifacts here
     ("GET", "/get-artifact"): _r(C.DOWNLOAD),
 }

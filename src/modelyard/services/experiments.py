@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Connection, Row, and_, bindparam, delete, insert, select, update
+from sqlalchemy import Connection, Row, and_, bindparam, delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from modelyard.db.engine import Database
@@ -298,3 +298,19 @@ def delete_tag(db: Database, project_id: int, experiment_id: str | None, key: st
         ).rowcount
         if not gone:
             raise NotFound(f"No tag with name: {key} in experiment with id {number}")
+
+
+def activity(db: Database, experiment_ids: list[int]) -> dict[int, tuple[int, int | None]]:
+    """For each experiment: how many active candidates it has and when one last started or
+    ended (None: never)."""
+    if not experiment_ids:
+        return {}
+    last = func.max(func.coalesce(runs.c.end_time, runs.c.start_time))
+    query = (
+        select(runs.c.experiment_id, func.count(), last)
+        .where(runs.c.experiment_id.in_(experiment_ids), runs.c.lifecycle_stage == ACTIVE)
+        .group_by(runs.c.experiment_id)
+    )
+    with db.read() as conn:
+        found = {row[0]: (int(row[1]), row[2]) for row in conn.execute(query)}
+    return {i: found.get(i, (0, None)) for i in experiment_ids}

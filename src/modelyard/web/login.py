@@ -170,30 +170,7 @@ def routes(db: Database) -> list[Route]:
         response.delete_cookie(SESSION_COOKIE, path="/")
         return response
 
-    async def home(request: Request) -> Response:
-        principal: Principal = request.scope[PRINCIPAL]
-        projects = await run(access.list_projects, db, principal)
-        base = str(request.base_url).rstrip("/")
-        items = "".join(
-            f"<li><strong>{escape(p.name)}</strong> ({escape(role.label)}): "
-            f"<code>MLFLOW_TRACKING_URI={escape(base)}/projects/{escape(p.name)}</code></li>"
-            for p, role in projects
-        )
-        logout_form = (
-            '<form method="post" action="/logout">'
-            f'<input type="hidden" name="csrf_token" value="{escape(principal.csrf_token or "")}">'
-            '<button type="submit">Sign out</button></form>'
-            if principal.via_session
-            else ""
-        )
-        return _page(
-            "modelyard",
-            f"<h1>modelyard</h1><p>Signed in as <strong>{escape(principal.name)}</strong>.</p>"
-            f"<h2>Your projects</h2><ul>{items}</ul>{logout_form}",
-        )
-
     return [
-        Route("/", home, methods=["GET"]),
         Route("/login", login_page, methods=["GET"]),
         Route("/login", login, methods=["POST"]),
         Route("/logout", logout, methods=["POST"]),
