@@ -309,3 +309,30 @@ def run_cli(server: Server, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         command + server.extra, capture_output=True, text=True, timeout=600, check=False
     )
+
+
+ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[object]:
+    """Debian's chromium, headless, driven by Playwright (no browser download)."""
+    from playwright.sync_api import sync_playwright
+
+    executable = shutil.which("chromium") or "/usr/bin/chromium"
+    if not Path(executable).exists():
+        pytest.fail("The browser tests need Debian's chromium (apt-get install chromium).")
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(
+            executable_path=executable, headless=True, args=["--no-sandbox"]
+        )
+        yield launched
+        launched.close()
+
+
+def screenshot(page: object, name: str) -> Path:
+    """Keep a picture of the page under test-artifacts/ (kept by CI as a test artifact)."""
+    ARTIFACTS.mkdir(exist_ok=True)
+    target = ARTIFACTS / f"{name}.png"
+    page.screenshot(path=str(target), full_page=True)  # type: ignore[attr-defined]
+    return target

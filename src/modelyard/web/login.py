@@ -58,8 +58,10 @@ class Throttle:
 
 _PAGE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>{title} · modelyard</title>
-<meta name="viewport" content="width=device-width, initial-scale=1"></head>
-<body><main>{body}</main></body></html>"""
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<link rel="stylesheet" href="/static/ui.css"></head>
+<body><header class="top"><a class="brand" href="/">modelyard</a></header>
+<main class="login">{body}</main></body></html>"""
 
 
 def _page(title: str, body: str, status: int = 200) -> HTMLResponse:
