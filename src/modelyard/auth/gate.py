@@ -292,7 +292,9 @@ def _wants_page(scope: Scope) -> bool:
 
 
 async def _redirect_to_login(scope: Scope, send: Send) -> None:
-    target = "/login?" + urlencode({"next": scope.get("root_path", "") + scope["path"]})
+    here = scope.get(PREFIX, "") + scope["path"]
+    query = scope.get("query_string", b"").decode("latin-1")
+    target = "/login?" + urlencode({"next": here + ("?" + query if query else "")})
     await send(
         {
             "type": "http.response.start",

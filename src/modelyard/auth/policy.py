@@ -173,6 +173,20 @@ TOP: dict[tuple[str, str], Rule] = {
     ("GET", "/static/{name}"): _r(C.PUBLIC),
     # the web UI (forms check the session's CSRF token themselves)
     ("GET", "/ui/experiments"): _r(C.READ),
+    ("GET", "/ui/experiments/{experiment_id}"): _r(C.READ),
+    ("GET", "/ui/experiments/{experiment_id}/candidates.csv"): _r(C.READ),
+    ("GET", "/ui/selection"): _r(C.READ),
+    ("GET", "/ui/models"): _r(C.READ),
+    ("GET", "/ui/models/{name}"): _r(C.READ),
+    ("GET", "/ui/models/{name}/versions/{ref}"): _r(C.READ),
+    ("POST", "/ui/models/{name}/aliases"): _r(C.MAINTAIN, "alias.set", forms=True),
+    ("POST", "/ui/models/{name}/card"): _r(C.MAINTAIN, "model.card", forms=True),
+    ("GET", "/ui/promote"): _r(C.WRITE),
+    ("POST", "/ui/promote"): _r(C.WRITE, "version.promote", forms=True),
+    ("GET", "/ui/runs/{run_id}"): _r(C.READ),
+    ("GET", "/ui/runs/{run_id}/files/{path:anypath}"): _r(C.DOWNLOAD),
+    ("GET", "/ui/runs/{run_id}/raw/{path:anypath}"): _r(C.DOWNLOAD),
+    ("GET", "/ui/compare"): _r(C.READ),
     # MLflow's UI asks for run artifacts here
     ("GET", "/get-artifact"): _r(C.DOWNLOAD),
 }

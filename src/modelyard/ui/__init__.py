@@ -12,8 +12,9 @@ from starlette.responses import FileResponse, Response
 from starlette.routing import Route
 
 from modelyard.errors import ModelyardError, NotFound
-from modelyard.mlflow_api.wire import Context
-from modelyard.ui import pages
+from modelyard.mlflow_api.wire import Context, audited, call
+from modelyard.services import audit
+from modelyard.ui import candidates, models, pages, runs
 from modelyard.ui.render import error_page
 
 Page = Callable[[Request, Context], Awaitable[Response]]
@@ -24,6 +25,20 @@ STATIC_FILES = {"ui.css": "text/css", "ui.js": "text/javascript"}
 ROUTES: list[tuple[str, tuple[str, ...], Page]] = [
     ("/", ("GET",), pages.home),
     ("/ui/experiments", ("GET",), pages.experiment_list),
+    ("/ui/experiments/{experiment_id}", ("GET",), candidates.candidates),
+    ("/ui/experiments/{experiment_id}/candidates.csv", ("GET",), candidates.candidates_csv),
+    ("/ui/selection", ("GET",), candidates.selection),
+    ("/ui/models", ("GET",), models.model_list),
+    ("/ui/models/{name}", ("GET",), models.model_page),
+    ("/ui/models/{name}/versions/{ref}", ("GET",), models.version_page),
+    ("/ui/models/{name}/aliases", ("POST",), models.set_alias),
+    ("/ui/models/{name}/card", ("POST",), models.save_card),
+    ("/ui/promote", ("GET",), models.promote_form),
+    ("/ui/promote", ("POST",), models.promote),
+    ("/ui/runs/{run_id}", ("GET",), runs.run_page),
+    ("/ui/runs/{run_id}/files/{path:anypath}", ("GET",), runs.file_page),
+    ("/ui/runs/{run_id}/raw/{path:anypath}", ("GET",), runs.file_raw),
+    ("/ui/compare", ("GET",), runs.compare),
 ]
 
 
@@ -44,7 +59,14 @@ def _guarded(
     async def route(request: Request) -> Response:
         context = context_of(request)
         try:
-            return await page(request, context)
+            response = await page(request, context)
+            action = audited(request)
+            if action is not None and response.status_code < 400:
+                fields = dict(getattr(request.state, "form", {}))
+                fields.pop("csrf_token", None)
+                fields.update(request.path_params)
+                await call(context, audit.record_call, context, action, fields)
+            return response
         except ModelyardError as exc:
             return error_page(request, exc)
 

@@ -88,6 +88,7 @@ async def form(request: Request) -> dict[str, str]:
         sent = fields.get("csrf_token") or request.headers.get("x-csrf-token", "")
         if not hmac.compare_digest(principal.csrf_token or "", sent):
             raise PermissionDenied("The form expired or came from elsewhere; reload the page.")
+    request.state.form = fields
     return fields
 
 

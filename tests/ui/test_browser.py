@@ -1,0 +1,142 @@
+"""The whole path through the UI in a real browser (Debian's chromium driven by Playwright):
+sign in, find a candidate by filter, open it, compare three, promote one to 1.0.0, set the
+production alias, download a file. Screenshots of each step are kept in test-artifacts/."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import Server, run_cli, screenshot
+
+PASSWORD = "correct horse battery staple"
+
+
+@pytest.fixture
+def team(make_backend: Any, tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """A server with authentication, a user with a password, and a project with candidates."""
+    server = Server(make_backend("sqlite"), env={"MODELYARD_AUTH": "1"})
+    made = subprocess.run(
+        [
+            sys.executable, "-m", "modelyard", "users", "create", "alice", "--admin",
+            "--password-stdin", "--data-dir", str(server.backend.data_dir),
+        ],
+        input=PASSWORD + "\n", capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert made.returncode == 0, made.stderr
+    token = made.stdout.strip()
+    assert run_cli(server, "projects", "create", "vision", "--owner", "alice").returncode == 0
+    runs = _log_candidates(f"{server.url}/projects/vision", token, tmp_path_factory.mktemp("f"))
+    yield server, runs
+    server.stop()
+
+
+def _log_candidates(uri: str, token: str, folder: Path) -> dict[str, str]:
+    """Five candidates with params, a loss history and files (a model folder with MLmodel)."""
+    import os
+
+    from mlflow.tracking import MlflowClient
+
+    os.environ["MLFLOW_TRACKING_TOKEN"] = token
+    client = MlflowClient(uri)
+    experiment = client.create_experiment("cnn")
+    (folder / "model").mkdir()
+    (folder / "model" / "MLmodel").write_text("flavors:\n  python_function: {}\n")
+    (folder / "model" / "weights.txt").write_text("the weights of the best model\n")
+    runs: dict[str, str] = {}
+    for index, (optimizer, lr) in enumerate(
+        [("adam", 0.1), ("adam", 0.01), ("sgd", 0.1), ("sgd", 0.01), ("adam", 0.001)]
+    ):
+        run = client.create_run(experiment, run_name=f"cnn-{index}").info.run_id
+        client.log_param(run, "optimizer", optimizer)
+        client.log_param(run, "lr", str(lr))
+        for step in range(5):
+            client.log_metric(run, "loss", (index + 1) / 10 + 0.5 / (step + 1), step=step)
+        client.log_artifacts(run, str(folder / "model"), "model")
+        client.set_terminated(run)
+        runs[f"cnn-{index}"] = run
+    return runs
+
+
+def test_sign_in_find_compare_promote_alias_download(
+    team: Any, browser: Any, tmp_path: Path
+) -> None:
+    server, runs = team
+    context = browser.new_context(accept_downloads=True)
+    page = context.new_page()
+    base = f"{server.url}/projects/vision"
+
+    # signing in: the experiments page sends the browser to the login form and back
+    page.goto(f"{base}/ui/experiments")
+    assert "/login" in page.url
+    page.fill("input[name=username]", "alice")
+    page.fill("input[name=password]", PASSWORD)
+    page.click("button[type=submit]")
+    page.wait_for_url(f"{base}/ui/experiments")
+    assert page.locator("#experiments").inner_text().count("cnn") == 1
+    screenshot(page, "ui-01-experiments")
+
+    # find a candidate by filter
+    page.click("text=cnn")
+    page.fill("input[name=filter]", "metrics.loss < 0.35 AND params.optimizer = 'adam'")
+    page.keyboard.press("Enter")
+    page.wait_for_load_state()
+    table = page.locator("table.candidates")
+    assert "cnn-0" in table.inner_text()
+    assert "cnn-1" in table.inner_text()
+    assert "cnn-2" not in table.inner_text()
+    screenshot(page, "ui-02-filtered")
+
+    # open it
+    page.click("text=cnn-0")
+    page.wait_for_url(f"**/ui/runs/{runs['cnn-0']}")
+    assert "optimizer" in page.content()
+    assert page.locator("svg").count() >= 1
+    screenshot(page, "ui-03-candidate")
+
+    # compare three
+    page.go_back()
+    page.fill("input[name=filter]", "")
+    page.keyboard.press("Enter")
+    page.wait_for_load_state()
+    for name in ("cnn-0", "cnn-1", "cnn-2"):
+        page.check(f"input[name=run][value='{runs[name]}']")
+    page.click("text=Compare selected")
+    page.wait_for_url("**/ui/compare?**")
+    compared = page.content()
+    for name in ("cnn-0", "cnn-1", "cnn-2"):
+        assert name in compared
+    assert "cnn-3" not in compared
+    assert page.locator("svg").count() >= 1
+    screenshot(page, "ui-04-compare")
+
+    # promote one to 1.0.0
+    page.goto(f"{base}/ui/promote?run={runs['cnn-0']}")
+    page.fill("input[name=new_name]", "cnn-classifier")
+    assert page.input_value("input[name=semver]") == "1.0.0"
+    page.click("#promote-form button[type=submit]")
+    page.wait_for_url("**/ui/models/cnn-classifier/versions/**")
+    assert "1.0.0" in page.content()
+    screenshot(page, "ui-05-version")
+
+    # set the production alias
+    page.goto(f"{base}/ui/models/cnn-classifier")
+    page.fill("input[name=alias]", "production")
+    page.select_option("select[name=version]", "1")
+    page.click("#alias-form button[type=submit]")
+    page.wait_for_url(f"{base}/ui/models/cnn-classifier?saved=alias*")
+    assert "production" in page.locator("#alias-history").inner_text()
+    screenshot(page, "ui-06-model")
+
+    # download a file of the version
+    page.goto(f"{base}/ui/models/cnn-classifier/versions/production")
+    with page.expect_download() as download:
+        page.click("a[download] >> text=weights.txt")
+    saved = tmp_path / "weights.txt"
+    download.value.save_as(saved)
+    assert saved.read_text() == "the weights of the best model\n"
+    context.close()
