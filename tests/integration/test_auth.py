@@ -829,12 +829,15 @@ def mlflow_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[pytest.MonkeyPatch]:
     yield monkeypatch
     while mlflow.active_run():
         mlflow.end_run()
+    # the registry URI is process-wide (and exported to subprocesses): leave none behind
+    mlflow.set_registry_uri(None)  # type: ignore[arg-type]
 
 
 def point_client(monkeypatch: pytest.MonkeyPatch, uri: str, **credentials: str) -> None:
     import mlflow
 
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    monkeypatch.setenv("MLFLOW_REGISTRY_URI", uri)
     for name, value in credentials.items():
         monkeypatch.setenv(f"MLFLOW_TRACKING_{name.upper()}", value)
     mlflow.set_tracking_uri(uri)

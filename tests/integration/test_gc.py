@@ -87,8 +87,8 @@ def test_deleted_project_is_purged_and_its_blobs_released(
         for name in ("doomed", "kept"):
             made = run_cli(server, "projects", "create", name)
             assert made.returncode == 0, made.stderr
-        doomed = MlflowClient(f"{server.url}/projects/doomed")
-        kept = MlflowClient(f"{server.url}/projects/kept")
+        doomed = MlflowClient(*[f"{server.url}/projects/doomed"] * 2)
+        kept = MlflowClient(*[f"{server.url}/projects/kept"] * 2)
         shared = tmp_path / "shared.bin"
         shared.write_bytes(os.urandom(1 << 20))
         own = tmp_path / "own.bin"
@@ -132,7 +132,7 @@ def test_deleted_project_is_purged_and_its_blobs_released(
 
         again = run_cli(server, "projects", "create", "doomed")
         assert again.returncode == 0, again.stderr
-        fresh = MlflowClient(f"{server.url}/projects/doomed")
+        fresh = MlflowClient(*[f"{server.url}/projects/doomed"] * 2)
         assert fresh.search_registered_models() == []
         assert [e.name for e in fresh.search_experiments()] == ["Default"]
     finally:

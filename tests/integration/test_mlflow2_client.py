@@ -120,6 +120,7 @@ def test_mlflow_2_client_with_a_token_in_a_project(make_backend, legacy_python: 
         env = {
             **os.environ,
             "MLFLOW_TRACKING_URI": f"{server.url}/projects/old-clients",
+            "MLFLOW_REGISTRY_URI": f"{server.url}/projects/old-clients",
             "MLFLOW_TRACKING_TOKEN": token,
             "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0",
         }

@@ -17,7 +17,9 @@ PASSWORD = "correct horse battery staple"
 
 
 @pytest.fixture
-def team(make_backend: Any, tmp_path_factory: pytest.TempPathFactory) -> Any:
+def team(
+    make_backend: Any, tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> Any:
     """A server with authentication, a user with a password, and a project with candidates."""
     server = Server(make_backend("sqlite"), env={"MODELYARD_AUTH": "1"})
     made = subprocess.run(
@@ -30,19 +32,17 @@ def team(make_backend: Any, tmp_path_factory: pytest.TempPathFactory) -> Any:
     assert made.returncode == 0, made.stderr
     token = made.stdout.strip()
     assert run_cli(server, "projects", "create", "vision", "--owner", "alice").returncode == 0
-    runs = _log_candidates(f"{server.url}/projects/vision", token, tmp_path_factory.mktemp("f"))
+    monkeypatch.setenv("MLFLOW_TRACKING_TOKEN", token)
+    runs = _log_candidates(f"{server.url}/projects/vision", tmp_path_factory.mktemp("f"))
     yield server, runs
     server.stop()
 
 
-def _log_candidates(uri: str, token: str, folder: Path) -> dict[str, str]:
+def _log_candidates(uri: str, folder: Path) -> dict[str, str]:
     """Five candidates with params, a loss history and files (a model folder with MLmodel)."""
-    import os
-
     from mlflow.tracking import MlflowClient
 
-    os.environ["MLFLOW_TRACKING_TOKEN"] = token
-    client = MlflowClient(uri)
+    client = MlflowClient(uri, uri)
     experiment = client.create_experiment("cnn")
     (folder / "model").mkdir()
     (folder / "model" / "MLmodel").write_text("flavors:\n  python_function: {}\n")
