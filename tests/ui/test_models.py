@@ -485,6 +485,15 @@ def test_browser_forms_need_the_csrf_token(auth_server: tuple[Server, str]) -> N
     made = send("/ui/promote", {"run": run, "model": "guarded", "csrf_token": token})
     assert made.status_code == 303
     assert made.headers["location"] == "/ui/models/guarded/versions/2?created=1"
+    # both changes are in the audit log, with who made them and without the form's token
+    events = session.get(
+        f"{srv.url}/api/v1/projects/default/audit", params={"limit": 10}, timeout=30
+    ).json()["events"]
+    by_action = {event["action"]: event for event in reversed(events)}  # newest wins
+    assert by_action["alias.set"]["actor"] == "boss"
+    assert "alias=production" in by_action["alias.set"]["target"]
+    assert by_action["version.promote"]["actor"] == "boss"
+    assert token not in str(events)
 
 
 def test_a_developer_sees_no_maintainer_forms(auth_server: tuple[Server, str]) -> None:
