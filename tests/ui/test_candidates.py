@@ -383,3 +383,19 @@ def test_another_projects_experiment_is_not_found(server: Server) -> None:
         assert "secret" not in answer.text
     assert get(server, f"/projects/{name}/ui/experiments/{theirs}").status_code == 200
     assert get(server, "/ui/experiments/999999").status_code == 404
+
+
+def test_sorting_by_a_key_with_a_space(server: Server) -> None:
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(server.url)
+    experiment_id = client.create_experiment(f"spaced-{uuid.uuid4().hex[:6]}")
+    for size in ("64", "8", "32"):
+        run_id = client.create_run(experiment_id).info.run_id
+        client.log_param(run_id, "batch size", size)
+    table = read_table(get(server, f"/ui/experiments/{experiment_id}").text)
+    assert "batch size" in table.headers
+    link = table.sort_links["batch size"]
+    assert parse_qs(urlsplit(link).query)["order"] == ["params.`batch size` ASC"]
+    ordered = read_table(follow(server, link).text)
+    assert ordered.column("batch size") == ["32", "64", "8"]  # params sort as strings

@@ -345,7 +345,7 @@ async def candidates_csv(request: Request, ctx: Context) -> Response:
             wanted = CSV_PAGE if limit is None else min(CSV_PAGE, limit - sent)
             found = await call(ctx, _search, ctx, query, chosen, wanted, found.next_page_token)
 
-    filename = f"experiment-{'-'.join(query.experiment_ids)}-candidates.csv"
+    filename = f"experiment-{'-'.join(str(e.experiment_id) for e in chosen)}-candidates.csv"
     return StreamingResponse(
         body(),
         media_type="text/csv; charset=utf-8",
