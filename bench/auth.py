@@ -46,7 +46,6 @@ from tracking import (
     SEARCH_FILTER,
     SEARCH_MAX,
     SEARCH_ORDER,
-    SEARCH_STEPS,
     Outcome,
     Rest,
     Server,
@@ -295,21 +294,8 @@ def set_up(caller: Caller) -> None:
     caller.ids["search_experiment"] = search_experiment
     caller.search_data = search_data(SEARCH_RUNS)
     for run in caller.search_data:
-        run_id = rest.create_run(search_experiment, run.name)
+        run_id = tracking.log_search_run(rest, search_experiment, run)
         caller.ids.setdefault("get_run", run_id)
-        metrics = [
-            {"key": key, "value": values[s], "timestamp": BASE_TS + s, "step": s}
-            for key, values in (("loss", run.loss), ("acc", run.acc))
-            for s in range(SEARCH_STEPS)
-        ]
-        rest.post(
-            "/runs/log-batch",
-            {
-                "run_id": run_id,
-                "metrics": metrics,
-                "params": [{"key": "alpha", "value": run.alpha}],
-            },
-        )
 
 
 @dataclass(frozen=True)

@@ -685,6 +685,21 @@ def expected_search(data: list[SeedRun]) -> list[str]:
     return [r.name for r in hits[:SEARCH_MAX]]
 
 
+def log_search_run(rest: Rest, experiment_id: str, run: Any) -> str:
+    """One candidate of the search data set: its loss and accuracy histories and alpha."""
+    run_id = rest.create_run(experiment_id, run.name)
+    metrics = [
+        {"key": key, "value": values[s], "timestamp": BASE_TS + s, "step": s}
+        for key, values in (("loss", run.loss), ("acc", run.acc))
+        for s in range(SEARCH_STEPS)
+    ]
+    rest.post(
+        "/runs/log-batch",
+        {"run_id": run_id, "metrics": metrics, "params": [{"key": "alpha", "value": run.alpha}]},
+    )
+    return run_id
+
+
 def seed_search(server: Server, experiment_id: str, data: list[SeedRun], threads: int) -> float:
     """Create the runs and log their data with raw HTTP; returns the wall time."""
     local = threading.local()
@@ -700,20 +715,7 @@ def seed_search(server: Server, experiment_id: str, data: list[SeedRun], threads
             local.rest = rest
             with lock:
                 sessions.append(rest)
-        run_id = rest.create_run(experiment_id, run.name)
-        metrics = [
-            {"key": key, "value": values[s], "timestamp": BASE_TS + s, "step": s}
-            for key, values in (("loss", run.loss), ("acc", run.acc))
-            for s in range(SEARCH_STEPS)
-        ]
-        rest.post(
-            "/runs/log-batch",
-            {
-                "run_id": run_id,
-                "metrics": metrics,
-                "params": [{"key": "alpha", "value": run.alpha}],
-            },
-        )
+        log_search_run(rest, experiment_id, run)
         with lock:
             done[0] += 1
             if done[0] % step == 0:
