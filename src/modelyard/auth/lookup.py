@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,6 +19,7 @@ from modelyard.auth import secrets
 from modelyard.auth.roles import READ_SCOPE, Principal, Role
 from modelyard.db.dialect import driver_sql
 from modelyard.db.engine import Database
+from modelyard.db.schema import DEFAULT_PROJECT_ID
 from modelyard.errors import Unauthenticated
 from modelyard.services.entities import now_ms
 
@@ -67,6 +69,10 @@ class Found:
     stale_token: int | None = None
 
 
+#: how stale a token's "last used" time may get before a request refreshes it
+LAST_USED_RESOLUTION_MS = 60_000
+
+
 def role_for(principal: Principal, project_id: int, member_role: str | None) -> Role | None:
     """The principal's role in a live project, given its membership there (if any)."""
     role: Role | None
@@ -81,8 +87,6 @@ def role_for(principal: Principal, project_id: int, member_role: str | None) -> 
 
 class Lookup:
     """Runs the gate's query on a connection of its own."""
-
-    LAST_USED_RESOLUTION_MS = 60_000
 
     def __init__(self, db: Database) -> None:
         self.db = db
@@ -133,7 +137,7 @@ class Lookup:
         by_name = isinstance(project, str)
         if token is not None:
             rows = self._rows(_STATEMENTS[by_name][0], (project, secrets.digest(token)))
-            found = self._token(rows[0] if rows else None)
+            found = token_found(rows[0] if rows else None)
             principal = found.principal
             if (
                 basic_user is not None
@@ -150,42 +154,6 @@ class Lookup:
         rows = self._rows(_STATEMENTS[by_name][2], (project,))
         return Found(rows[0][0] if rows else None, None)
 
-    def _token(self, row: tuple[Any, ...] | None) -> Found:
-        if row is None:
-            raise Unauthenticated("The token is not valid.")
-        (token_id, name, user_id, token_project, role, scope, expires_at, revoked_at) = row[:8]
-        last_used, user_name, is_admin, disabled, project_deleted, project_id, member = row[8:]
-        now = now_ms()
-        if revoked_at is not None:
-            raise Unauthenticated("The token has been revoked.")
-        if expires_at is not None and expires_at <= now:
-            raise Unauthenticated("The token has expired.")
-        if user_id is not None and disabled:
-            raise Unauthenticated("The token's user is disabled.")
-        if project_deleted is not None:
-            raise Unauthenticated("The token's project has been deleted.")
-        read_only = scope == READ_SCOPE
-        if user_id is None:
-            principal = Principal(
-                name=name,
-                token_id=token_id,
-                token_project_id=token_project,
-                token_role=Role.parse(role),
-                read_only=read_only,
-            )
-        else:
-            principal = Principal(
-                name=user_name,
-                user_id=user_id,
-                is_admin=bool(is_admin),
-                token_id=token_id,
-                read_only=read_only,
-            )
-        if project_id is not None:
-            principal.roles[project_id] = role_for(principal, project_id, member)
-        stale = last_used is None or last_used < now - self.LAST_USED_RESOLUTION_MS
-        return Found(project_id, principal, token_id if stale else None)
-
     @staticmethod
     def _session(row: tuple[Any, ...]) -> Found:
         user_id, csrf, _expires, name, is_admin, _disabled, project_id, member = row
@@ -199,3 +167,54 @@ class Lookup:
         if project_id is not None:
             principal.roles[project_id] = role_for(principal, project_id, member)
         return Found(project_id, principal)
+
+
+def token_found(row: Sequence[Any] | None, now: int | None = None) -> Found:
+    """The caller a row of the token query stands for; Unauthenticated when the token is
+    unknown, revoked, expired, or its user is disabled or its project deleted."""
+    if row is None:
+        raise Unauthenticated("The token is not valid.")
+    (token_id, name, user_id, token_project, role, scope, expires_at, revoked_at) = row[:8]
+    last_used, user_name, is_admin, disabled, project_deleted, project_id, member = row[8:]
+    now = now_ms() if now is None else now
+    if revoked_at is not None:
+        raise Unauthenticated("The token has been revoked.")
+    if expires_at is not None and expires_at <= now:
+        raise Unauthenticated("The token has expired.")
+    if user_id is not None and disabled:
+        raise Unauthenticated("The token's user is disabled.")
+    if project_deleted is not None:
+        raise Unauthenticated("The token's project has been deleted.")
+    read_only = scope == READ_SCOPE
+    if user_id is None:
+        principal = Principal(
+            name=name,
+            token_id=token_id,
+            token_project_id=token_project,
+            token_role=Role.parse(role),
+            read_only=read_only,
+        )
+    else:
+        principal = Principal(
+            name=user_name,
+            user_id=user_id,
+            is_admin=bool(is_admin),
+            token_id=token_id,
+            read_only=read_only,
+        )
+    if project_id is not None:
+        principal.roles[project_id] = role_for(principal, project_id, member)
+    stale = last_used is None or last_used < now - LAST_USED_RESOLUTION_MS
+    return Found(project_id, principal, token_id if stale else None)
+
+
+def authenticate_token(db: Database, secret: str) -> Principal:
+    """The principal a token stands for (the login form accepts a personal token too)."""
+    with db.read() as conn:
+        row = conn.exec_driver_sql(
+            driver_sql(_STATEMENTS[False][0], conn.dialect.paramstyle),
+            (DEFAULT_PROJECT_ID, secrets.digest(secret)),
+        ).first()
+    found = token_found(None if row is None else tuple(row))
+    assert found.principal is not None
+    return found.principal

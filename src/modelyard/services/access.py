@@ -10,10 +10,10 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, and_, bindparam, func, insert, select, update
+from sqlalchemy import Connection, and_, func, insert, select, update
 
-from modelyard.auth import secrets
-from modelyard.auth.roles import READ_SCOPE, SCOPES, WRITE_SCOPE, Principal, Role
+from modelyard.auth import lookup, secrets
+from modelyard.auth.roles import SCOPES, WRITE_SCOPE, Principal, Role
 from modelyard.db.engine import Database
 from modelyard.db.schema import (
     DEFAULT_PROJECT_ID,
@@ -283,26 +283,19 @@ def role_in(
     ``live``: the caller already knows the project exists and is not deleted."""
     if project_id in principal.roles:
         return principal.roles[project_id]
-    role: Role | None
-    if principal.anonymous or principal.is_admin:
-        role = Role.OWNER
-    elif principal.token_project_id is not None:
-        role = principal.token_role if principal.token_project_id == project_id else None
-    elif principal.user_id is None:
-        role = None
-    else:
+    label = None
+    if principal.user_id is not None and not principal.is_admin:
         label = conn.execute(
             select(memberships.c.role).where(
                 memberships.c.project_id == project_id,
                 memberships.c.user_id == principal.user_id,
             )
         ).scalar()
-        role = Role.parse(label) if label else None
+    role = lookup.role_for(principal, project_id, label)
     if role is not None and not live:
         found = conn.execute(select(projects.c.id).where(projects.c.id == project_id, _LIVE))
         if found.first() is None:
             role = None
-    role = principal.cap(role)
     principal.roles[project_id] = role
     return role
 
@@ -564,72 +557,10 @@ def revoke_token(db: Database, token_id: int, *, actor: str, address: str = "") 
 # --------------------------------------------------------------------------- authentication
 
 
-def authenticate_token(db: Database, secret: str) -> Principal:
-    """The principal a token stands for; Unauthenticated when it is unknown, expired,
-    revoked, or its user is disabled or its project deleted. (Requests are authenticated by
-    the gate's own query, ``auth.lookup``; this serves the login form.)"""
-    with db.read() as conn:
-        row: Any = conn.execute(_TOKEN_QUERY, {"secret_hash": secrets.digest(secret)}).first()
-    return _token_principal(row, now_ms())
-
-
 def touch_token(db: Database, token_id: int) -> None:
     """Record that a token was just used (the gate calls this at most once a minute)."""
     with db.write() as conn:
         conn.execute(update(tokens).where(tokens.c.id == token_id).values(last_used_at=now_ms()))
-
-
-def _token_principal(row: Any, now: int) -> Principal:
-    if row is None:
-        raise Unauthenticated("The token is not valid.")
-    if row.revoked_at is not None:
-        raise Unauthenticated("The token has been revoked.")
-    if row.expires_at is not None and row.expires_at <= now:
-        raise Unauthenticated("The token has expired.")
-    if row.user_id is not None and row.disabled:
-        raise Unauthenticated("The token's user is disabled.")
-    if row.project_deleted_at is not None:
-        raise Unauthenticated("The token's project has been deleted.")
-    if row.user_id is None:
-        return Principal(
-            name=row.name,
-            token_id=row.id,
-            token_project_id=row.project_id,
-            token_role=Role.parse(row.role),
-            read_only=row.scope == READ_SCOPE,
-        )
-    return Principal(
-        name=row.user_name,
-        user_id=row.user_id,
-        is_admin=bool(row.is_admin),
-        token_id=row.id,
-        read_only=row.scope == READ_SCOPE,
-    )
-
-
-_TOKEN_QUERY = (
-    select(
-        tokens.c.id,
-        tokens.c.name,
-        tokens.c.user_id,
-        tokens.c.project_id,
-        tokens.c.role,
-        tokens.c.scope,
-        tokens.c.expires_at,
-        tokens.c.revoked_at,
-        tokens.c.last_used_at,
-        users.c.name.label("user_name"),
-        users.c.is_admin,
-        users.c.disabled,
-        projects.c.deleted_at.label("project_deleted_at"),
-    )
-    .select_from(
-        tokens.outerjoin(users, users.c.id == tokens.c.user_id).outerjoin(
-            projects, projects.c.id == tokens.c.project_id
-        )
-    )
-    .where(tokens.c.secret_hash == bindparam("secret_hash"))
-)
 
 
 def check_login(db: Database, name: str, password: str) -> int:
@@ -641,7 +572,7 @@ def check_login(db: Database, name: str, password: str) -> int:
             return int(row.id)
         if password.startswith(secrets.TOKEN_PREFIX):
             try:
-                principal = authenticate_token(db, password)
+                principal = lookup.authenticate_token(db, password)
             except Unauthenticated:
                 pass
             else:
