@@ -60,7 +60,6 @@ SECURITY_HEADERS: list[tuple[bytes, bytes]] = [
         ),
     ),
 ]
-_SECURITY_NAMES = frozenset(name for name, _ in SECURITY_HEADERS)
 
 
 def is_loopback(host: str) -> bool:

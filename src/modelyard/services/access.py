@@ -80,14 +80,6 @@ def find_project(db: Database, name: str) -> Project:
     return _project(row)
 
 
-def get_project(db: Database, project_id: int) -> Project:
-    with db.read() as conn:
-        row = conn.execute(select(projects).where(projects.c.id == project_id, _LIVE)).first()
-    if row is None:
-        raise NotFound(f"Project {project_id} does not exist.")
-    return _project(row)
-
-
 def list_projects(db: Database, principal: Principal) -> list[tuple[Project, Role]]:
     """The projects the principal can read, with its role in each."""
     with db.read() as conn:
@@ -612,19 +604,3 @@ def create_session(db: Database, user_id: int, address: str = "") -> tuple[str, 
 def end_session(db: Database, secret: str) -> None:
     with db.write() as conn:
         conn.execute(sessions.delete().where(sessions.c.secret_hash == secrets.digest(secret)))
-
-
-def has_users(db: Database) -> bool:
-    with db.read() as conn:
-        return conn.execute(select(users.c.id).limit(1)).first() is not None
-
-
-def is_member(conn: Connection, project_id: int, user_id: int) -> bool:
-    return (
-        conn.execute(
-            select(memberships.c.role).where(
-                memberships.c.project_id == project_id, memberships.c.user_id == user_id
-            )
-        ).first()
-        is not None
-    )
