@@ -83,8 +83,8 @@ def test_sign_in_find_compare_promote_alias_download(
     # find a candidate by filter
     page.click("text=cnn")
     page.fill("input[name=filter]", "metrics.loss < 0.35 AND params.optimizer = 'adam'")
-    page.keyboard.press("Enter")
-    page.wait_for_load_state()
+    with page.expect_navigation():
+        page.keyboard.press("Enter")
     table = page.locator("table.candidates")
     assert "cnn-0" in table.inner_text()
     assert "cnn-1" in table.inner_text()
@@ -101,8 +101,8 @@ def test_sign_in_find_compare_promote_alias_download(
     # compare three
     page.go_back()
     page.fill("input[name=filter]", "")
-    page.keyboard.press("Enter")
-    page.wait_for_load_state()
+    with page.expect_navigation():
+        page.keyboard.press("Enter")
     for name in ("cnn-0", "cnn-1", "cnn-2"):
         page.check(f"input[name=run][value='{runs[name]}']")
     page.click("text=Compare selected")
