@@ -115,6 +115,8 @@ async def send_error(
     headers: list[tuple[bytes, bytes]] | None = None,
 ) -> None:
     body = error_body(path, code, message)
+    if code is ErrorCode.UNAUTHENTICATED:
+        headers = [*(headers or []), (b"www-authenticate", b'Bearer realm="modelyard"')]
     await send(
         {
             "type": "http.response.start",
@@ -176,12 +178,7 @@ class Gate:
         try:
             found = await self._identify(scope, headers)
         except ModelyardError as exc:
-            extra = (
-                [(b"www-authenticate", b'Bearer realm="modelyard"')]
-                if exc.code is ErrorCode.UNAUTHENTICATED
-                else None
-            )
-            await send_error(send_with_headers, scope["path"], exc.code, exc.message, headers=extra)
+            await send_error(send_with_headers, scope["path"], exc.code, exc.message)
             return
         scope[PROJECT] = found.project_id
         scope[PRINCIPAL] = found.principal
@@ -326,12 +323,7 @@ class GatedRoute(Route):
             if exc.code is ErrorCode.UNAUTHENTICATED and _wants_page(scope):
                 await _redirect_to_login(scope, send)
                 return
-            extra = (
-                [(b"www-authenticate", b'Bearer realm="modelyard"')]
-                if exc.code is ErrorCode.UNAUTHENTICATED
-                else None
-            )
-            await send_error(send, scope["path"], exc.code, exc.message, headers=extra)
+            await send_error(send, scope["path"], exc.code, exc.message)
             return
         scope[RULE] = rule
         await self.route.handle(scope, receive, send)

@@ -268,6 +268,16 @@ def update_user(
 # ------------------------------------------------------------------------------ memberships
 
 
+def _member_role(conn: Connection, project_id: int, user_id: int) -> str | None:
+    """The user's role label in the project (None: not a member)."""
+    label: str | None = conn.execute(
+        select(memberships.c.role).where(
+            memberships.c.project_id == project_id, memberships.c.user_id == user_id
+        )
+    ).scalar()
+    return label
+
+
 def role_in(
     conn: Connection, principal: Principal, project_id: int, *, live: bool = False
 ) -> Role | None:
@@ -277,12 +287,7 @@ def role_in(
         return principal.roles[project_id]
     label = None
     if principal.user_id is not None and not principal.is_admin:
-        label = conn.execute(
-            select(memberships.c.role).where(
-                memberships.c.project_id == project_id,
-                memberships.c.user_id == principal.user_id,
-            )
-        ).scalar()
+        label = _member_role(conn, project_id, principal.user_id)
     role = lookup.role_for(principal, project_id, label)
     if role is not None and not live:
         found = conn.execute(select(projects.c.id).where(projects.c.id == project_id, _LIVE))
@@ -316,11 +321,7 @@ def set_member(
     """Give a user a role in a project. Only an owner may appoint or demote owners."""
     with db.write() as conn:
         user = find_user(conn, user_name)
-        current = conn.execute(
-            select(memberships.c.role).where(
-                memberships.c.project_id == project_id, memberships.c.user_id == user.id
-            )
-        ).scalar()
+        current = _member_role(conn, project_id, user.id)
         if by < Role.OWNER and (role == Role.OWNER or current == Role.OWNER.label):
             raise PermissionDenied("Only an owner can appoint or change an owner.")
         if current is None:
@@ -353,11 +354,7 @@ def remove_member(
 ) -> None:
     with db.write() as conn:
         user = find_user(conn, user_name)
-        current = conn.execute(
-            select(memberships.c.role).where(
-                memberships.c.project_id == project_id, memberships.c.user_id == user.id
-            )
-        ).scalar()
+        current = _member_role(conn, project_id, user.id)
         if current is None:
             raise NotFound(f"User '{user_name}' is not a member of this project.")
         if current == Role.OWNER.label:
