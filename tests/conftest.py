@@ -7,6 +7,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from collections.abc import Iterator
@@ -17,7 +18,10 @@ import psycopg
 import pytest
 import requests
 
+from tests.embedded_postgres import EmbeddedPostgres, answers
+
 PG_ADMIN_URL = os.environ.get("MODELYARD_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
+EMBEDDED_PG: EmbeddedPostgres | None = None
 BACKENDS = ["sqlite", "postgresql"]
 
 
@@ -25,6 +29,25 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Without MODELYARD_TEST_PG and with nothing on 127.0.0.1:5432 (or with
+    MODELYARD_TEST_PG=embedded), the PostgreSQL tests run on a PostgreSQL from the
+    embedded-postgres package, started for this session."""
+    global PG_ADMIN_URL, EMBEDDED_PG  # noqa: PLW0603 - one server for the whole session
+    wanted = os.environ.get("MODELYARD_TEST_PG")
+    if wanted != "embedded" and (wanted or answers("127.0.0.1", 5432)):
+        return
+    EMBEDDED_PG = EmbeddedPostgres(Path(tempfile.mkdtemp(prefix="modelyard-pg-"))).start()
+    PG_ADMIN_URL = EMBEDDED_PG.admin_url
+    os.environ["MODELYARD_TEST_PG"] = PG_ADMIN_URL  # for the processes the tests start
+    print(f"PostgreSQL tests: embedded-postgres at {PG_ADMIN_URL}")
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    if EMBEDDED_PG is not None:
+        EMBEDDED_PG.stop()
 
 
 @dataclass
