@@ -20,6 +20,7 @@ from modelyard.auth.gate import (
     SECURITY_HEADERS,
     Gate,
     allowed_hosts,
+    error_body,
     gate_routes,
 )
 from modelyard.auth.roles import NOBODY
@@ -74,7 +75,8 @@ async def domain_error(request: Request, exc: Exception) -> Response:
         logger.error(
             "%s %s failed: %s", request.method, request.url.path, exc.message, exc_info=exc
         )
-    return error_response(exc.code, exc.message)
+    body = error_body(request.scope["path"], exc.code, exc.message)
+    return Response(body, status_code=exc.code.http_status, media_type="application/json")
 
 
 async def internal_error(request: Request, exc: Exception) -> Response:

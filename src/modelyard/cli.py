@@ -269,6 +269,7 @@ def fsck(**options: Any) -> None:
         ("wrong size or checksum", report.corrupt),
         ("bytes without rows (run `modelyard gc`)", report.unreferenced),
         ("reference counts that disagree with the files", report.wrong_refs),
+        ("links or other things that do not belong in the store (remove them)", report.unsafe),
     ]
     for label, items in problems:
         if items:

@@ -20,6 +20,16 @@ class ErrorCode(StrEnum):
     INTERNAL_ERROR = "INTERNAL_ERROR"
     NOT_IMPLEMENTED = "NOT_IMPLEMENTED"
     TEMPORARILY_UNAVAILABLE = "TEMPORARILY_UNAVAILABLE"
+    # stored bytes that fail an integrity check (missing, or a link planted in the store)
+    DATA_LOSS = "DATA_LOSS"
+    # the client stopped sending the request body
+    DEADLINE_EXCEEDED = "DEADLINE_EXCEEDED"
+    # a request body over the server's per-request limit
+    RESOURCE_LIMIT_EXCEEDED = "RESOURCE_LIMIT_EXCEEDED"
+    # the project's storage quota would be exceeded
+    QUOTA_EXCEEDED = "QUOTA_EXCEEDED"
+    # an upload's bytes do not match the checksum sent with it (OCI's name; native API only)
+    DIGEST_INVALID = "DIGEST_INVALID"
 
     @property
     def http_status(self) -> int:
@@ -39,6 +49,11 @@ _STATUS = {
     ErrorCode.INTERNAL_ERROR: 500,
     ErrorCode.NOT_IMPLEMENTED: 501,
     ErrorCode.TEMPORARILY_UNAVAILABLE: 503,
+    ErrorCode.DATA_LOSS: 500,
+    ErrorCode.DEADLINE_EXCEEDED: 408,
+    ErrorCode.RESOURCE_LIMIT_EXCEEDED: 413,
+    ErrorCode.QUOTA_EXCEEDED: 413,
+    ErrorCode.DIGEST_INVALID: 400,
 }
 
 
@@ -74,6 +89,37 @@ class Unavailable(ModelyardError):
     """The database is busy; the client should retry."""
 
     code = ErrorCode.TEMPORARILY_UNAVAILABLE
+
+
+class DataLoss(ModelyardError):
+    """Stored bytes cannot be served as they were stored: missing, or something other than
+    the stored blob sits in their place. Logged; ``modelyard fsck`` explains."""
+
+    code = ErrorCode.DATA_LOSS
+
+
+class RequestTimeout(ModelyardError):
+    """The client stopped sending the request body for longer than the server waits."""
+
+    code = ErrorCode.DEADLINE_EXCEEDED
+
+
+class TooLarge(ModelyardError):
+    """A request body over the per-request upload limit."""
+
+    code = ErrorCode.RESOURCE_LIMIT_EXCEEDED
+
+
+class QuotaExceeded(ModelyardError):
+    """Storing the upload would take the project over its storage quota."""
+
+    code = ErrorCode.QUOTA_EXCEEDED
+
+
+class DigestInvalid(ModelyardError):
+    """The uploaded bytes do not match the checksum the client announced."""
+
+    code = ErrorCode.DIGEST_INVALID
 
 
 class Conflict(ModelyardError):

@@ -153,7 +153,7 @@ def test_checksum_mismatch_stores_nothing(http: Client, server: Server, name: st
     wrong = sha(b"something else")
     response = put(http, name, "1", "bad.bin", data, **{"X-Checksum-Sha256": wrong})
     assert response.status_code == 400
-    assert error_code(response) == "INVALID_PARAMETER_VALUE"
+    assert error_code(response) == "DIGEST_INVALID"
     assert "mismatch" in response.json()["error"]["message"].lower()
     by_query = http.put(f"/packages/{name}/1/files/bad.bin", content=data, params={"sha256": wrong})
     assert by_query.status_code == 400

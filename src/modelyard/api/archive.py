@@ -19,6 +19,7 @@ from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
 from modelyard.blobs import BlobReader, BlobStore
+from modelyard.web.transfer import DOWNLOAD_CSP, unreadable
 
 BLOCK = tarfile.BLOCKSIZE
 END_OF_ARCHIVE = bytes(2 * BLOCK)
@@ -86,8 +87,24 @@ class TarResponse(Response):
         self.background = None
         self.init_headers(headers)
         self.headers["content-length"] = str(archive_length(self.members))
+        self.headers.setdefault("content-security-policy", DOWNLOAD_CSP)
+
+    def _check(self) -> None:
+        """Every member's bytes are there and are plain stored blobs (a cheap look in a local
+        folder), so a damaged store is a clean error rather than a cut-off archive."""
+        for item in self.members:
+            if item.location is None:
+                continue
+            try:
+                size = self.store.size(item.location)
+            except Exception as exc:
+                raise unreadable(item.location, exc) from exc
+            if size is None:
+                raise unreadable(item.location, FileNotFoundError(item.location))
 
     async def __call__(self, scope: Scope, _receive: Receive, send: Send) -> None:
+        if self.store.inline_reads:
+            self._check()
         await send(
             {"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers}
         )

@@ -171,10 +171,7 @@ async def upload(request: Request, ctx: Context) -> Response:
     blob = await store_stream(ctx.store, request.stream())
     if expected is not None and blob.sha256 != expected:
         await call(ctx, ctx.store.delete, blob.location)
-        raise InvalidParameter(
-            f"Checksum mismatch for '{path[:500]}': expected sha256 {expected}, received "
-            f"{blob.sha256} ({blob.size} bytes). Nothing was stored."
-        )
+        raise packages.digest_mismatch(path, expected, blob)
     file = await _record(ctx, package, path, blob, media_type_of(request, path))
     return respond(file_json(file), 201)
 

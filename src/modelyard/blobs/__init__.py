@@ -4,12 +4,19 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from modelyard.blobs.base import BlobReader, BlobStore, BlobWriter, StoredBlob
+from modelyard.blobs.base import BlobReader, BlobStore, BlobWriter, StoredBlob, UnsafeBlob
 
 if TYPE_CHECKING:
     from modelyard.settings import Settings
 
-__all__ = ["BlobReader", "BlobStore", "BlobWriter", "StoredBlob", "open_blob_store"]
+__all__ = [
+    "BlobReader",
+    "BlobStore",
+    "BlobWriter",
+    "StoredBlob",
+    "UnsafeBlob",
+    "open_blob_store",
+]
 
 
 def open_blob_store(settings: Settings) -> BlobStore:

@@ -16,6 +16,12 @@ from dataclasses import dataclass
 READ_CHUNK = 1024 * 1024
 
 
+class UnsafeBlob(Exception):
+    """Something other than a stored blob sits where a blob should be: a symbolic link (to
+    the blob or to a folder on its way), a folder, a device. Such bytes are never served,
+    written through or deleted through; ``modelyard fsck`` lists them."""
+
+
 @dataclass(frozen=True, slots=True)
 class StoredBlob:
     """Bytes made durable at ``location``: their sha256 (hex) and size."""
@@ -94,6 +100,11 @@ class BlobStore(ABC):
     @abstractmethod
     def objects(self) -> Iterator[StoredObject]:
         """Everything stored, including unfinished writes."""
+
+    def anomalies(self) -> Iterator[str]:
+        """Things in the store that no write of the server makes (symbolic links, devices),
+        each described in one line. Object stores have none."""
+        return iter(())
 
     #: whether small reads are cheap enough to do without leaving the event loop
     inline_reads: bool = False

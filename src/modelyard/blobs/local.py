@@ -3,16 +3,24 @@
 Each write gets its own file name (the nonce), so a blob being written never replaces one that
 another request or the garbage collector is looking at. Files are written to ``tmp/``, fsynced,
 renamed into place and the folder fsynced: a file outside ``tmp/`` is always complete.
+
+Below the root nothing is ever reached through a symbolic link: every folder on the way to a
+blob is opened relative to its parent with ``O_NOFOLLOW``, and so is the blob itself, so a link
+planted anywhere inside the store (to a file or to a folder) is refused as :class:`UnsafeBlob`
+instead of being read, written through or deleted through. The root itself may be a link.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
+import logging
 import os
 import re
+import stat
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
@@ -24,14 +32,28 @@ from modelyard.blobs.base import (
     BlobWriter,
     StoredBlob,
     StoredObject,
+    UnsafeBlob,
 )
+
+log = logging.getLogger(__name__)
 
 _LOCATION = re.compile(r"^(?:[0-9a-f]{2}/[0-9a-f]{2}/[0-9a-f]{64}-[0-9a-f]{32}|tmp/[0-9a-f]{32})$")
 _NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
+_ROOT_FLAGS = os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | _CLOEXEC
+_FOLDER_FLAGS = _ROOT_FLAGS | _NOFOLLOW
+# O_NONBLOCK: opening a FIFO planted in the store must not hang the reader
+_READ_FLAGS = os.O_RDONLY | _NOFOLLOW | _CLOEXEC | getattr(os, "O_NONBLOCK", 0)
+_CREATE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NOFOLLOW | _CLOEXEC
+_REFUSED = (errno.ELOOP, errno.ENOTDIR, errno.EMLINK)
 FLUSH_EVERY = 32 * 1024 * 1024
 _FLUSHER = ThreadPoolExecutor(max_workers=2, thread_name_prefix="blob-flush")
 _HASHER = ThreadPoolExecutor(max_workers=4, thread_name_prefix="blob-hash")
 PARALLEL_HASH = 1024 * 1024
+
+
+def _unsafe(location: str, what: str) -> UnsafeBlob:
+    return UnsafeBlob(f"{location}: {what} is a symbolic link or not a plain file or folder")
 
 
 class LocalBlobStore(BlobStore):
@@ -59,24 +81,73 @@ class LocalBlobStore(BlobStore):
             raise ValueError(f"Not a blob location: {location!r}")
         return self.root / location
 
+    @contextlib.contextmanager
+    def _folder(
+        self, location: str, parts: Sequence[str], *, create: bool = False
+    ) -> Iterator[int]:
+        """The folder ``root/parts…`` opened without following any link below the root."""
+        fd = os.open(self.root, _ROOT_FLAGS)
+        try:
+            for part in parts:
+                if create:
+                    with contextlib.suppress(FileExistsError):
+                        os.mkdir(part, 0o750, dir_fd=fd)
+                try:
+                    inner = os.open(part, _FOLDER_FLAGS, dir_fd=fd)
+                except OSError as exc:
+                    if exc.errno in _REFUSED:
+                        raise _unsafe(location, f"the folder '{part}'") from None
+                    raise
+                os.close(fd)
+                fd = inner
+            yield fd
+        finally:
+            os.close(fd)
+
+    def _split(self, location: str) -> tuple[list[str], str]:
+        self.path_of(location)  # checks the pattern
+        *folders, name = location.split("/")
+        return folders, name
+
     def writer(self) -> BlobWriter:
-        self.tmp.mkdir(parents=True, exist_ok=True)
         return _LocalWriter(self)
 
     def open(self, location: str, start: int = 0, end: int | None = None) -> BlobReader:
-        fd = os.open(self.path_of(location), os.O_RDONLY | _NOFOLLOW)
-        if end is None:
-            end = os.fstat(fd).st_size
-        return _LocalReader(fd, start, end)
+        folders, name = self._split(location)
+        with self._folder(location, folders) as parent:
+            try:
+                fd = os.open(name, _READ_FLAGS, dir_fd=parent)
+            except OSError as exc:
+                if exc.errno in _REFUSED:
+                    raise _unsafe(location, "the blob") from None
+                raise
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            os.close(fd)
+            raise _unsafe(location, "the blob")
+        return _LocalReader(fd, start, info.st_size if end is None else end)
 
     def size(self, location: str) -> int | None:
+        folders, name = self._split(location)
         try:
-            return os.stat(self.path_of(location), follow_symlinks=False).st_size
+            with self._folder(location, folders) as parent:
+                info = os.stat(name, dir_fd=parent, follow_symlinks=False)
         except FileNotFoundError:
             return None
+        if not stat.S_ISREG(info.st_mode):
+            raise _unsafe(location, "the blob")
+        return info.st_size
 
     def delete(self, location: str) -> None:
-        self.path_of(location).unlink(missing_ok=True)
+        """Remove the blob (a link planted in its place goes too, never what it points at)."""
+        folders, name = self._split(location)
+        try:
+            with self._folder(location, folders) as parent:
+                os.unlink(name, dir_fd=parent)
+        except FileNotFoundError:
+            pass
+        except UnsafeBlob as exc:
+            log.warning("Not deleting through a link in the blob store: %s", exc)
 
     def objects(self) -> Iterator[StoredObject]:
         if not self.root.is_dir():
@@ -90,18 +161,49 @@ class LocalBlobStore(BlobStore):
                 info = os.stat(os.path.join(folder, name), follow_symlinks=False)
                 yield StoredObject(location, info.st_size, info.st_mtime)
 
+    def anomalies(self) -> Iterator[str]:
+        if not self.root.is_dir():
+            return
+        for folder, dirs, files in os.walk(self.root):
+            for name in [*dirs, *files]:
+                path = os.path.join(folder, name)
+                info = os.stat(path, follow_symlinks=False)
+                relative = os.path.relpath(path, self.root)
+                if stat.S_ISLNK(info.st_mode):
+                    yield f"{relative}: symbolic link to {os.readlink(path)} (never followed)"
+                elif not (stat.S_ISREG(info.st_mode) or stat.S_ISDIR(info.st_mode)):
+                    yield f"{relative}: not a plain file or folder"
+
 
 class _LocalWriter(BlobWriter):
     def __init__(self, store: LocalBlobStore) -> None:
         self.store = store
         self.nonce = uuid.uuid4().hex
-        self.tmp_path = store.tmp / self.nonce
-        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NOFOLLOW
-        self.fd: int | None = os.open(self.tmp_path, flags, 0o640)
+        # the tmp folder stays open until the blob is renamed into place or dropped
+        self.tmp_fd = self._open_tmp(f"tmp/{self.nonce}")
+        try:
+            self.fd: int | None = os.open(self.nonce, _CREATE_FLAGS, 0o640, dir_fd=self.tmp_fd)
+        except BaseException:
+            self._close_tmp()
+            raise
         self.hasher = hashlib.sha256()
         self.size = 0
         self.unflushed = 0
         self.flushing: Future[None] | None = None
+
+    def _open_tmp(self, location: str) -> int:
+        self.store.root.mkdir(parents=True, exist_ok=True)
+        root = os.open(self.store.root, _ROOT_FLAGS)
+        try:
+            with contextlib.suppress(FileExistsError):
+                os.mkdir("tmp", 0o750, dir_fd=root)
+            return os.open("tmp", _FOLDER_FLAGS, dir_fd=root)
+        except OSError as exc:
+            if exc.errno in _REFUSED:
+                raise _unsafe(location, "the folder 'tmp'") from None
+            raise
+        finally:
+            os.close(root)
 
     def write(self, data: bytes | bytearray | memoryview) -> None:
         assert self.fd is not None
@@ -137,18 +239,27 @@ class _LocalWriter(BlobWriter):
         self.fd = None
         sha = self.hasher.hexdigest()
         location = f"{sha[:2]}/{sha[2:4]}/{sha}-{self.nonce}"
-        final = self.store.root / location
-        final.parent.mkdir(parents=True, exist_ok=True)
-        os.rename(self.tmp_path, final)
-        _fsync_dir(final.parent)
+        with self.store._folder(location, [sha[:2], sha[2:4]], create=True) as target:
+            name = location.rsplit("/", 1)[1]
+            os.rename(self.nonce, name, src_dir_fd=self.tmp_fd, dst_dir_fd=target)
+            os.fsync(target)
+        self._close_tmp()
         return StoredBlob(sha, self.size, location)
+
+    def _close_tmp(self) -> None:
+        if self.tmp_fd >= 0:
+            os.close(self.tmp_fd)
+            self.tmp_fd = -1
 
     def abort(self) -> None:
         self._settle()
         if self.fd is not None:
             os.close(self.fd)
             self.fd = None
-        self.tmp_path.unlink(missing_ok=True)
+        if self.tmp_fd >= 0:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self.nonce, dir_fd=self.tmp_fd)
+            self._close_tmp()
 
 
 class _LocalReader(BlobReader):
@@ -171,11 +282,3 @@ class _LocalReader(BlobReader):
         if self.fd >= 0:
             os.close(self.fd)
             self.fd = -1
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

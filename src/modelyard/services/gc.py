@@ -15,7 +15,7 @@ from typing import Protocol, TypeVar
 
 from sqlalchemy import Connection, delete, func, select
 
-from modelyard.blobs import BlobStore
+from modelyard.blobs import BlobStore, UnsafeBlob
 from modelyard.db.engine import Database
 from modelyard.db.schema import (
     alias_events,
@@ -86,10 +86,14 @@ class FsckReport:
     corrupt: list[str] = field(default_factory=list)  # wrong size or checksum (sha256)
     unreferenced: list[str] = field(default_factory=list)  # bytes without rows (locations)
     wrong_refs: list[str] = field(default_factory=list)  # reference count mismatches (sha256)
+    # links or other things no write makes, found in the store or in a blob's place
+    unsafe: list[str] = field(default_factory=list)
 
     @property
     def clean(self) -> bool:
-        return not (self.missing or self.corrupt or self.unreferenced or self.wrong_refs)
+        return not (
+            self.missing or self.corrupt or self.unreferenced or self.wrong_refs or self.unsafe
+        )
 
 
 def collect(
@@ -309,10 +313,14 @@ def check(db: Database, store: BlobStore, *, progress: Progress = _quiet) -> Fsc
     for sha256, size, location, refs in progress(rows, "re-hashing blobs"):
         if counted.get(sha256, 0) != refs:
             report.wrong_refs.append(sha256)
-        if store.size(location) is None:
-            report.missing.append(sha256)
+        try:
+            if store.size(location) is None:
+                report.missing.append(sha256)
+                continue
+            digest, actual = store.digest(location)
+        except UnsafeBlob as exc:
+            report.unsafe.append(f"blob {sha256}: {exc} (not served)")
             continue
-        digest, actual = store.digest(location)
         report.blobs_checked += 1
         report.bytes_checked += actual
         if digest != sha256 or actual != size:
@@ -321,4 +329,5 @@ def check(db: Database, store: BlobStore, *, progress: Progress = _quiet) -> Fsc
     report.missing.extend(sha for sha in counted if sha not in known)
     live = _live_locations(db)
     report.unreferenced = [obj.location for obj in store.objects() if obj.location not in live]
+    report.unsafe.extend(store.anomalies())
     return report

@@ -18,7 +18,7 @@ from modelyard.blobs import StoredBlob
 from modelyard.db.dialect import driver_rows
 from modelyard.db.engine import Database
 from modelyard.db.schema import blobs, package_files, packages, uploads
-from modelyard.errors import Conflict, InvalidParameter, NotFound
+from modelyard.errors import Conflict, DigestInvalid, InvalidParameter, NotFound
 from modelyard.services.entities import now_ms
 
 OPEN = "open"
@@ -91,6 +91,14 @@ def check_name(name: str, version: str) -> None:
             f"Invalid package version {version[:200]!r}: use letters, digits, '.', '+', '_' "
             "and '-', starting with a letter or digit (at most 128 characters)."
         )
+
+
+def digest_mismatch(path: str, expected: str, blob: StoredBlob) -> DigestInvalid:
+    """The error for an upload whose bytes do not hash to the checksum sent with them."""
+    return DigestInvalid(
+        f"Checksum mismatch for '{path[:500]}': expected sha256 {expected}, received "
+        f"{blob.sha256} ({blob.size} bytes). Nothing was stored."
+    )
 
 
 def find(conn: Connection, project_id: int, name: str, version: str) -> Package | None:

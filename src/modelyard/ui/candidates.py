@@ -24,6 +24,7 @@ from modelyard.services import experiments, runs
 from modelyard.services.entities import Experiment, Page, Run
 from modelyard.services.search.grammar import Ident, parse_order_by
 from modelyard.ui.render import page, prefix, redirect
+from modelyard.web.transfer import DOWNLOAD_CSP
 
 PAGE_SIZE = 100
 CSV_PAGE = 1000
@@ -352,6 +353,7 @@ async def candidates_csv(request: Request, ctx: Context) -> Response:
         headers={
             "content-disposition": f'attachment; filename="{filename}"',
             "cache-control": "no-store",
+            "content-security-policy": DOWNLOAD_CSP,
         },
     )
 

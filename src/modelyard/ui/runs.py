@@ -33,7 +33,7 @@ from modelyard.services.paths import safe_path
 from modelyard.ui import charts
 from modelyard.ui.render import page
 from modelyard.web import routing as _routing  # noqa: F401 - registers {path:anypath}
-from modelyard.web.transfer import BlobResponse, UnreadableBlob
+from modelyard.web.transfer import BlobResponse, unreadable
 
 MAX_CHART_POINTS = 1000
 MAX_RUN_CHARTS = 50
@@ -325,9 +325,7 @@ async def _head(ctx: Context, file: packages.PackageFile, size: int) -> bytes:
             return ctx.store.read_bytes(file.location, 0, size)
         return await run_in_threadpool(ctx.store.read_bytes, file.location, 0, size)
     except Exception as exc:
-        raise UnreadableBlob(
-            "The stored bytes of this file cannot be read; run `modelyard fsck`."
-        ) from exc
+        raise unreadable(file.location, exc) from exc
 
 
 def _pretty_json(data: bytes) -> str | None:

@@ -13,31 +13,66 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import AsyncIterator, Mapping
 
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
-from modelyard.blobs import BlobReader, BlobStore, BlobWriter, StoredBlob
-from modelyard.errors import ErrorCode, ModelyardError
+from modelyard.blobs import BlobReader, BlobStore, BlobWriter, StoredBlob, UnsafeBlob
+from modelyard.errors import DataLoss
+
+log = logging.getLogger(__name__)
 
 CHUNK = 4 * 1024 * 1024
+#: every download is a sandboxed document: even if a browser renders it, it runs no script,
+#: submits no form and reaches no origin (added to the security headers every response has)
+DOWNLOAD_CSP = (
+    "sandbox; default-src 'none'; img-src 'self' data:; style-src 'unsafe-inline'; "
+    "frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
+)
 
 
-class UnreadableBlob(ModelyardError):
-    """A file's bytes are missing or refused by the store (e.g. a planted symlink)."""
+class UnreadableBlob(DataLoss):
+    """A file's stored bytes are missing, or refused by the store (e.g. a planted link)."""
 
-    code = ErrorCode.INTERNAL_ERROR
+
+def unreadable(location: str, exc: BaseException) -> UnreadableBlob:
+    """The error for bytes the store cannot give back; logged with the store's reason."""
+    if isinstance(exc, UnsafeBlob):
+        log.error("Refusing to serve blob %s: %s", location, exc)
+        return UnreadableBlob(
+            "The stored bytes of this file failed an integrity check and are not served; "
+            "an administrator should run `modelyard fsck`."
+        )
+    log.error("Cannot read blob %s: %s", location, exc)
+    return UnreadableBlob("The stored bytes of this file cannot be read; run `modelyard fsck`.")
 
 
 SEND_CHUNK = 1024 * 1024
 SMALL = 256 * 1024  # ranges up to this size are read in one call
 
 
+def unwritable(exc: UnsafeBlob) -> UnreadableBlob:
+    """The error for an upload the store refused to write through a planted link."""
+    log.error("Refusing to write into the blob store: %s", exc)
+    return UnreadableBlob(
+        "The blob store holds a link (or something else the server never writes) where this "
+        "upload would go; nothing was stored. An administrator should run `modelyard fsck`."
+    )
+
+
 async def store_stream(store: BlobStore, body: AsyncIterator[bytes]) -> StoredBlob:
     """Write a body into the store; the blob is durable when this returns. A body smaller
     than one chunk is stored with a single call to a worker thread."""
+    try:
+        return await _store_stream(store, body)
+    except UnsafeBlob as exc:
+        raise unwritable(exc) from exc
+
+
+async def _store_stream(store: BlobStore, body: AsyncIterator[bytes]) -> StoredBlob:
     writer: BlobWriter | None = None
     pending: asyncio.Future[None] | None = None
     pieces: list[bytes] = []
@@ -118,6 +153,7 @@ class BlobResponse(Response):
         self.background = None
         self.init_headers(headers)
         self.headers["content-length"] = str(end - start)
+        self.headers.setdefault("content-security-policy", DOWNLOAD_CSP)
 
     async def __call__(self, scope: Scope, _receive: Receive, send: Send) -> None:
         # The bytes are opened (or, when small, read) before the status line goes out, so that
@@ -134,9 +170,7 @@ class BlobResponse(Response):
                         self.store.open, self.location, self.start, self.end
                     )
             except Exception as exc:
-                raise UnreadableBlob(
-                    "The stored bytes of this file cannot be read; run `modelyard fsck`."
-                ) from exc
+                raise unreadable(self.location, exc) from exc
         await send(
             {"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers}
         )
