@@ -204,3 +204,20 @@ def test_every_download_is_a_sandboxed_document(site: Site) -> None:
                 assert any(m.name.endswith("page.html") for m in archive.getmembers())
     page_view = site.http.get(f"{site.url}/ui/runs/{site.run}", timeout=30)
     assert "sandbox" not in page_view.headers["content-security-policy"]
+
+
+def test_a_checksum_mismatch_leaves_no_bytes_in_any_store(blob_server: Server) -> None:
+    """On every database and blob store: the refused bytes are gone from the store too."""
+    from tests.integration.test_artifacts import store_of
+
+    store = store_of(blob_server)
+    before = {o.location for o in store.objects()}
+    response = requests.put(
+        f"{blob_server.url}{NATIVE}/packages/checked-{uuid.uuid4().hex[:8]}/1/files/a.bin",
+        data=os.urandom(5 << 20),
+        params={"sha256": sha(b"what was meant")},
+        timeout=60,
+    )
+    assert response.status_code == 400
+    assert error_code(response) == "DIGEST_INVALID"
+    assert {o.location for o in store.objects()} == before
