@@ -187,6 +187,7 @@ TOP: dict[tuple[str, str], Rule] = {
     ("GET", "/ui/runs/{run_id}/files/{path:anypath}"): _r(C.DOWNLOAD),
     ("GET", "/ui/runs/{run_id}/raw/{path:anypath}"): _r(C.DOWNLOAD),
     ("GET", "/ui/compare"): _r(C.READ),
+    ("GET", "/ui/charts/data"): _r(C.READ),
     # MLflow's UI asks for run artifacts here
     ("GET", "/get-artifact"): _r(C.DOWNLOAD),
 }

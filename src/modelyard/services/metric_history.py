@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-from sqlalchemy import select
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Connection, select
 
 from modelyard.db.dialect import driver_rows
 from modelyard.db.engine import Database
@@ -114,3 +118,197 @@ def _sampled_steps(steps: list[int], limit: int) -> set[int]:
         return {steps[-1]}
     stride = (len(steps) - 1) / (limit - 1)
     return {steps[round(i * stride)] for i in range(limit)}
+
+
+# Chart data: histories downsampled to what a chart can show ------------------------------------
+
+DEFAULT_COLUMNS = 1000
+MAX_COLUMNS = 4000
+MAX_CHART_RUNS = 100
+_FINITE = 'AND is_nan = ? AND "value" BETWEEN ? AND ? '
+_BIG = 1.7976931348623157e308
+_BOUND = 'SELECT {agg}({dim}) FROM metrics WHERE run_pk = ? AND "key" = ?{where}'
+_SMALL = (
+    'SELECT step, "timestamp", "value" FROM metrics WHERE run_pk = ? AND "key" = ? {where}'
+    + _FINITE
+    + 'ORDER BY step, "timestamp" LIMIT ?'
+)
+_EXTREME = (
+    'SELECT step, "timestamp", "value" FROM metrics WHERE run_pk = ? AND "key" = ? {where}'
+    + _FINITE
+    + 'ORDER BY "value" {direction}, step, "timestamp" LIMIT 1'
+)
+
+
+@dataclass(frozen=True, slots=True)
+class ChartSeries:
+    """One candidate's history of one metric as a chart draws it: finite points in step
+    (then time) order. ``sampled`` when it was cut down to the lowest and highest point of
+    each pixel column, which keeps every extreme."""
+
+    run_id: str
+    steps: list[int]
+    timestamps: list[int]
+    values: list[float]
+    sampled: bool
+
+
+@dataclass(frozen=True, slots=True)
+class ChartData:
+    """A metric's histories across candidates. ``by`` is what they were sampled along:
+    "step", or "time" when every point has the same step (a metric logged without steps)."""
+
+    key: str
+    by: str
+    low: int | None
+    high: int | None
+    series: list[ChartSeries]
+
+
+@dataclass(frozen=True, slots=True)
+class _Dimension:
+    column: str  # step or "timestamp"
+    where: str  # the condition that restricts the other column (for "timestamp": one step)
+    params: tuple[int, ...]
+
+
+def chart_data(
+    db: Database,
+    project_id: int,
+    run_ids: Sequence[str],
+    key: str,
+    *,
+    start: int | None = None,
+    end: int | None = None,
+    columns: int = DEFAULT_COLUMNS,
+) -> ChartData:
+    """The histories of ``key`` of several candidates between ``start`` and ``end`` (steps,
+    or milliseconds for a metric logged without steps), each cut to at most two points per
+    column of a chart ``columns`` wide: the column's lowest and highest. A history that
+    already fits is returned whole. All histories share the columns, so candidates line up."""
+    if not run_ids:
+        raise InvalidParameter("At least one run is required.")
+    if len(run_ids) > MAX_CHART_RUNS:
+        raise InvalidParameter(f"At most {MAX_CHART_RUNS} runs per chart; got {len(run_ids)}.")
+    if not key:
+        raise InvalidParameter("Missing value for required parameter 'key'.")
+    if not 1 <= columns <= MAX_COLUMNS:
+        raise InvalidParameter(f"columns must be between 1 and {MAX_COLUMNS}; got {columns}.")
+    if start is not None and end is not None and start > end:
+        raise InvalidParameter("The start of the range must not be after its end.")
+    with db.read() as conn:
+        pks = [
+            (run_id, run_service.load_row(conn, project_id, validation.run_id(run_id)).pk)
+            for run_id in dict.fromkeys(run_ids)
+        ]
+        dimension = _dimension(conn, [pk for _, pk in pks], key)
+        bounds = [_bounds(conn, pk, key, dimension, start, end) for _, pk in pks]
+        present = [b for b in bounds if b is not None]
+        if not present:
+            return ChartData(key, _by(dimension), None, None, [])
+        low = min(lo for lo, _ in present)
+        high = max(hi for _, hi in present)
+        series = [
+            _series(conn, run_id, pk, key, dimension, (low, high), columns)
+            for (run_id, pk), found in zip(pks, bounds, strict=True)
+            if found is not None
+        ]
+    return ChartData(key, _by(dimension), low, high, series)
+
+
+def _by(dimension: _Dimension) -> str:
+    return "step" if dimension.column == "step" else "time"
+
+
+def _scalar(conn: Connection, sql: str, params: tuple[Any, ...]) -> Any:
+    rows = driver_rows(conn, sql, params)
+    return rows[0][0] if rows else None
+
+
+def _dimension(conn: Connection, pks: list[int], key: str) -> _Dimension:
+    """Along steps, unless every point of every history has one and the same step."""
+    steps: set[int] = set()
+    for pk in pks:
+        for agg in ("MIN", "MAX"):
+            found = _scalar(conn, _BOUND.format(agg=agg, dim="step", where=""), (pk, key))
+            if found is not None:
+                steps.add(int(found))
+    if len(steps) == 1:
+        return _Dimension('"timestamp"', "AND step = ? ", (steps.pop(),))
+    return _Dimension("step", "", ())
+
+
+def _bounds(
+    conn: Connection,
+    pk: int,
+    key: str,
+    dim: _Dimension,
+    start: int | None,
+    end: int | None,
+) -> tuple[int, int] | None:
+    where = f" {dim.where}".rstrip()
+    params: tuple[Any, ...] = (pk, key, *dim.params)
+    if start is not None:
+        where += f" AND {dim.column} >= ?"
+        params += (start,)
+    if end is not None:
+        where += f" AND {dim.column} <= ?"
+        params += (end,)
+    low = _scalar(conn, _BOUND.format(agg="MIN", dim=dim.column, where=where), params)
+    if low is None:
+        return None
+    high = _scalar(conn, _BOUND.format(agg="MAX", dim=dim.column, where=where), params)
+    return int(low), int(high)
+
+
+def _series(
+    conn: Connection,
+    run_id: str,
+    pk: int,
+    key: str,
+    dim: _Dimension,
+    span: tuple[int, int],
+    columns: int,
+) -> ChartSeries:
+    low, high = span
+    where = f"{dim.where}AND {dim.column} BETWEEN ? AND ? "
+    finite = (False, -_BIG, _BIG)
+    room = 2 * columns
+    rows = driver_rows(
+        conn,
+        _SMALL.format(where=where),
+        (pk, key, *dim.params, low, high, *finite, room + 1),
+    )
+    sampled = len(rows) > room
+    if sampled:
+        rows = _column_extremes(conn, pk, key, dim, span, columns)
+    return ChartSeries(
+        run_id,
+        [int(r[0]) for r in rows],
+        [int(r[1]) for r in rows],
+        [float(r[2]) for r in rows],
+        sampled,
+    )
+
+
+def _column_extremes(
+    conn: Connection, pk: int, key: str, dim: _Dimension, span: tuple[int, int], columns: int
+) -> list[tuple[Any, ...]]:
+    """The lowest and the highest finite point of each column, in order: every extreme of the
+    history is kept, and a spike narrower than a pixel still shows."""
+    low, high = span
+    where = f"{dim.where}AND {dim.column} BETWEEN ? AND ? "
+    lowest = _EXTREME.format(where=where, direction="ASC")
+    highest = _EXTREME.format(where=where, direction="DESC")
+    width = (high - low + 1) / columns
+    out: list[tuple[Any, ...]] = []
+    edge = low
+    for column in range(columns):
+        last = high if column == columns - 1 else low + int(width * (column + 1)) - 1
+        if last < edge:
+            continue
+        params = (pk, key, *dim.params, edge, last, False, -_BIG, _BIG)
+        found = driver_rows(conn, lowest, params) + driver_rows(conn, highest, params)
+        out.extend(sorted(set(found), key=lambda r: (r[0], r[1])))
+        edge = last + 1
+    return out

@@ -14,12 +14,19 @@ from starlette.routing import Route
 from modelyard.errors import ModelyardError, NotFound
 from modelyard.mlflow_api.wire import Context, audited, call
 from modelyard.services import audit
-from modelyard.ui import candidates, models, pages, runs
+from modelyard.ui import candidates, chartdata, models, pages, runs
 from modelyard.ui.render import error_page
 
 Page = Callable[[Request, Context], Awaitable[Response]]
 STATIC = Path(__file__).parent / "static"
-STATIC_FILES = {"ui.css": "text/css", "ui.js": "text/javascript"}
+STATIC_FILES = {
+    "ui.css": "text/css",
+    "charts.js": "text/javascript",
+    "links.js": "text/javascript",
+    "uPlot.iife.min.js": "text/javascript",
+    "uPlot.min.css": "text/css",
+    "uPlot.LICENSE.txt": "text/plain; charset=utf-8",
+}
 
 #: (path, methods, page) of every page
 ROUTES: list[tuple[str, tuple[str, ...], Page]] = [
@@ -39,6 +46,7 @@ ROUTES: list[tuple[str, tuple[str, ...], Page]] = [
     ("/ui/runs/{run_id}/files/{path:anypath}", ("GET",), runs.file_page),
     ("/ui/runs/{run_id}/raw/{path:anypath}", ("GET",), runs.file_raw),
     ("/ui/compare", ("GET",), runs.compare),
+    ("/ui/charts/data", ("GET",), chartdata.chart_route),
 ]
 
 

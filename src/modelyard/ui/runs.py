@@ -9,13 +9,12 @@ from __future__ import annotations
 import math
 import posixpath
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote, urlencode, urlsplit
 
 import orjson
-from markupsafe import Markup
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
@@ -25,17 +24,16 @@ from modelyard.db.engine import Database
 from modelyard.errors import InvalidParameter, ModelyardError, NotFound
 from modelyard.mlflow_api.artifacts import download_headers
 from modelyard.mlflow_api.wire import Context, call
-from modelyard.services import artifacts, experiments, logged_models, metric_history, packages
+from modelyard.services import artifacts, experiments, logged_models, packages
 from modelyard.services import runs as run_service
 from modelyard.services.entities import Experiment, Run
 from modelyard.services.logged_models import LoggedModel
 from modelyard.services.paths import safe_path
-from modelyard.ui import charts
+from modelyard.ui import chartdata, charts
 from modelyard.ui.render import page
 from modelyard.web import routing as _routing  # noqa: F401 - registers {path:anypath}
 from modelyard.web.transfer import BlobResponse, unreadable
 
-MAX_CHART_POINTS = 1000
 MAX_RUN_CHARTS = 50
 MAX_COMPARE_CHARTS = 20
 MAX_PARALLEL_AXES = 40
@@ -101,48 +99,6 @@ def quoted(path: str) -> str:
     return quote(path, safe="/")
 
 
-# Metric histories ------------------------------------------------------------------------------
-
-
-def _sample(points: Sequence[tuple[float, float]], limit: int) -> list[tuple[float, float]]:
-    """Evenly spaced points, always keeping the first and the last."""
-    if len(points) <= limit:
-        return list(points)
-    stride = (len(points) - 1) / (limit - 1)
-    return [points[round(i * stride)] for i in range(limit)]
-
-
-@dataclass(slots=True)
-class History:
-    """One metric's sampled histories by run id, and what their x axis is."""
-
-    x_label: str
-    by_run: dict[str, list[tuple[float, float]]]
-
-    @property
-    def worth_a_chart(self) -> bool:
-        return any(len(points) > 1 for points in self.by_run.values())
-
-
-def _history(db: Database, project_id: int, run_ids: list[str], key: str) -> History:
-    found = metric_history.bulk_interval(db, project_id, run_ids, key, None, None, MAX_CHART_POINTS)
-    raw: dict[str, list[tuple[int, int, float]]] = defaultdict(list)
-    for metric in found:
-        raw[metric.run_id or ""].append((metric.step, metric.timestamp, metric.value))
-    steps = {step for points in raw.values() for step, _, _ in points}
-    by_time = len(steps) == 1 and any(len(points) > 1 for points in raw.values())
-    by_run = {}
-    for run_id, points in raw.items():
-        points.sort()
-        if by_time:
-            start = min(t for _, t, _ in points)
-            line = [((t - start) / 1000, v) for _, t, v in points]
-        else:
-            line = [(float(s), v) for s, _, v in points]
-        by_run[run_id] = _sample(line, MAX_CHART_POINTS)
-    return History("seconds since the first value" if by_time else "step", by_run)
-
-
 # The candidate page ----------------------------------------------------------------------------
 
 
@@ -150,7 +106,7 @@ def _history(db: Database, project_id: int, run_ids: list[str], key: str) -> His
 class Candidate:
     run: Run
     experiment: Experiment | None
-    histories: dict[str, History]
+    charts: list[chartdata.Chart]
     parent: Run | None
     children: list[Run]
     models: list[LoggedModel]
@@ -172,7 +128,8 @@ def _load_candidate(db: Database, project_id: int, run_id: str) -> Candidate:
     except ModelyardError:
         experiment = None
     keys = sorted({m.key for m in run.metrics})[:MAX_RUN_CHARTS]
-    histories = {key: _history(db, project_id, [run_id], key) for key in keys}
+    label = run.info.run_name or run.info.run_id[:8]
+    shown = chartdata.load_charts(db, project_id, [(label, run)], keys, chartdata.PAGE_COLUMNS)
     parent_id = run.tags.get(PARENT_TAG)
     parent = _optional_run(db, project_id, parent_id) if parent_id else None
     children = run_service.search(
@@ -197,7 +154,8 @@ def _load_candidate(db: Database, project_id: int, run_id: str) -> Candidate:
     ).items
     target = artifacts.run_target(db, project_id, run.info.run_id, "")
     files = [] if target.package is None else packages.files(db, target.package.id)
-    return Candidate(run, experiment, histories, parent, children, models, files)
+    charts = [chart for chart in shown if chart.worth_drawing]
+    return Candidate(run, experiment, charts, parent, children, models, files)
 
 
 def _tree(files: Iterable[packages.PackageFile]) -> list[tuple[str, str, str, int, int | None]]:
@@ -241,12 +199,6 @@ async def run_page(request: Request, ctx: Context) -> Response:
     found = await call(ctx, _load_candidate, ctx.db, ctx.project_id, _run_id(request))
     run = found.run
     tags = sorted(run.tags.items())
-    charts_shown: list[tuple[str, Markup]] = []
-    for key, history in found.histories.items():
-        if history.worth_a_chart:
-            line = [(run.info.run_name, history.by_run.get(run.info.run_id, []))]
-            chart = charts.line_chart(line, x_label=history.x_label, y_label=key, title=key)
-            charts_shown.append((key, chart))
     ci = [(k, v, web_link(v)) for k, v in tags if k.startswith(CI_PREFIXES)]
     duration = None
     if run.info.start_time and run.info.end_time:
@@ -259,7 +211,8 @@ async def run_page(request: Request, ctx: Context) -> Response:
         duration=duration,
         params=sorted(run.params.items()),
         metrics=sorted(run.metrics, key=lambda m: m.key),
-        charts=charts_shown,
+        charts=[(chart.key, chartdata.svg(chart)) for chart in found.charts],
+        chart_data=chartdata.data_block(request, found.charts, chartdata.PAGE_COLUMNS),
         user_tags=[(k, v) for k, v in tags if not k.startswith(SYSTEM_PREFIX)],
         system_tags=[(k, v) for k, v in tags if k.startswith(SYSTEM_PREFIX)],
         parent_id=run.tags.get(PARENT_TAG),
@@ -407,7 +360,7 @@ class Comparison:
     metric_keys: list[str]
     param_keys: list[str]
     numeric_params: list[str]
-    histories: dict[str, History]
+    charts: list[chartdata.Chart]
 
 
 def _load_comparison(db: Database, project_id: int, run_ids: list[str]) -> Comparison:
@@ -419,14 +372,19 @@ def _load_comparison(db: Database, project_id: int, run_ids: list[str]) -> Compa
         for key in param_keys
         if all(_number(run.params[key]) is not None for run in found if key in run.params)
     ]
-    histories: dict[str, History] = {}
+    labelled = list(zip(_labels(found), found, strict=True))
+    shown: list[chartdata.Chart] = []
     for key in metric_keys:
-        if len(histories) >= MAX_COMPARE_CHARTS:
+        if len(shown) >= MAX_COMPARE_CHARTS:
             break
-        history = _history(db, project_id, run_ids, key)
-        if history.worth_a_chart:
-            histories[key] = history
-    return Comparison(found, metric_keys, param_keys, numeric, histories)
+        shown.extend(
+            chart
+            for chart in chartdata.load_charts(
+                db, project_id, labelled, [key], chartdata.PAGE_COLUMNS
+            )
+            if chart.worth_drawing
+        )
+    return Comparison(found, metric_keys, param_keys, numeric, shown)
 
 
 def _requested_runs(request: Request) -> list[str]:
@@ -508,21 +466,6 @@ async def compare(request: Request, ctx: Context) -> Response:
                 for label, r in zip(labels, found.runs, strict=True)
             ],
         )
-    history_charts = [
-        (
-            key,
-            charts.line_chart(
-                [
-                    (label, history.by_run.get(r.info.run_id, []))
-                    for label, r in zip(labels, found.runs, strict=True)
-                ],
-                x_label=history.x_label,
-                y_label=key,
-                title=key,
-            ),
-        )
-        for key, history in found.histories.items()
-    ]
     return page(
         request,
         "compare.html",
@@ -531,7 +474,8 @@ async def compare(request: Request, ctx: Context) -> Response:
         diff=diff,
         diff_query=_query(request, diff=None if diff else "1"),
         hidden=sum(1 for row in rows if row["same"]) if diff else 0,
-        charts=history_charts,
+        charts=[(chart.key, chartdata.svg(chart)) for chart in found.charts],
+        chart_data=chartdata.data_block(request, found.charts, chartdata.PAGE_COLUMNS),
         choices=choices,
         x=x,
         y=y,
