@@ -474,6 +474,7 @@ def test_browser_forms_need_the_csrf_token(auth_server: tuple[Server, str]) -> N
     for fields in ({}, {"csrf_token": "x" * 40}):
         assert send("/ui/models/guarded/aliases", {**alias, **fields}).status_code == 403
         assert send("/ui/models/guarded/card", {"markdown": "x", **fields}).status_code == 403
+        assert send("/ui/models/guarded/key-metric", {"metric": "x", **fields}).status_code == 403
         refused = send("/ui/promote", {"run": run, "model": "guarded", **fields})
         assert refused.status_code == 403
     assert "production" not in text_of(section(session.get(page.url).text, "aliases"))
@@ -494,6 +495,15 @@ def test_browser_forms_need_the_csrf_token(auth_server: tuple[Server, str]) -> N
     assert "alias=production" in by_action["alias.set"]["target"]
     assert by_action["version.promote"]["actor"] == "boss"
     assert token not in str(events)
+    keyed = send("/ui/models/guarded/key-metric", {"metric": "loss", "csrf_token": token})
+    assert keyed.status_code == 303
+    events = session.get(
+        f"{srv.url}/api/v1/projects/default/audit", params={"limit": 1}, timeout=30
+    ).json()["events"]
+    assert events[0]["action"] == "model.key_metric"
+    assert events[0]["actor"] == "boss"
+    assert events[0]["target"] == "name=guarded"
+    assert events[0]["details"]["metric"] == "loss"
 
 
 def test_a_developer_sees_no_maintainer_forms(auth_server: tuple[Server, str]) -> None:
@@ -502,11 +512,12 @@ def test_a_developer_sees_no_maintainer_forms(auth_server: tuple[Server, str]) -
     page = session.get(f"{srv.url}/ui/models/guarded", timeout=30)
     assert page.status_code == 200
     actions = Form(page.text).actions
-    assert not any(a.endswith(("/aliases", "/card")) for a in actions)
+    assert not any(a.endswith(("/aliases", "/card", "/key-metric")) for a in actions)
     assert 'name="markdown"' not in page.text
     for path, data in (
         ("/ui/models/guarded/aliases", {"alias": "dev-pick", "version": "1"}),
         ("/ui/models/guarded/card", {"markdown": "dev was here"}),
+        ("/ui/models/guarded/key-metric", {"metric": "dev-metric"}),
     ):
         refused = session.post(
             f"{srv.url}{path}", data={**data, "csrf_token": token}, allow_redirects=False

@@ -181,6 +181,7 @@ TOP: dict[tuple[str, str], Rule] = {
     ("GET", "/ui/models/{name}/versions/{ref}"): _r(C.READ),
     ("POST", "/ui/models/{name}/aliases"): _r(C.MAINTAIN, "alias.set", forms=True),
     ("POST", "/ui/models/{name}/card"): _r(C.MAINTAIN, "model.card", forms=True),
+    ("POST", "/ui/models/{name}/key-metric"): _r(C.MAINTAIN, "model.key_metric", forms=True),
     ("GET", "/ui/promote"): _r(C.WRITE),
     ("POST", "/ui/promote"): _r(C.WRITE, "version.promote", forms=True),
     ("GET", "/ui/runs/{run_id}"): _r(C.READ),
@@ -188,6 +189,8 @@ TOP: dict[tuple[str, str], Rule] = {
     ("GET", "/ui/runs/{run_id}/raw/{path:anypath}"): _r(C.DOWNLOAD),
     ("GET", "/ui/compare"): _r(C.READ),
     ("GET", "/ui/charts/data"): _r(C.READ),
+    ("GET", "/ui/link"): _r(C.READ),
+    ("GET", "/ui/logged-models/{model_id}"): _r(C.READ),
     # MLflow's UI asks for run artifacts here
     ("GET", "/get-artifact"): _r(C.DOWNLOAD),
 }

@@ -14,7 +14,7 @@ from starlette.routing import Route
 from modelyard.errors import ModelyardError, NotFound
 from modelyard.mlflow_api.wire import Context, audited, call
 from modelyard.services import audit
-from modelyard.ui import candidates, chartdata, models, pages, runs
+from modelyard.ui import candidates, chartdata, links, logged_models, models, pages, runs
 from modelyard.ui.render import error_page
 
 Page = Callable[[Request, Context], Awaitable[Response]]
@@ -40,6 +40,7 @@ ROUTES: list[tuple[str, tuple[str, ...], Page]] = [
     ("/ui/models/{name}/versions/{ref}", ("GET",), models.version_page),
     ("/ui/models/{name}/aliases", ("POST",), models.set_alias),
     ("/ui/models/{name}/card", ("POST",), models.save_card),
+    ("/ui/models/{name}/key-metric", ("POST",), models.set_key_metric),
     ("/ui/promote", ("GET",), models.promote_form),
     ("/ui/promote", ("POST",), models.promote),
     ("/ui/runs/{run_id}", ("GET",), runs.run_page),
@@ -47,6 +48,8 @@ ROUTES: list[tuple[str, tuple[str, ...], Page]] = [
     ("/ui/runs/{run_id}/raw/{path:anypath}", ("GET",), runs.file_raw),
     ("/ui/compare", ("GET",), runs.compare),
     ("/ui/charts/data", ("GET",), chartdata.chart_route),
+    ("/ui/link", ("GET",), links.follow),
+    ("/ui/logged-models/{model_id}", ("GET",), logged_models.logged_model_page),
 ]
 
 

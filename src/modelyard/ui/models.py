@@ -4,6 +4,7 @@ alias and card forms. Everything goes through the services the native API uses."
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 from urllib.parse import quote
 
@@ -12,8 +13,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from modelyard.db.engine import Database
-from modelyard.db.schema import registered_models
-from modelyard.errors import InvalidParameter, ModelyardError
+from modelyard.db.schema import latest_metrics, registered_models, runs
+from modelyard.errors import InvalidParameter, ModelyardError, NotFound
 from modelyard.mlflow_api.wire import Context, call
 from modelyard.services import aliases, artifacts, logged_models, packages, promotion, registry
 from modelyard.services import runs as run_service
@@ -23,6 +24,8 @@ from modelyard.ui.render import form, page, prefix, redirect
 from modelyard.web.markdown import render
 
 MLMODEL = "MLmodel"
+#: the registered-model tag that keeps the metric shown for every version on the model page
+KEY_METRIC_TAG = "modelyard.key_metric"
 
 
 def _name(request: Request) -> str:
@@ -34,11 +37,29 @@ def model_url(request: Request, name: str) -> str:
 
 
 def _links(tags: dict[str, str]) -> list[tuple[str, str, bool]]:
-    """Tags as (key, value, is a link): only http(s) values become links."""
+    """Tags as (key, value, is a link): only http(s) values become links. The key metric's
+    tag is shown as the key metric, not among the tags."""
     return [
         (key, value, value.startswith(("http://", "https://")))
         for key, value in sorted(tags.items())
+        if key != KEY_METRIC_TAG
     ]
+
+
+def _candidate_metrics(db: Database, run_ids: list[str]) -> dict[str, dict[str, float]]:
+    """The latest value of every metric of these candidates, by run id (NaN left out)."""
+    if not run_ids:
+        return {}
+    out: dict[str, dict[str, float]] = {run_id: {} for run_id in run_ids}
+    with db.read() as conn:
+        rows = conn.execute(
+            select(runs.c.id, latest_metrics.c.key, latest_metrics.c.value)
+            .join(latest_metrics, latest_metrics.c.run_pk == runs.c.pk)
+            .where(runs.c.id.in_(run_ids), latest_metrics.c.is_nan.is_(False))
+        ).all()
+    for run_id, key, value in rows:
+        out[run_id][key] = value
+    return out
 
 
 def _newest_first(versions: list[ModelVersion]) -> list[ModelVersion]:
@@ -66,6 +87,9 @@ async def model_page(request: Request, ctx: Context) -> Response:
     model = await call(ctx, registry.get_model, ctx.db, ctx.project_id, _name(request))
     versions = await call(ctx, registry.versions_of, ctx.db, ctx.project_id, model.name)
     history = await call(ctx, aliases.alias_history, ctx.db, ctx.project_id, model.name)
+    run_ids = sorted({v.run_id for v in versions if v.run_id})
+    values = await call(ctx, _candidate_metrics, ctx.db, run_ids)
+    key_metric = model.tags.get(KEY_METRIC_TAG, "")
     return page(
         request,
         "model.html",
@@ -75,7 +99,29 @@ async def model_page(request: Request, ctx: Context) -> Response:
         versions=_newest_first(versions),
         history=list(reversed(history)),
         saved=request.query_params.get("saved", ""),
+        key_metric=key_metric,
+        key_values={run_id: found.get(key_metric) for run_id, found in values.items()},
+        metric_choices=sorted({key for found in values.values() for key in found} | {key_metric}),
     )
+
+
+async def set_key_metric(request: Request, ctx: Context) -> Response:
+    """The metric whose value the model page shows for every version (empty: none), kept as
+    the model's tag ``modelyard.key_metric``."""
+    fields = await form(request)
+    name = _name(request)
+    metric = fields.get("metric", "").strip()
+
+    def save() -> None:
+        if metric:
+            registry.set_model_tag(ctx.db, ctx.project_id, name, KEY_METRIC_TAG, metric)
+            return
+        registry.get_model(ctx.db, ctx.project_id, name)  # 404 for a model that is not there
+        with contextlib.suppress(NotFound):  # there was none
+            registry.delete_model_tag(ctx.db, ctx.project_id, name, KEY_METRIC_TAG)
+
+    await call(ctx, save)
+    return redirect(model_url(request, name) + "?saved=key_metric#versions")
 
 
 async def set_alias(request: Request, ctx: Context) -> Response:
@@ -118,11 +164,30 @@ def _version_details(
     package = None if package_id is None else packages.get_by_id(ctx.db, package_id)
     files = [] if package_id is None else packages.files(ctx.db, package_id)
     lineage = promotion.lineage(ctx.db, ctx.project_id, version)
+    source = None
+    if lineage.get("candidate"):
+        try:
+            source = run_service.get(ctx.db, ctx.project_id, version.run_id)
+        except ModelyardError:
+            source = None
+    logged = None
+    if version.model_id:
+        try:
+            logged = logged_models.get(ctx.db, ctx.project_id, version.model_id)
+        except ModelyardError:
+            logged = None
     return (
         version,
         package,
         files,
-        {"candidate": None, "experiment": None, "commit": None, **lineage},
+        {
+            "candidate": None,
+            "experiment": None,
+            "commit": None,
+            **lineage,
+            "run": source,
+            "logged_model": logged,
+        },
     )
 
 
