@@ -59,6 +59,9 @@ def _log_candidates(uri: str, folder: Path) -> dict[str, str]:
         client.log_artifacts(run, str(folder / "model"), "model")
         client.set_terminated(run)
         runs[f"cnn-{index}"] = run
+    logged = client.create_logged_model(experiment, name="cnn-net", source_run_id=runs["cnn-0"])
+    runs["logged"] = logged.model_id
+    runs["experiment"] = experiment
     return runs
 
 
@@ -139,4 +142,33 @@ def test_sign_in_find_compare_promote_alias_download(
     saved = tmp_path / "weights.txt"
     download.value.save_as(saved)
     assert saved.read_text() == "the weights of the best model\n"
+
+    # signed in, the home page says how to get a token
+    page.goto(f"{base}/")
+    assert "MLFLOW_TRACKING_TOKEN" in page.locator("#snippet").inner_text()
+
+    # a logged model's page, reached from its candidate
+    page.goto(f"{base}/ui/runs/{runs['cnn-0']}")
+    page.click("#logged-models >> text=cnn-net")
+    page.wait_for_url(f"{base}/ui/logged-models/{runs['logged']}")
+    assert page.locator("#source-run").inner_text() == "cnn-0"
+    screenshot(page, "ui-07-logged-model")
+
+    # links of the MLflow UI's form, under the project's prefix
+    links = {
+        f"/#/experiments/{runs['experiment']}": f"{base}/ui/experiments/{runs['experiment']}",
+        f"/#/experiments/{runs['experiment']}/runs/{runs['cnn-2']}": (
+            f"{base}/ui/runs/{runs['cnn-2']}"
+        ),
+        "/#/models/cnn-classifier": f"{base}/ui/models/cnn-classifier",
+        "/#/models/cnn-classifier/versions/1": f"{base}/ui/models/cnn-classifier/versions/1",
+    }
+    for link, landing in links.items():
+        page.goto(f"{base}{link}")
+        page.wait_for_url(landing)
+    assert page.locator("h1").inner_text().startswith("cnn-classifier")
+    page.goto(f"{base}/#/no/such/page")
+    page.wait_for_url("**/ui/link?to=**")
+    assert "No page answers the link #/no/such/page" in page.locator("[role=alert]").inner_text()
+    screenshot(page, "ui-08-unknown-link")
     context.close()

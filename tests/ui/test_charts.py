@@ -39,7 +39,7 @@ def charted(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Server, 
         for start in range(0, len(points), 1000):
             client.log_batch(run, metrics=points[start : start + 1000])
         runs.append(run)
-    yield server, runs
+    yield server, [*runs, experiment]
     server.stop()
 
 
@@ -59,7 +59,7 @@ def canvas(page: Any, figure: str) -> str:
 
 
 def test_hover_legend_zoom_log_smoothing(charted: Any, browser: Any) -> None:
-    server, runs = charted
+    server, (*runs, _) = charted
     url = f"{server.url}/ui/compare?" + "&".join(f"runs={r}" for r in runs)
     context, page, errors = open_charts(browser, url)
     loss_chart = "figure[data-chart]:has(figcaption:text-is('loss'))"
@@ -139,3 +139,21 @@ def test_hover_legend_zoom_log_smoothing(charted: Any, browser: Any) -> None:
     assert float(figure.get_attribute("data-x-min") or 0) >= BASE_TS / 1000 - 1
     assert errors == []
     context.close()
+
+
+def test_links_of_the_mlflow_ui_form_open_their_pages(charted: Any, browser: Any) -> None:
+    """The links the MLflow client prints, on a server without sign-in (no prefix)."""
+    server, (first, *_, experiment) = charted
+    page = browser.new_page()
+    for link, landing in (
+        (f"/#/experiments/{experiment}/runs/{first}", f"/ui/runs/{first}"),
+        (f"/#/experiments/{experiment}", f"/ui/experiments/{experiment}"),
+        ("/#/models", "/ui/models"),
+    ):
+        page.goto(server.url + link)
+        page.wait_for_url(server.url + landing)
+    assert page.locator("h1").inner_text() == "Models"
+    page.goto(f"{server.url}/#/experiments/{experiment}/nonsense")
+    page.wait_for_url("**/ui/link?to=**")
+    assert "No page answers the link" in page.locator("[role=alert]").inner_text()
+    page.close()
