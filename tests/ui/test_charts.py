@@ -157,3 +157,40 @@ def test_links_of_the_mlflow_ui_form_open_their_pages(charted: Any, browser: Any
     page.wait_for_url("**/ui/link?to=**")
     assert "No page answers the link" in page.locator("[role=alert]").inner_text()
     page.close()
+
+
+def test_experiment_chart_view(charted: Any, browser: Any) -> None:
+    """One chart per chosen metric over the candidates of the table (its filter too)."""
+    import requests
+
+    from tests.ui.scripts import assert_only_safe_scripts
+
+    server, (*runs, experiment) = charted
+    url = f"{server.url}/ui/experiments/{experiment}"
+    table = requests.get(url, timeout=30).text
+    assert f'href="/ui/experiments/{experiment}/charts?' in table
+    answer = requests.get(f"{url}/charts", params={"metrics": "loss,acc"}, timeout=30)
+    assert answer.status_code == 200
+    (data,) = assert_only_safe_scripts(answer.text)
+    assert isinstance(data, dict)
+    assert [c["key"] for c in data["charts"]] == ["loss", "acc"]
+    loss_chart = data["charts"][0]
+    assert {s["run"] for s in loss_chart["series"]} == set(runs)
+    for series in loss_chart["series"]:  # 3,000 steps on 300 columns: each one's extremes
+        assert series["sampled"] is True
+        assert len(series["values"]) <= 600
+        assert min(series["values"]) == min(loss(int(series["label"][-1]), s) for s in range(STEPS))
+    assert answer.text.count("<svg") == 2
+    one = requests.get(
+        f"{url}/charts", params={"metrics": "loss", "filter": "attributes.run_name = 'run-1'"},
+        timeout=30,
+    ).text  # fmt: skip
+    (data,) = assert_only_safe_scripts(one)
+    assert isinstance(data, dict)
+    assert [s["label"] for s in data["charts"][0]["series"]] == ["run-1"]
+    context, page, errors = open_charts(browser, f"{url}/charts?metrics=loss,acc")
+    assert page.get_attribute("body", "data-charts-ready") == "2"
+    assert page.locator("#experiment-charts canvas").count() >= 2
+    screenshot(page, "charts-06-experiment")
+    assert errors == []
+    context.close()

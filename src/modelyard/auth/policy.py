@@ -175,6 +175,7 @@ TOP: dict[tuple[str, str], Rule] = {
     ("GET", "/ui/experiments"): _r(C.READ),
     ("GET", "/ui/experiments/{experiment_id}"): _r(C.READ),
     ("GET", "/ui/experiments/{experiment_id}/candidates.csv"): _r(C.READ),
+    ("GET", "/ui/experiments/{experiment_id}/charts"): _r(C.READ),
     ("GET", "/ui/selection"): _r(C.READ),
     ("GET", "/ui/models"): _r(C.READ),
     ("GET", "/ui/models/{name}"): _r(C.READ),

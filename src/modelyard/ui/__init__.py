@@ -14,7 +14,16 @@ from starlette.routing import Route
 from modelyard.errors import ModelyardError, NotFound
 from modelyard.mlflow_api.wire import Context, audited, call
 from modelyard.services import audit
-from modelyard.ui import candidates, chartdata, links, logged_models, models, pages, runs
+from modelyard.ui import (
+    candidates,
+    chartdata,
+    experiment_charts,
+    links,
+    logged_models,
+    models,
+    pages,
+    runs,
+)
 from modelyard.ui.render import error_page
 
 Page = Callable[[Request, Context], Awaitable[Response]]
@@ -34,6 +43,7 @@ ROUTES: list[tuple[str, tuple[str, ...], Page]] = [
     ("/ui/experiments", ("GET",), pages.experiment_list),
     ("/ui/experiments/{experiment_id}", ("GET",), candidates.candidates),
     ("/ui/experiments/{experiment_id}/candidates.csv", ("GET",), candidates.candidates_csv),
+    ("/ui/experiments/{experiment_id}/charts", ("GET",), experiment_charts.experiment_charts),
     ("/ui/selection", ("GET",), candidates.selection),
     ("/ui/models", ("GET",), models.model_list),
     ("/ui/models/{name}", ("GET",), models.model_page),

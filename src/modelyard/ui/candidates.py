@@ -242,6 +242,7 @@ async def candidates(request: Request, ctx: Context) -> Response:
         else None,
         first_url=f"{here}?{urlencode(query.pairs())}" if query.page_token else None,
         csv_url=f"{here}/candidates.csv?{urlencode(query.pairs())}",
+        charts_url=f"{here}/charts?{urlencode(query.pairs())}",
         can_promote=role is not None and role >= Role.DEVELOPER,
     )
 
