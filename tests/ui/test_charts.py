@@ -22,6 +22,7 @@ def loss(run: int, step: int) -> float:
 
 @pytest.fixture(scope="module")
 def charted(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Server, list[str]]]:
+    import numpy as np
     from mlflow.entities import Metric
     from mlflow.tracking import MlflowClient
 
@@ -39,6 +40,9 @@ def charted(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Server, 
         for start in range(0, len(points), 1000):
             client.log_batch(run, metrics=points[start : start + 1000])
         runs.append(run)
+    for step in range(3):  # images across steps, as the MLflow client names them
+        pixels = np.full((8, 8, 3), 80 * step, dtype=np.uint8)
+        client.log_image(runs[0], pixels, key="samples/grid", step=step)
     yield server, [*runs, experiment]
     server.stop()
 
@@ -192,5 +196,29 @@ def test_experiment_chart_view(charted: Any, browser: Any) -> None:
     assert page.get_attribute("body", "data-charts-ready") == "2"
     assert page.locator("#experiment-charts canvas").count() >= 2
     screenshot(page, "charts-06-experiment")
+    assert errors == []
+    context.close()
+
+
+def test_images_across_steps(charted: Any, browser: Any) -> None:
+    server, (first, *_) = charted
+    context, page, errors = open_charts(browser, f"{server.url}/ui/runs/{first}")
+    figure = page.locator("figure.image-key[data-key='samples/grid']")
+    assert figure.get_attribute("data-step") == "2"
+    assert "%2Bstep%2B2%2B" in (figure.locator("img").get_attribute("src") or "")
+    assert "compressed.webp" in (figure.locator("img").get_attribute("src") or "")
+    slider = figure.locator("input.step-slider")
+    slider.fill("0")
+    assert figure.get_attribute("data-step") == "0"
+    source = figure.locator("img").get_attribute("src") or ""
+    assert "%2Bstep%2B0%2B" in source
+    assert figure.locator(".image-step").inner_text() == "step 0"
+    shown = page.evaluate(
+        "s => fetch(s).then(r => r.ok && r.headers.get('content-type'))", source
+    )
+    assert shown == "image/webp"
+    page.wait_for_function("() => document.querySelector('figure.image-key img').complete")
+    assert page.eval_on_selector("figure.image-key img", "i => i.naturalWidth") > 0
+    screenshot(page, "charts-07-images")
     assert errors == []
     context.close()

@@ -32,6 +32,7 @@ STATIC_FILES = {
     "ui.css": "text/css",
     "charts.js": "text/javascript",
     "links.js": "text/javascript",
+    "images.js": "text/javascript",
     "uPlot.iife.min.js": "text/javascript",
     "uPlot.min.css": "text/css",
     "uPlot.LICENSE.txt": "text/plain; charset=utf-8",

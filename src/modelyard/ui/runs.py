@@ -30,6 +30,7 @@ from modelyard.services.entities import Experiment, Run
 from modelyard.services.logged_models import LoggedModel
 from modelyard.services.paths import safe_path
 from modelyard.ui import chartdata, charts
+from modelyard.ui.images import stepped_images
 from modelyard.ui.render import page
 from modelyard.web import routing as _routing  # noqa: F401 - registers {path:anypath}
 from modelyard.web.transfer import BlobResponse, unreadable
@@ -221,6 +222,7 @@ async def run_page(request: Request, ctx: Context) -> Response:
         lineage=_tag_rows(run.tags, LINEAGE_TAGS),
         ci=ci,
         models=found.models,
+        images=stepped_images(f.path for f in found.files),
         tree=_tree(found.files[:MAX_FILES]),
         file_count=len(found.files),
         max_files=MAX_FILES,
