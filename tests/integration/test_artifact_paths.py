@@ -159,3 +159,51 @@ def test_a_symlink_planted_in_the_blob_store_is_not_followed(
     assert status == 500
     assert b"never be served" not in body
     assert "modelyard fsck" in json.loads(body)["message"]
+
+
+def test_names_with_percent_sequences_are_decoded_once(
+    server: Server, client, experiment_id: str
+) -> None:  # type: ignore[no-untyped-def]
+    """MLflow 3.x clients up to 3.8 name images ``<key>%step%<n>%timestamp%<ms>%<id>`` and
+    send each ``%`` as ``%25``. The name is the path decoded once, as sent: a second decoding
+    (``%12``, ``%17`` → control characters) is never applied, so the name is accepted, listed
+    and served as itself."""
+    run = client.create_run(experiment_id).info.run_id
+    name = "k%step%12%timestamp%1700000000000%g1e4c2b8-9f00-4a8e-8f3b-0c6d2a9e1f00.png"
+    sent = quote(name, safe="")
+    assert "%2512%25timestamp%2517" in sent
+    for prefix in PREFIXES:
+        target = (
+            f"{prefix}/mlflow-artifacts/artifacts/{experiment_id}/{run}/artifacts/images/{sent}"
+        )
+        status, payload = raw(server, "PUT", target, b"\x89PNG image bytes")
+        assert status == 200, payload
+        status, payload = raw(server, "GET", target)
+        assert (status, payload) == (200, b"\x89PNG image bytes")
+    assert [f.path for f in client.list_artifacts(run, "images")] == [f"images/{name}"]
+
+
+MLFLOW_INVALID_PATH = {"error_code": "INVALID_PARAMETER_VALUE", "message": "Invalid path"}
+
+
+def test_mlflow_routes_answer_invalid_path_in_mlflow_words(
+    server: Server, client, experiment_id: str
+) -> None:  # type: ignore[no-untyped-def]
+    """As MLflow's server answers (and its tests compare exactly), whatever else is wrong:
+    the path is checked before the run or model version is looked up."""
+    run = client.create_run(experiment_id).info.run_id
+    bad = quote("../path", safe="")
+    for target in (
+        f"/api/2.0/mlflow/artifacts/list?run_id={run}&path={bad}",
+        f"/get-artifact?run_id={run}&path={bad}",
+        f"/model-versions/get-artifact?name=no-such-model&version=1&path={bad}",
+        f"/api/2.0/mlflow-artifacts/artifacts?path={experiment_id}%2F{run}%2Fartifacts%2F{bad}",
+    ):
+        status, payload = raw(server, "GET", target)
+        assert status == 400, target
+        assert json.loads(payload) == MLFLOW_INVALID_PATH, target
+    status, payload = raw(
+        server, "POST", f"/ajax-api/2.0/mlflow/upload-artifact?run_uuid={run}&path={bad}", b"x"
+    )
+    assert status == 400
+    assert json.loads(payload) == MLFLOW_INVALID_PATH

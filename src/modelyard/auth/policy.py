@@ -64,6 +64,7 @@ MLFLOW: dict[tuple[str, str], Rule] = {
     ("POST", "/runs/log-model"): _r(C.WRITE),
     ("GET", "/metrics/get-history"): _r(C.READ),
     ("GET", "/metrics/get-history-bulk-interval"): _r(C.READ),
+    ("GET", "/metrics/get-history-bulk"): _r(C.READ),
     ("POST", "/logged-models"): _r(C.WRITE),
     ("POST", "/logged-models/search"): _r(C.READ),
     ("GET", "/logged-models/{model_id}"): _r(C.READ),
@@ -72,6 +73,8 @@ MLFLOW: dict[tuple[str, str], Rule] = {
     ("PATCH", "/logged-models/{model_id}/tags"): _r(C.WRITE),
     ("DELETE", "/logged-models/{model_id}/tags/{tag_key:path}"): _r(C.WRITE),
     ("POST", "/logged-models/{model_id}/params"): _r(C.WRITE),
+    ("GET", "/logged-models/{model_id}/artifacts/directories"): _r(C.READ),
+    ("GET", "/logged-models/{model_id}/artifacts/files"): _r(C.DOWNLOAD),
     ("POST", "/registered-models/create"): _r(C.WRITE, "model.create"),
     ("GET", "/registered-models/get"): _r(C.READ),
     ("POST", "/registered-models/rename"): _r(C.MAINTAIN, "model.rename"),
@@ -100,6 +103,9 @@ MLFLOW: dict[tuple[str, str], Rule] = {
     # run artifacts through the tracking API
     ("GET", "/artifacts/list"): _r(C.READ),
     ("GET", "/get-artifact"): _r(C.DOWNLOAD),
+    # MLflow's web UI: the datasets of experiments, uploads into a candidate's files
+    ("POST", "/experiments/search-datasets"): _r(C.READ),
+    ("POST", "/upload-artifact"): _r(C.WRITE),
 }
 
 ARTIFACTS: dict[tuple[str, str], Rule] = {
@@ -166,7 +172,7 @@ NATIVE: dict[tuple[str, str], Rule] = {
 TOP: dict[tuple[str, str], Rule] = {
     ("GET", "/health"): _r(C.PUBLIC),
     ("GET", "/"): _r(C.USER),
-    ("GET", "/version"): _r(C.USER),
+    ("GET", "/version"): _r(C.CALLER),
     ("GET", "/login"): _r(C.PUBLIC),
     ("POST", "/login"): _r(C.PUBLIC, forms=True),
     ("POST", "/logout"): _r(C.USER, forms=True),
@@ -192,8 +198,9 @@ TOP: dict[tuple[str, str], Rule] = {
     ("GET", "/ui/charts/data"): _r(C.READ),
     ("GET", "/ui/link"): _r(C.READ),
     ("GET", "/ui/logged-models/{model_id}"): _r(C.READ),
-    # MLflow's UI asks for run artifacts here
+    # MLflow's UI asks for run artifacts and model versions' files here
     ("GET", "/get-artifact"): _r(C.DOWNLOAD),
+    ("GET", "/model-versions/get-artifact"): _r(C.DOWNLOAD),
 }
 
 

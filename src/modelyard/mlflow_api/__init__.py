@@ -1,4 +1,5 @@
-"""MLflow's REST protocol: tracking under /api/2.0/mlflow and /ajax-api/2.0/mlflow."""
+"""MLflow's REST protocol: tracking under /api/2.0/mlflow and /ajax-api/2.0/mlflow (plus the
+few routes MLflow's server answers for its web UI under /ajax-api only)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from modelyard.mlflow_api.wire import Context, Handler, Message, endpoint
 
 PREFIXES = ("/api/2.0/mlflow", "/ajax-api/2.0/mlflow")
 INFO_PREFIXES = ("/api/3.0/mlflow", "/ajax-api/3.0/mlflow")
+UI_PREFIXES = ("/ajax-api/2.0/mlflow",)
 
 
 def server_info(ctx: Context, _msg: Message) -> dict[str, Any]:
@@ -40,12 +42,17 @@ TRACKING: list[tuple[str, tuple[str, ...], Handler]] = [
 INFO: list[tuple[str, tuple[str, ...], Handler]] = [
     ("/server-info", ("GET",), server_info),
 ]
+UI_ONLY: list[tuple[str, tuple[str, ...], Handler]] = [
+    *experiments.UI_ROUTES,
+    *metrics.UI_ROUTES,
+]
 
 
 def routes(context_of: Callable[[Request], Context]) -> list[BaseRoute]:
     """Every MLflow route, bound to a function that tells each request's context."""
     out: list[BaseRoute] = []
-    for prefixes, table in ((PREFIXES, TRACKING), (INFO_PREFIXES, INFO)):
+    tables = ((PREFIXES, TRACKING), (INFO_PREFIXES, INFO), (UI_PREFIXES, UI_ONLY))
+    for prefixes, table in tables:
         for path, methods, handler in table:
             wrapped = endpoint(handler, context_of)
             out.extend(Route(p + path, wrapped, methods=list(methods)) for p in prefixes)

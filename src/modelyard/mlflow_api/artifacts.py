@@ -8,7 +8,7 @@ import mimetypes
 import posixpath
 import re
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from starlette.requests import Request
@@ -16,16 +16,19 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from modelyard.blobs import StoredBlob
-from modelyard.errors import InvalidParameter, ModelyardError, NotFound, NotSupported
-from modelyard.mlflow_api.wire import Context, Message, call, error_response, respond
-from modelyard.services import artifacts, packages
+from modelyard.errors import BadRequest, InvalidParameter, ModelyardError, NotFound, NotSupported
+from modelyard.mlflow_api.wire import Context, Message, call, failure, respond
+from modelyard.services import artifacts, packages, registry
 from modelyard.services.artifacts import Target
 from modelyard.services.entities import now_ms
 from modelyard.services.paths import join, safe_path
 from modelyard.web import routing as _routing  # noqa: F401 - registers {path:anypath}
+from modelyard.web.media import served_type, stored_type
 from modelyard.web.transfer import BlobResponse, store_stream
 
 ARTIFACT_PREFIXES = ("/api/2.0/mlflow-artifacts", "/ajax-api/2.0/mlflow-artifacts")
+UI_PREFIX = "/ajax-api/2.0/mlflow"
+STORED = "mlflow-artifacts:/"
 MULTIPART_UNSUPPORTED = "Multipart upload is not supported for the current artifact repository"
 MAX_PARTS = 10_000
 _MEDIA_TYPE = re.compile(r"^[\w.+-]+/[\w.+-]+$")
@@ -34,6 +37,8 @@ Page = Callable[[Request], Awaitable[Response]]
 
 
 def media_type_of(request: Request, path: str) -> str:
+    """The declared media type of an upload to the native API (MLflow's routes record the
+    type of the file's name, see ``web.media``)."""
     declared = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if _MEDIA_TYPE.match(declared) and len(declared) <= 255:
         return declared
@@ -57,7 +62,7 @@ def _guarded(page: Callable[[Request, Context], Awaitable[Response]], context_of
         try:
             return await page(request, context_of(request))
         except ModelyardError as exc:
-            return error_response(exc.code, exc.message)
+            return failure(exc)
 
     return route
 
@@ -66,7 +71,7 @@ async def upload(request: Request, ctx: Context) -> Response:
     target = await call(ctx, artifacts.locate_for_write, ctx.db, ctx.project_id, _path(request))
     assert target.package is not None
     blob = await store_stream(ctx.store, request.stream())
-    await _record(ctx, target, target.path, blob, media_type_of(request, target.path))
+    await _record(ctx, target, target.path, blob, stored_type(target.path))
     return respond({})
 
 
@@ -108,7 +113,7 @@ def _whole_file(ctx: Context, found: packages.PackageFile) -> Response:
         0,
         found.size,
         headers=download_headers(found.path, found.sha256),
-        media_type=found.media_type,
+        media_type=served_type(found.path),
     )
 
 
@@ -124,10 +129,11 @@ async def list_files(request: Request, ctx: Context) -> Response:
     entries = await call(ctx, packages.list_folder, ctx.db, target.package.id, target.path)
     if not entries:
         return respond({})
-    return respond({"files": [_entry(e.name, e.is_dir, e.size) for e in entries]})
+    return respond({"files": [entry_json(e.name, e.is_dir, e.size) for e in entries]})
 
 
-def _entry(path: str, is_dir: bool, size: int | None) -> dict[str, Any]:
+def entry_json(path: str, is_dir: bool, size: int | None) -> dict[str, Any]:
+    """One listed file or folder, as MLflow's FileInfo."""
     out: dict[str, Any] = {"path": path, "is_dir": is_dir}
     if size is not None:
         out["file_size"] = size
@@ -195,8 +201,7 @@ async def multipart_complete(request: Request, ctx: Context) -> Response:
     await call(ctx, store.complete_multipart, pending.location, pending.storage_upload_id, parts)
     sha256, size = await call(ctx, store.digest, pending.location)
     blob = StoredBlob(sha256, size, pending.location)
-    media = mimetypes.guess_type(path)[0] or "application/octet-stream"
-    await _record(ctx, target, path, blob, media)
+    await _record(ctx, target, path, blob, stored_type(path))
     await call(ctx, packages.finish_upload, ctx.db, pending.id)
     return respond({})
 
@@ -223,6 +228,7 @@ async def presigned(request: Request, ctx: Context) -> Response:
 
 async def run_artifacts_list(request: Request, ctx: Context) -> Response:
     message = await Message.read(request)
+    safe_path(message.string("path") or "", allow_root=True)
     run_id = message.required("run_id", alias="run_uuid")
     target = await call(
         ctx, artifacts.run_target, ctx.db, ctx.project_id, run_id, message.string("path") or ""
@@ -230,21 +236,97 @@ async def run_artifacts_list(request: Request, ctx: Context) -> Response:
     out: dict[str, Any] = {"root_uri": target.artifact_uri}
     if target.package is not None:
         entries = await call(ctx, packages.list_folder, ctx.db, target.package.id, target.path)
-        out["files"] = [_entry(join(target.path, e.name), e.is_dir, e.size) for e in entries]
+        out["files"] = [entry_json(join(target.path, e.name), e.is_dir, e.size) for e in entries]
     return respond(out)
 
 
 async def get_artifact(request: Request, ctx: Context) -> Response:
     message = await Message.read(request)
-    run_id = message.required("run_id", alias="run_uuid")
     raw = message.required("path")
+    safe_path(raw)
+    run_id = message.required("run_id", alias="run_uuid")
     target = await call(ctx, artifacts.run_target, ctx.db, ctx.project_id, run_id, raw)
-    if target.package is None or not target.path:
+    return _whole_file(ctx, await _file_in(ctx, target, raw))
+
+
+# The web UI's routes -------------------------------------------------------------------------
+
+MAX_UI_UPLOAD = 10 * 1024 * 1024
+
+
+async def upload_artifact(request: Request, ctx: Context) -> Response:
+    """MLflow's UI upload: ``?run_uuid=&path=`` and the file as the body (at most 10 MB)."""
+    run_id = request.query_params.get("run_uuid")
+    if not run_id:
+        raise InvalidParameter("Request must specify run_uuid.")
+    raw = request.query_params.get("path")
+    if not raw:
+        raise InvalidParameter("Request must specify path.")
+    safe_path(raw)
+    body = await _small_body(request, MAX_UI_UPLOAD)
+    if not body:
+        raise InvalidParameter("Request must specify data.")
+    target = await call(ctx, artifacts.run_target_for_write, ctx.db, ctx.project_id, run_id, raw)
+    blob = await store_stream(ctx.store, _once(body))
+    await _record(ctx, target, target.path, blob, stored_type(target.path))
+    return respond({})
+
+
+async def _small_body(request: Request, limit: int) -> bytes:
+    too_large = InvalidParameter("Artifact size is too large. Max size is 10MB.")
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise too_large
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise too_large
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+async def _once(body: bytes) -> AsyncIterator[bytes]:
+    yield body
+
+
+async def logged_model_file(request: Request, ctx: Context) -> Response:
+    """One file of a logged model, ``?artifact_file_path=`` inside its artifacts."""
+    raw = request.query_params.get("artifact_file_path")
+    if not raw:
+        raise BadRequest('Request must include the "artifact_file_path" query parameter.')
+    safe_path(raw)
+    model_id = str(request.path_params["model_id"])
+    target = await call(ctx, artifacts.model_target, ctx.db, ctx.project_id, model_id, raw)
+    return _whole_file(ctx, await _file_in(ctx, target, raw))
+
+
+async def model_version_artifact(request: Request, ctx: Context) -> Response:
+    """One file of a model version, ``?name=&version=&path=``: the files it serves."""
+    message = await Message.read(request)
+    raw = message.required("path")
+    safe_path(raw)
+    uri = await call(
+        ctx,
+        registry.download_uri,
+        ctx.db,
+        ctx.project_id,
+        message.string("name"),
+        message.string("version"),
+    )
+    if not uri.startswith(STORED):
         raise _missing(raw)
-    found = await call(ctx, packages.get_file, ctx.db, target.package.id, target.path)
+    return _whole_file(ctx, await _file_of(ctx, join(uri.removeprefix(STORED), raw)))
+
+
+async def _file_in(ctx: Context, target: Target, raw: str) -> packages.PackageFile:
+    found = None
+    if target.package is not None and target.path:
+        found = await call(ctx, packages.get_file, ctx.db, target.package.id, target.path)
     if found is None:
         raise _missing(raw)
-    return _whole_file(ctx, found)
+    return found
 
 
 def routes(context_of: Callable[[Request], Context]) -> list[BaseRoute]:
@@ -268,4 +350,23 @@ def routes(context_of: Callable[[Request], Context]) -> list[BaseRoute]:
         out.append(Route(prefix + "/artifacts/list", listing, methods=["GET"]))
         out.append(Route(prefix + "/get-artifact", fetch, methods=["GET"]))
     out.append(Route("/get-artifact", fetch, methods=["GET"]))
+    out.append(
+        Route(
+            "/model-versions/get-artifact",
+            _guarded(model_version_artifact, context_of),
+            methods=["GET"],
+        )
+    )
+    out.append(
+        Route(
+            UI_PREFIX + "/upload-artifact", _guarded(upload_artifact, context_of), methods=["POST"]
+        )
+    )
+    out.append(
+        Route(
+            UI_PREFIX + "/logged-models/{model_id}/artifacts/files",
+            _guarded(logged_model_file, context_of),
+            methods=["GET"],
+        )
+    )
     return out

@@ -25,10 +25,10 @@ def experiment_json(exp: Experiment) -> dict[str, Any]:
 
 
 def create(ctx: Context, msg: Message) -> dict[str, Any]:
+    name = msg.required("name")
+    location = msg.string("artifact_location")
     tags = dict(msg.key_values("tags"))
-    new_id = service.create(
-        ctx.db, ctx.project_id, msg.required("name"), msg.string("artifact_location"), tags
-    )
+    new_id = service.create(ctx.db, ctx.project_id, name, location, tags)
     return {"experiment_id": str(new_id)}
 
 
@@ -94,6 +94,22 @@ def delete_tag(ctx: Context, msg: Message) -> dict[str, Any]:
     return {}
 
 
+def search_datasets(ctx: Context, msg: Message) -> dict[str, Any]:
+    """The web UI's summary of the datasets the experiments' candidates used."""
+    found = service.dataset_summaries(ctx.db, ctx.project_id, msg.strings("experiment_ids"))
+    summaries = []
+    for summary in found:
+        out = {
+            "experiment_id": str(summary.experiment_id),
+            "name": summary.name,
+            "digest": summary.digest,
+        }
+        if summary.context:
+            out["context"] = summary.context
+        summaries.append(out)
+    return {"dataset_summaries": summaries} if summaries else {}
+
+
 ROUTES: list[tuple[str, tuple[str, ...], Handler]] = [
     ("/experiments/create", ("POST",), create),
     ("/experiments/get", ("GET",), get),
@@ -104,4 +120,9 @@ ROUTES: list[tuple[str, tuple[str, ...], Handler]] = [
     ("/experiments/restore", ("POST",), restore),
     ("/experiments/set-experiment-tag", ("POST",), set_tag),
     ("/experiments/delete-experiment-tag", ("POST",), delete_tag),
+]
+
+# Answered under /ajax-api/2.0/mlflow only, as by MLflow's server (its web UI calls it).
+UI_ROUTES: list[tuple[str, tuple[str, ...], Handler]] = [
+    ("/experiments/search-datasets", ("POST",), search_datasets),
 ]

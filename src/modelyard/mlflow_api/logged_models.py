@@ -1,16 +1,19 @@
 """MLflow 3 LoggedModel routes and their JSON shapes: create, get, finalize, delete, search,
-tags and params. The model id (and a tag key) come from the URL path."""
+tags, params and the listing of its files. The model id (and a tag key) come from the URL
+path."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from modelyard.errors import InvalidParameter
+from modelyard.mlflow_api.artifacts import entry_json
 from modelyard.mlflow_api.wire import Context, Handler, Message, number
+from modelyard.services import artifacts, packages, validation
 from modelyard.services import logged_models as service
-from modelyard.services import validation
 from modelyard.services.entities import Metric
 from modelyard.services.logged_models import LoggedModel
+from modelyard.services.paths import join
 from modelyard.services.search.logged_models import DatasetFilter, OrderBy
 
 
@@ -164,6 +167,21 @@ def search(ctx: Context, msg: Message) -> dict[str, Any]:
     return out
 
 
+def list_artifacts(ctx: Context, msg: Message) -> dict[str, Any]:
+    """The files and folders directly inside ``artifact_directory_path`` of the model's
+    artifacts, named from the model's artifact root."""
+    folder = msg.string("artifact_directory_path") or ""
+    target = artifacts.model_target(ctx.db, ctx.project_id, msg.required("model_id"), folder)
+    out: dict[str, Any] = {"root_uri": target.artifact_uri}
+    if target.package is not None:
+        entries = packages.list_folder(ctx.db, target.package.id, target.path)
+        if entries:
+            out["files"] = [
+                entry_json(join(target.path, e.name), e.is_dir, e.size) for e in entries
+            ]
+    return out
+
+
 # Literal paths come before "{model_id}" so that "search" is never taken for a model id.
 ROUTES: list[tuple[str, tuple[str, ...], Handler]] = [
     ("/logged-models", ("POST",), create),
@@ -174,4 +192,5 @@ ROUTES: list[tuple[str, tuple[str, ...], Handler]] = [
     ("/logged-models/{model_id}/tags", ("PATCH",), set_tags),
     ("/logged-models/{model_id}/tags/{tag_key:path}", ("DELETE",), delete_tag),
     ("/logged-models/{model_id}/params", ("POST",), log_params),
+    ("/logged-models/{model_id}/artifacts/directories", ("GET",), list_artifacts),
 ]

@@ -36,9 +36,21 @@ def get_history_bulk_interval(ctx: Context, msg: Message) -> dict[str, Any]:
         ctx.db,
         ctx.project_id,
         msg.strings("run_ids"),
-        msg.required("metric_key"),
+        msg.string("metric_key"),
         msg.int64("start_step"),
         msg.int64("end_step"),
+        msg.int64("max_results"),
+    )
+    return {"metrics": [metric_json(m) for m in points]}
+
+
+def get_history_bulk(ctx: Context, msg: Message) -> dict[str, Any]:
+    """The web UI's whole histories of several runs (``run_id`` repeated)."""
+    points = metric_history.bulk(
+        ctx.db,
+        ctx.project_id,
+        msg.strings("run_id"),
+        msg.string("metric_key"),
         msg.int64("max_results"),
     )
     return {"metrics": [metric_json(m) for m in points]}
@@ -47,4 +59,9 @@ def get_history_bulk_interval(ctx: Context, msg: Message) -> dict[str, Any]:
 ROUTES: list[tuple[str, tuple[str, ...], Handler]] = [
     ("/metrics/get-history", ("GET",), get_history),
     ("/metrics/get-history-bulk-interval", ("GET",), get_history_bulk_interval),
+]
+
+# Answered under /ajax-api/2.0/mlflow only, as by MLflow's server (its web UI calls it).
+UI_ROUTES: list[tuple[str, tuple[str, ...], Handler]] = [
+    ("/metrics/get-history-bulk", ("GET",), get_history_bulk),
 ]

@@ -8,7 +8,7 @@ from modelyard.errors import InvalidParameter
 from modelyard.mlflow_api.wire import Context, Handler, Message, number
 from modelyard.services import run_data, validation
 from modelyard.services import runs as service
-from modelyard.services.entities import Dataset, DatasetInput, Metric, Run, RunInfo, now_ms
+from modelyard.services.entities import Dataset, DatasetInput, Metric, Run, RunInfo
 
 DEFAULT_SEARCH_RESULTS = 1000
 
@@ -125,63 +125,75 @@ _INT64 = range(-(2**63), 2**63)
 _OPTIONAL = ("model_id", "dataset_name", "dataset_digest")
 
 
-def _metric(item: Any, *, timestamp_required: bool, default_timestamp: int = 0) -> Metric:
-    """One metric from its JSON object; the common all-numbers case takes the short path."""
+def _missing(param: str) -> InvalidParameter:
+    return InvalidParameter(f"Missing value for required parameter '{param}'.")
+
+
+def _metric(item: Any, where: str = "") -> Metric:
+    """One metric from its JSON object; ``where`` prefixes the field names in errors
+    (``metrics[3].`` in a batch). The common all-numbers case takes the short path."""
     if not isinstance(item, dict):
-        raise validation.invalid_value(item, "metrics")
+        raise validation.invalid_value(item, where[:-1])
     key = item.get("key")
-    if not isinstance(key, str) or not key:
-        raise InvalidParameter("Missing value for required parameter 'key'.")
+    if type(key) is not str or not key:
+        if key is None or key == "":
+            raise _missing(where + "key")
+        raise validation.invalid_value(key, where + "key")
     value = item.get("value")
-    if value is None:
-        raise InvalidParameter("Missing value for required parameter 'value'.")
     if type(value) is not float:
-        value = validation.metric_value(value, key)
+        if value is None or value == "":
+            raise _missing(where + "value")
+        value = validation.metric_value(value, where + "value")
     timestamp = item.get("timestamp")
-    if timestamp is None:
-        if timestamp_required:
-            raise InvalidParameter("Missing value for required parameter 'timestamp'.")
-        timestamp = default_timestamp
-    elif type(timestamp) is not int or timestamp not in _INT64:
-        timestamp = validation.int64(timestamp, "timestamp")
+    if type(timestamp) is not int or timestamp not in _INT64:
+        if timestamp is None or timestamp == "":
+            raise _missing(where + "timestamp")
+        timestamp = validation.int64(timestamp, where + "timestamp")
     step = item.get("step") or 0
     if type(step) is not int or step not in _INT64:
-        step = validation.int64(step, "step")
+        step = validation.int64(step, where + "step")
     metric = Metric(key, value, timestamp, step)
     if len(item) > 4:
         for field in _OPTIONAL:
             extra = item.get(field)
             if extra is not None and not isinstance(extra, str):
-                raise validation.invalid_value(extra, field)
+                raise validation.invalid_value(extra, where + field)
         metric.model_id = item.get("model_id") or None
         metric.dataset_name = item.get("dataset_name") or None
         metric.dataset_digest = item.get("dataset_digest") or None
     return metric
 
 
+# Each handler reads its fields in the order MLflow's server checks them, and all of them
+# before anything is looked up: a malformed request is a 400 whatever it names.
+
+
 def log_metric(ctx: Context, msg: Message) -> dict[str, Any]:
-    metric = _metric(msg.data, timestamp_required=True)
-    batch = run_data.check_batch([metric], [], [])
-    run_data.log_batch(ctx.db, ctx.project_id, _run_id(msg), batch)
+    run_id = _run_id(msg)
+    batch = run_data.check_batch([_metric(msg.data)], [], [])
+    run_data.log_batch(ctx.db, ctx.project_id, run_id, batch)
     return {}
 
 
 def log_param(ctx: Context, msg: Message) -> dict[str, Any]:
-    value = msg.string("value") or ""
-    batch = run_data.check_batch([], [(msg.required("key"), value)], [])
-    run_data.log_batch(ctx.db, ctx.project_id, _run_id(msg), batch)
+    run_id = _run_id(msg)
+    key = msg.required("key")
+    batch = run_data.check_batch([], [(key, msg.string("value") or "")], [])
+    run_data.log_batch(ctx.db, ctx.project_id, run_id, batch)
     return {}
 
 
 def set_tag(ctx: Context, msg: Message) -> dict[str, Any]:
-    value = msg.string("value") or ""
-    batch = run_data.check_batch([], [], [(msg.required("key"), value)])
-    run_data.log_batch(ctx.db, ctx.project_id, _run_id(msg), batch)
+    run_id = _run_id(msg)
+    key = msg.required("key")
+    batch = run_data.check_batch([], [], [(key, msg.string("value") or "")])
+    run_data.log_batch(ctx.db, ctx.project_id, run_id, batch)
     return {}
 
 
 def delete_tag(ctx: Context, msg: Message) -> dict[str, Any]:
-    run_data.delete_tag(ctx.db, ctx.project_id, _run_id(msg), msg.required("key"))
+    run_id = _run_id(msg)
+    run_data.delete_tag(ctx.db, ctx.project_id, run_id, msg.required("key"))
     return {}
 
 
@@ -191,12 +203,10 @@ def log_batch(ctx: Context, msg: Message) -> dict[str, Any]:
             f"Batched logging API requests must be at most {validation.MAX_REQUEST_BYTES} bytes, "
             f"got a request of {msg.size} bytes."
         )
-    now = now_ms()
-    metrics = [
-        _metric(m, timestamp_required=False, default_timestamp=now) for m in msg.objects("metrics")
-    ]
+    run_id = _run_id(msg)
+    metrics = [_metric(m, f"metrics[{i}].") for i, m in enumerate(msg.objects("metrics"))]
     batch = run_data.check_batch(metrics, msg.key_values("params"), msg.key_values("tags"))
-    run_data.log_batch(ctx.db, ctx.project_id, _run_id(msg), batch)
+    run_data.log_batch(ctx.db, ctx.project_id, run_id, batch)
     return {}
 
 

@@ -17,6 +17,7 @@ from modelyard.blobs import BlobStore
 from modelyard.db.engine import Database
 from modelyard.errors import BadRequest, ErrorCode, InvalidParameter, ModelyardError
 from modelyard.services import audit, validation
+from modelyard.services.paths import InvalidPath
 
 T = TypeVar("T")
 JSON = "application/json"
@@ -90,9 +91,9 @@ class Message:
             if required:
                 raise InvalidParameter(f"Missing value for required parameter '{name}'.")
             return None if value is None else ""
-        if isinstance(value, bool) or not isinstance(value, str | int):
+        if not isinstance(value, str):  # protobuf JSON: string fields are JSON strings
             raise validation.invalid_value(value, name)
-        return str(value)
+        return value
 
     def required(self, name: str, alias: str | None = None) -> str:
         value = self.string(name, required=True, alias=alias)
@@ -113,9 +114,9 @@ class Message:
             return []
         items = value if isinstance(value, list) else [value]
         for item in items:
-            if isinstance(item, bool) or not isinstance(item, str | int):
-                raise validation.invalid_value(item, name)
-        return [str(item) for item in items]
+            if not isinstance(item, str):
+                raise validation.invalid_value(value, name)
+        return items
 
     def objects(self, name: str) -> list[dict[str, Any]]:
         value = self.data.get(name)
@@ -128,15 +129,17 @@ class Message:
     def key_values(self, name: str) -> list[tuple[str, str]]:
         """``[{"key": k, "value": v}]`` pairs, as used for params and tags."""
         pairs: list[tuple[str, str]] = []
-        for item in self.objects(name):
-            key, value = item.get("key"), item.get("value", "")
-            if not isinstance(key, str) or not key:
-                raise InvalidParameter(f"Missing value for required parameter '{name}.key'.")
-            if value is None:
-                value = ""
-            if not isinstance(value, str | int | float) or isinstance(value, bool):
-                raise validation.invalid_value(value, f"{name}.value")
-            pairs.append((key, str(value)))
+        for index, item in enumerate(self.objects(name)):
+            key, value = item.get("key"), item.get("value")
+            if key is None or key == "":
+                raise InvalidParameter(
+                    f"Missing value for required parameter '{name}[{index}].key'."
+                )
+            if not isinstance(key, str):
+                raise validation.invalid_value(key, f"{name}[{index}].key")
+            if value is not None and not isinstance(value, str):
+                raise validation.invalid_value(value, f"{name}[{index}].value")
+            pairs.append((key, value or ""))
         return pairs
 
 
@@ -175,6 +178,13 @@ def error_response(code: ErrorCode, message: str) -> Response:
     return respond({"error_code": code.value, "message": message}, code.http_status)
 
 
+def failure(exc: ModelyardError) -> Response:
+    """MLflow's error body for a domain error. A refused file path is answered in MLflow's
+    own words ("Invalid path"), which its clients and tests compare exactly."""
+    message = InvalidPath.MESSAGE if isinstance(exc, InvalidPath) else exc.message
+    return error_response(exc.code, message)
+
+
 Handler = Callable[[Context, Message], dict[str, Any]]
 
 
@@ -211,7 +221,7 @@ def endpoint(
             if action is not None:
                 await call(context, audit.record_call, context, action, message.data)
         except ModelyardError as exc:
-            return error_response(exc.code, exc.message)
+            return failure(exc)
         return respond(result)
 
     return route

@@ -12,8 +12,9 @@ can be addressed.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
-from sqlalchemy import Connection, and_, bindparam, select
+from sqlalchemy import Connection, Row, and_, bindparam, select
 
 from modelyard.db.engine import Database
 from modelyard.db.schema import logged_models, runs
@@ -55,6 +56,13 @@ def _split_model(path: str) -> tuple[str, str, str] | None:
     return None
 
 
+def _package(row: Row[Any]) -> Package | None:
+    """The package in a row's columns after the first three (None when the outer join found
+    none)."""
+    columns: tuple[Any, ...] = tuple(row)[3:]
+    return None if columns[0] is None else Package(*columns)
+
+
 _MODEL_AND_PACKAGE = (
     select(
         logged_models.c.experiment_id,
@@ -92,8 +100,7 @@ def _model(
         raise NotFound(
             f"Logged model '{model_id[:64]}' of experiment '{experiment[:20]}' not found."
         )
-    package_columns = row[3:]
-    package = None if package_columns[0] is None else Package(*package_columns)
+    package = _package(row)
     return row.artifact_location, package
 
 
@@ -144,8 +151,7 @@ def _run(
         if experiment is None:
             raise NotFound(f"Run with id={run_id[:64]} not found")
         raise NotFound(f"Run '{run_id[:64]}' of experiment '{experiment[:20]}' not found.")
-    package_columns = row[3:]
-    package = None if package_columns[0] is None else Package(*package_columns)
+    package = _package(row)
     return row.pk, row.artifact_uri or "", package
 
 
@@ -229,12 +235,39 @@ def run_target(db: Database, project_id: int, run_id: str, raw_path: str) -> Tar
     return Target(package, inner, run_id, uri)
 
 
+def run_target_for_write(db: Database, project_id: int, run_id: str, raw_path: str) -> Target:
+    """A file to write inside a candidate's artifacts, by run id (the web UI's upload)."""
+    inner = safe_path(raw_path)
+    with db.read() as conn:
+        experiment = conn.execute(
+            select(runs.c.experiment_id).where(runs.c.id == run_id, runs.c.project_id == project_id)
+        ).scalar()
+    if experiment is None:
+        raise NotFound(f"Run with id={run_id[:64]} not found")
+    return locate_for_write(db, project_id, f"{experiment}/{run_id}/artifacts/{inner}")
+
+
+def model_target(db: Database, project_id: int, model_id: str, raw_path: str) -> Target:
+    """A path inside a logged model's files, by model id; a deleted model is not found."""
+    inner = safe_path(raw_path, allow_root=True)
+    with db.read() as conn:
+        row = conn.execute(
+            _MODEL_AND_PACKAGE, {"model_id": model_id, "project_id": project_id}
+        ).first()
+    if row is None or row.lifecycle_stage != "active":
+        raise NotFound(f"Logged model with ID '{model_id[:100]}' not found.")
+    package = _package(row)
+    return Target(package, inner, "", row.artifact_location, model_id)
+
+
 __all__ = [
     "LOGGED_MODEL_VERSION",
     "Target",
     "join",
     "locate",
     "locate_for_write",
+    "model_target",
     "run_target",
+    "run_target_for_write",
     "version_location",
 ]

@@ -1,14 +1,24 @@
-"""Experiments: create, read, search, rename, delete and restore, tags."""
+"""Experiments: create, read, search, rename, delete and restore, tags; the datasets their
+candidates used."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Connection, Row, and_, bindparam, delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from modelyard.db.engine import Database
-from modelyard.db.schema import DEFAULT_PROJECT_ID, experiment_tags, experiments, projects, runs
+from modelyard.db.schema import (
+    DEFAULT_PROJECT_ID,
+    datasets,
+    experiment_tags,
+    experiments,
+    projects,
+    run_inputs,
+    runs,
+)
 from modelyard.errors import AlreadyExists, InvalidParameter, NotFound
 from modelyard.services import validation
 from modelyard.services.entities import Experiment, Page, now_ms
@@ -314,3 +324,48 @@ def activity(db: Database, experiment_ids: list[int]) -> dict[int, tuple[int, in
     with db.read() as conn:
         found = {row[0]: (int(row[1]), row[2]) for row in conn.execute(query)}
     return {i: found.get(i, (0, None)) for i in experiment_ids}
+
+
+MAX_DATASET_EXPERIMENTS = 20
+MAX_DATASET_SUMMARIES = 1000
+
+
+@dataclass(frozen=True, slots=True)
+class DatasetSummary:
+    """A dataset some candidate of the experiment used, with the context it was used in."""
+
+    experiment_id: int
+    name: str
+    digest: str
+    context: str | None
+
+
+def dataset_summaries(
+    db: Database, project_id: int, experiment_ids: list[str]
+) -> list[DatasetSummary]:
+    """The distinct (dataset, context) pairs the experiments' candidates logged as inputs."""
+    if not experiment_ids:
+        raise InvalidParameter("SearchDatasets request must specify at least one experiment_id.")
+    if len(experiment_ids) > MAX_DATASET_EXPERIMENTS:
+        raise InvalidParameter(
+            f"SearchDatasets request cannot specify more than {MAX_DATASET_EXPERIMENTS} "
+            f"experiment_ids. Received {len(experiment_ids)} experiment_ids."
+        )
+    numbers = [validation.experiment_id(e, "experiment_ids") for e in experiment_ids]
+    query = (
+        select(datasets.c.experiment_id, datasets.c.name, datasets.c.digest, run_inputs.c.context)
+        .distinct()
+        .join(run_inputs, run_inputs.c.dataset_id == datasets.c.id)
+        .join(experiments, experiments.c.id == datasets.c.experiment_id)
+        .where(
+            experiments.c.project_id == project_id,
+            datasets.c.experiment_id.in_(bindparam("ids", expanding=True)),
+        )
+        .order_by(
+            datasets.c.experiment_id, datasets.c.name, datasets.c.digest, run_inputs.c.context
+        )
+        .limit(MAX_DATASET_SUMMARIES)
+    )
+    with db.read() as conn:
+        ids = resolve_default(conn, project_id, numbers)
+        return [DatasetSummary(*row) for row in conn.execute(query, {"ids": ids})]

@@ -9,6 +9,7 @@ Deletion is soft: a deleted model is no longer found, listed or written to.
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -273,6 +274,44 @@ def set_tags(
             [{"owner": row.id, "key": k, "value": v} for k, v in checked.items()],
         )
         _touch(conn, row.id)
+
+
+MODEL_VERSIONS_TAG = "mlflow.modelVersions"
+
+
+def record_version(
+    conn: Connection, project_id: int, model_id: str, name: str, number: int
+) -> None:
+    """Add a model version registered from this logged model to its ``mlflow.modelVersions``
+    tag, a JSON list of ``{"name", "version"}`` written as MLflow's server writes it. Runs in
+    the transaction that creates the version; the model must exist in the project (deleted or
+    not: a version may be registered from a deleted model's files)."""
+    row = load_row(conn, project_id, model_id, allow_deleted=True)
+    current = conn.execute(
+        select(logged_model_tags.c.value).where(
+            logged_model_tags.c.owner == row.id, logged_model_tags.c.key == MODEL_VERSIONS_TAG
+        )
+    ).scalar()
+    entries = _registrations(current)
+    entry = {"name": name, "version": number}
+    if entry in entries:
+        return
+    upsert = insert_for(conn.dialect.name, logged_model_tags)
+    conn.execute(
+        upsert.on_conflict_do_update(
+            index_elements=["owner", "key"], set_={"value": upsert.excluded.value}
+        ),
+        {"owner": row.id, "key": MODEL_VERSIONS_TAG, "value": json.dumps([*entries, entry])},
+    )
+
+
+def _registrations(value: str | None) -> list[Any]:
+    """The tag's entries; a value that is not a JSON list (set by hand) is started afresh."""
+    try:
+        entries = json.loads(value) if value else []
+    except ValueError:
+        return []
+    return entries if isinstance(entries, list) else []
 
 
 def delete_tag(db: Database, project_id: int, model_id: str | None, key: str | None) -> None:

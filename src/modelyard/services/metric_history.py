@@ -6,11 +6,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection
 
 from modelyard.db.dialect import driver_rows
 from modelyard.db.engine import Database
-from modelyard.db.schema import metrics
 from modelyard.errors import InvalidParameter
 from modelyard.services import runs as run_service
 from modelyard.services import validation
@@ -21,7 +20,6 @@ MAX_HISTORY_PAGE = 25_000
 MAX_BULK_RUNS = 100
 MAX_BULK_RESULTS = 2_500
 
-_COLUMNS = (metrics.c.step, metrics.c.timestamp, metrics.c.value, metrics.c.is_nan)
 _POINTS = (
     'SELECT step, "timestamp", "value", is_nan FROM metrics WHERE run_pk = ? AND "key" = ? '
     '{after}ORDER BY step, "timestamp", "value", is_nan LIMIT ?'
@@ -68,6 +66,54 @@ def history(
     return Page(points, token)
 
 
+def _bulk_interval_checks(
+    run_ids: list[str],
+    key: str | None,
+    start_step: int | None,
+    end_step: int | None,
+    max_results: int | None,
+) -> tuple[str, int]:
+    """MLflow's checks, in its order and words; the metric key and the step limit."""
+    if not run_ids:
+        raise InvalidParameter("Missing value for required parameter 'run_ids'.")
+    if len(run_ids) > MAX_BULK_RUNS:
+        raise InvalidParameter(
+            f"GetMetricHistoryBulkInterval request must specify at most {MAX_BULK_RUNS} "
+            f"run_ids. Received {len(run_ids)} run_ids."
+        )
+    if not key:
+        raise InvalidParameter("Missing value for required parameter 'metric_key'.")
+    limit = MAX_BULK_RESULTS if max_results is None else max_results
+    if not 1 <= limit <= MAX_BULK_RESULTS:
+        raise InvalidParameter(f"max_results must be between 1 and {MAX_BULK_RESULTS}.")
+    if start_step is not None and end_step is not None:
+        if start_step > end_step:
+            raise InvalidParameter(
+                "end_step must be greater than start_step. "
+                f"Found start_step={start_step} and end_step={end_step}."
+            )
+    elif start_step is not None or end_step is not None:
+        raise InvalidParameter(
+            "If either start step or end step are specified, both must be specified."
+        )
+    return key, limit
+
+
+_STEPS_IN = (
+    'SELECT DISTINCT step FROM metrics WHERE run_pk IN ({runs}) AND "key" = ? '
+    "AND step BETWEEN ? AND ? ORDER BY step"
+)
+_FIRST_AND_LAST = (
+    'SELECT (SELECT MIN(step) FROM metrics WHERE run_pk = ? AND "key" = ?), '
+    '(SELECT MAX(step) FROM metrics WHERE run_pk = ? AND "key" = ?)'
+)
+_POINTS_AT = (
+    'SELECT step, "timestamp", "value", is_nan FROM metrics WHERE run_pk = ? AND "key" = ? '
+    'AND step IN ({steps}) ORDER BY step, "timestamp", "value", is_nan LIMIT ?'
+)
+_MAX_STEP = 2**63 - 1
+
+
 def bulk_interval(
     db: Database,
     project_id: int,
@@ -77,47 +123,47 @@ def bulk_interval(
     end_step: int | None,
     max_results: int | None,
 ) -> list[Metric]:
-    """Histories of several runs, sampled to at most ``max_results`` steps per run."""
-    if not run_ids:
-        raise InvalidParameter("At least one run_id is required.")
-    if len(run_ids) > MAX_BULK_RUNS:
-        raise InvalidParameter(f"At most {MAX_BULK_RUNS} run_ids may be given; got {len(run_ids)}.")
-    if not key:
-        raise InvalidParameter("Missing value for required parameter 'metric_key'.")
-    limit = MAX_BULK_RESULTS if max_results is None else max_results
-    if limit <= 0 or limit > MAX_BULK_RESULTS:
-        raise InvalidParameter(
-            f"max_results must be between 1 and {MAX_BULK_RESULTS}. Got {limit}."
-        )
-    if (start_step is None) != (end_step is None):
-        raise InvalidParameter("If either start step or end step are specified, both must be.")
-    if start_step is not None and end_step is not None and start_step > end_step:
-        raise InvalidParameter("end_step must be greater than or equal to start_step.")
+    """Histories of several runs at a common sample of at most ``max_results`` steps (plus
+    each run's first and last step), chosen as MLflow's server chooses them: without a range,
+    steps from 0 up; the distinct steps of all runs taken at even index intervals, and the
+    last one always. The database answers the distinct steps and each run's ends; only the
+    points at the chosen steps are read."""
+    key, limit = _bulk_interval_checks(run_ids, key, start_step, end_step, max_results)
+    low, high = (0, _MAX_STEP) if start_step is None or end_step is None else (start_step, end_step)
     out: list[Metric] = []
     with db.read() as conn:
-        for run_id in dict.fromkeys(run_ids):
-            run = run_service.load_row(conn, project_id, validation.run_id(run_id, "run_ids"))
-            query = select(*_COLUMNS).where(metrics.c.run_pk == run.pk, metrics.c.key == key)
-            if start_step is not None:
-                query = query.where(metrics.c.step.between(start_step, end_step))
-            rows = conn.execute(query.order_by(*_COLUMNS)).all()
-            keep = _sampled_steps(sorted({r.step for r in rows}), limit)
-            out.extend(
-                Metric(key, float("nan") if r.is_nan else r.value, r.timestamp, r.step, run_id)
-                for r in rows
-                if r.step in keep
+        pks = {
+            run_id: run_service.load_row(conn, project_id, validation.run_id(run_id, "run_ids")).pk
+            for run_id in dict.fromkeys(run_ids)
+        }
+        marks = ", ".join("?" * len(pks))
+        steps = [
+            r[0]
+            for r in driver_rows(
+                conn, _STEPS_IN.format(runs=marks), (*pks.values(), key, low, high)
             )
+        ]
+        chosen = set(_sampled_steps(steps, limit))
+        for pk in pks.values():
+            ends = driver_rows(conn, _FIRST_AND_LAST, (pk, key, pk, key))[0]
+            chosen.update(s for s in ends if s is not None and low <= s <= high)
+        if not chosen:
+            return out
+        ordered = sorted(chosen)
+        sql_points = _POINTS_AT.format(steps=", ".join("?" * len(ordered)))
+        for run_id, pk in pks.items():
+            rows = driver_rows(conn, sql_points, (pk, key, *ordered, MAX_HISTORY_PAGE))
+            out.extend(Metric(key, float("nan") if n else v, t, s, run_id) for s, t, v, n in rows)
     return out
 
 
-def _sampled_steps(steps: list[int], limit: int) -> set[int]:
-    """Evenly spaced steps, always keeping the first and the last."""
+def _sampled_steps(steps: list[int], limit: int) -> list[int]:
+    """MLflow's sample of sorted distinct steps: all of them when they are few enough,
+    otherwise the steps at indexes ``int(i * len / limit)`` for i < limit, and the last."""
     if len(steps) <= limit:
-        return set(steps)
-    if limit == 1:
-        return {steps[-1]}
-    stride = (len(steps) - 1) / (limit - 1)
-    return {steps[round(i * stride)] for i in range(limit)}
+        return steps
+    interval = len(steps) / limit
+    return [*(steps[int(i * interval)] for i in range(limit)), steps[-1]]
 
 
 # Chart data: histories downsampled to what a chart can show ------------------------------------
@@ -311,4 +357,42 @@ def _column_extremes(
         found = driver_rows(conn, lowest, params) + driver_rows(conn, highest, params)
         out.extend(sorted(set(found), key=lambda r: (r[0], r[1])))
         edge = last + 1
+    return out
+
+
+MAX_BULK_HISTORY = 25_000
+_HISTORY_BY_TIME = (
+    'SELECT step, "timestamp", "value", is_nan FROM metrics WHERE run_pk = ? AND "key" = ? '
+    'ORDER BY "timestamp", step, "value", is_nan LIMIT ?'
+)
+
+
+def bulk(
+    db: Database, project_id: int, run_ids: list[str], key: str | None, max_results: int | None
+) -> list[Metric]:
+    """Whole histories of several runs (the web UI's ``get-history-bulk``): runs in id order,
+    each by timestamp, step and value, at most ``max_results`` points in all."""
+    if not run_ids:
+        raise InvalidParameter("GetMetricHistoryBulk request must specify at least one run_id.")
+    if len(run_ids) > MAX_BULK_RUNS:
+        raise InvalidParameter(
+            f"GetMetricHistoryBulk request cannot specify more than {MAX_BULK_RUNS} run_ids. "
+            f"Received {len(run_ids)} run_ids."
+        )
+    if key is None:
+        raise InvalidParameter("GetMetricHistoryBulk request must specify a metric_key.")
+    left = MAX_BULK_HISTORY if max_results is None else min(max_results, MAX_BULK_HISTORY)
+    if left <= 0:
+        raise InvalidParameter(f"max_results must be between 1 and {MAX_BULK_HISTORY}.")
+    out: list[Metric] = []
+    with db.read() as conn:
+        found = [
+            (run_id, run_service.load_row(conn, project_id, validation.run_id(run_id)).pk)
+            for run_id in sorted(set(run_ids))
+        ]
+        for run_id, pk in found:
+            rows = driver_rows(conn, _HISTORY_BY_TIME, (pk, key, left - len(out)))
+            out.extend(Metric(key, float("nan") if n else v, t, s, run_id) for s, t, v, n in rows)
+            if len(out) >= left:
+                break
     return out

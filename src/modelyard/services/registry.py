@@ -32,6 +32,7 @@ from modelyard.db.schema import (
 from modelyard.db.schema import packages as package_rows
 from modelyard.errors import AlreadyExists, InvalidParameter, NotFound
 from modelyard.services import artifacts, packages, semver
+from modelyard.services import logged_models as logged_model_service
 from modelyard.services.entities import now_ms
 from modelyard.services.paths import safe_path
 
@@ -653,6 +654,10 @@ def create_version(
             conn.execute(
                 _INSERT_VERSION_TAG,
                 [{"owner": version_id, "key": k, "value": v} for k, v in checked.items()],
+            )
+        if origin.model_id or model_id:
+            logged_model_service.record_version(
+                conn, project_id, origin.model_id or model_id or "", model.name, number
             )
         return ModelVersion(
             name=model.name,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import posixpath
 import re
@@ -24,6 +25,7 @@ MAX_DATASET_DIGEST_LENGTH = 36
 MAX_DATASET_SOURCE_LENGTH = 65535
 MAX_DATASET_SCHEMA_LENGTH = 1_048_575
 MAX_DATASET_PROFILE_LENGTH = 16384
+MAX_SHOWN_VALUE = 200  # characters of a bad value quoted in an error message
 
 _KEY_RE = re.compile(r"^[/\w.\- :]*$")
 _RUN_ID_RE = re.compile(r"^[a-zA-Z0-9][\w\-]{0,255}$")
@@ -101,11 +103,9 @@ def run_status(value: str) -> str:
     return value
 
 
-def metric_value(value: object, metric_key: str) -> float:
+def metric_value(value: object, param: str = "value") -> float:
     """Numbers, or the strings NaN / Infinity / -Infinity of protobuf JSON."""
-    if isinstance(value, bool):
-        raise _bad_metric(value, metric_key)
-    if isinstance(value, int | float):
+    if isinstance(value, int | float) and not isinstance(value, bool):
         return float(value)
     if isinstance(value, str):
         # protobuf JSON writes doubles as numbers, or as strings ("NaN", "Infinity", "1.5")
@@ -113,14 +113,7 @@ def metric_value(value: object, metric_key: str) -> float:
             return float(value.replace("Infinity", "inf"))
         except ValueError:
             pass
-    raise _bad_metric(value, metric_key)
-
-
-def _bad_metric(value: object, metric_key: str) -> InvalidParameter:
-    return InvalidParameter(
-        f"Got invalid value {value!r} for metric '{metric_key}' (timestamp, step, value must be "
-        "numbers)."
-    )
+    raise invalid_value(value, param)
 
 
 def int64(value: object, param: str, *, minimum: int | None = None) -> int:
@@ -145,5 +138,12 @@ def int64(value: object, param: str, *, minimum: int | None = None) -> int:
 
 
 def invalid_value(value: object, param: str) -> InvalidParameter:
-    shown = value if isinstance(value, str) else repr(value)
-    return InvalidParameter(f"Invalid value \"{shown}\" for parameter '{param}' supplied.")
+    """MLflow's message for a value of the wrong type or form: the value as JSON (strings
+    quoted, numbers bare), then its type."""
+    shown = json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
+    if len(shown) > MAX_SHOWN_VALUE:
+        shown = shown[:MAX_SHOWN_VALUE] + "..."
+    return InvalidParameter(
+        f"Invalid value {shown} for parameter '{param}' supplied: "
+        f"Hint: Value was of type '{type(value).__name__}'."
+    )
