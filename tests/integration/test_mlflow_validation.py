@@ -61,6 +61,11 @@ def test_log_param_and_set_tag_fields(server, run_id: str) -> None:
     assert "Invalid value 41 for parameter 'value' supplied" in message
     message = refused(server.url, "runs/set-tag", {"run_id": run_id, "value": "v"})
     assert "Missing value for required parameter 'key'" in message
+    message = refused(server.url, "runs/log-parameter", {"run_id": run_id, "key": "../x"})
+    assert "Invalid value \"../x\" for parameter 'key' supplied: Names may be treated" in message
+    body = {"run_id": run_id, "key": "bad!", "value": 1, "timestamp": 1}
+    message = refused(server.url, "runs/log-metric", body)
+    assert "Invalid value \"bad!\" for parameter 'name' supplied: Names may only" in message
     assert api(
         server.url, "POST", "runs/set-tag", json={"run_uuid": run_id, "key": "k", "value": "v"}
     ).ok

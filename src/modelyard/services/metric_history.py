@@ -136,25 +136,28 @@ def bulk_interval(
             run_id: run_service.load_row(conn, project_id, validation.run_id(run_id, "run_ids")).pk
             for run_id in dict.fromkeys(run_ids)
         }
-        marks = ", ".join("?" * len(pks))
-        steps = [
-            r[0]
-            for r in driver_rows(
-                conn, _STEPS_IN.format(runs=marks), (*pks.values(), key, low, high)
-            )
-        ]
-        chosen = set(_sampled_steps(steps, limit))
-        for pk in pks.values():
-            ends = driver_rows(conn, _FIRST_AND_LAST, (pk, key, pk, key))[0]
-            chosen.update(s for s in ends if s is not None and low <= s <= high)
-        if not chosen:
+        steps = _chosen_steps(conn, list(pks.values()), key, (low, high), limit)
+        if not steps:
             return out
-        ordered = sorted(chosen)
-        sql_points = _POINTS_AT.format(steps=", ".join("?" * len(ordered)))
+        sql_points = _POINTS_AT.format(steps=", ".join("?" * len(steps)))
         for run_id, pk in pks.items():
-            rows = driver_rows(conn, sql_points, (pk, key, *ordered, MAX_HISTORY_PAGE))
+            rows = driver_rows(conn, sql_points, (pk, key, *steps, MAX_HISTORY_PAGE))
             out.extend(Metric(key, float("nan") if n else v, t, s, run_id) for s, t, v, n in rows)
     return out
+
+
+def _chosen_steps(
+    conn: Connection, pks: list[int], key: str, bounds: tuple[int, int], limit: int
+) -> list[int]:
+    """The sorted steps to answer: a sample of the distinct steps of all the runs within the
+    bounds, and each run's first and last step when within them."""
+    marks = ", ".join("?" * len(pks))
+    found = driver_rows(conn, _STEPS_IN.format(runs=marks), (*pks, key, *bounds))
+    chosen = set(_sampled_steps([row[0] for row in found], limit))
+    for pk in pks:
+        ends = driver_rows(conn, _FIRST_AND_LAST, (pk, key, pk, key))[0]
+        chosen.update(s for s in ends if s is not None and bounds[0] <= s <= bounds[1])
+    return sorted(chosen)
 
 
 def _sampled_steps(steps: list[int], limit: int) -> list[int]:

@@ -33,26 +33,38 @@ RUN_STATUSES = ("RUNNING", "SCHEDULED", "FINISHED", "FAILED", "KILLED")
 
 
 def key(value: str, what: str) -> str:
-    """A metric, param or tag key: bounded, path-safe, characters from MLflow's set."""
+    """A metric, param or tag key: bounded, path-safe, characters from MLflow's set. Errors
+    are MLflow's (a metric key is its ``name``, others are ``key``)."""
     if value is None or value == "":
         raise InvalidParameter(f"Missing value for required parameter 'key'. ({what} key)")
-    if len(value) > MAX_KEY_LENGTH:
-        raise InvalidParameter(
-            f"{what} key '{value[:40]}...' had length {len(value)}, which exceeded length limit "
-            f"of {MAX_KEY_LENGTH}"
-        )
+    param = "name" if what == "Metric" else "key"
     if not _KEY_RE.match(value):
-        raise InvalidParameter(
-            f"Invalid {what.lower()} name: '{value}'. Names may only contain alphanumerics, "
-            "underscores (_), dashes (-), periods (.), spaces ( ), colon(:) and slashes (/)."
-        )
+        raise _bad_key(value, param, _KEY_CHARACTERS)
     normal = posixpath.normpath(value)
     if normal != value or normal == "." or normal.startswith(("..", "/")):
+        raise _bad_key(
+            value,
+            param,
+            "Names may be treated as files in certain cases, and must not resolve to other "
+            f"names when treated as such. This name would resolve to {normal!r}",
+        )
+    if len(value) > MAX_KEY_LENGTH:
         raise InvalidParameter(
-            f"Invalid {what.lower()} name: '{value}'. Names cannot resolve to a different path "
-            "when normalized, and cannot be absolute."
+            f"'{what} {param}' exceeds the maximum length of {MAX_KEY_LENGTH} characters "
+            f"(got {len(value)})."
         )
     return value
+
+
+_KEY_CHARACTERS = (
+    "Names may only contain alphanumerics, underscores (_), dashes (-), periods (.), "
+    "spaces ( ), colon(:) and slashes (/)."
+)
+
+
+def _bad_key(value: str, param: str, why: str) -> InvalidParameter:
+    shown = json.dumps(value[:MAX_SHOWN_VALUE])
+    return InvalidParameter(f"Invalid value {shown} for parameter '{param}' supplied: {why}")
 
 
 def truncate(value: str, limit: int) -> str:
