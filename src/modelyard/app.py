@@ -29,9 +29,12 @@ from modelyard.db.engine import Database
 from modelyard.db.migrate import ensure_schema
 from modelyard.db.schema import DEFAULT_PROJECT_ID
 from modelyard.errors import ErrorCode, ModelyardError
+from modelyard.mlflow_api import webhooks as mlflow_webhooks
 from modelyard.mlflow_api.wire import Context, error_response
+from modelyard.services.outbox import Policy
 from modelyard.settings import Settings
 from modelyard.web import login
+from modelyard.webhooks.worker import DeliveryWorker, WorkerSettings
 
 logger = logging.getLogger("modelyard")
 
@@ -88,6 +91,18 @@ async def internal_error(request: Request, exc: Exception) -> Response:
     return response
 
 
+def worker_settings(settings: Settings) -> WorkerSettings:
+    hour_ms = 3600 * 1000
+    return WorkerSettings(
+        allow_private=settings.webhook_allow_private,
+        senders=settings.webhook_senders,
+        policy=Policy(
+            retry_ms=int(settings.webhook_retry_hours * hour_ms),
+            disable_after_ms=int(settings.webhook_disable_after_hours * hour_ms),
+        ),
+    )
+
+
 def create_app(settings: Settings, *, database: Database | None = None) -> Starlette:
     """Build the application; the database schema is created or checked first."""
     if settings.is_sqlite:
@@ -115,9 +130,13 @@ def create_app(settings: Settings, *, database: Database | None = None) -> Starl
             address=client[0] if client else "",
         )
 
+    worker = DeliveryWorker(db, worker_settings(settings))
+
     @asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:
+        worker.start()
         yield
+        worker.stop()
         db.dispose()
 
     routes = [
@@ -125,6 +144,7 @@ def create_app(settings: Settings, *, database: Database | None = None) -> Starl
         Route("/version", version, methods=["GET"]),
         *login.routes(db),
         *mlflow_api.routes(context_of),
+        *mlflow_webhooks.routes(mlflow_api.PREFIXES, context_of, settings.webhook_allow_private),
         *api.routes(context_of),
         *ui.routes(context_of),
     ]

@@ -109,6 +109,33 @@ def main() -> None:
     help="Comma-separated extra host names to answer to; '*' for any "
     "[env MODELYARD_ALLOWED_HOSTS].",
 )
+@click.option(
+    "--webhook-allow-private",
+    is_flag=True,
+    default=None,
+    help="Let webhooks reach loopback, private and metadata addresses "
+    "[env MODELYARD_WEBHOOK_ALLOW_PRIVATE; off].",
+)
+@click.option(
+    "--webhook-retry-hours",
+    type=float,
+    default=None,
+    help="Hours a webhook delivery is retried before it is given up "
+    "[env MODELYARD_WEBHOOK_RETRY_HOURS; 24].",
+)
+@click.option(
+    "--webhook-disable-after-hours",
+    type=float,
+    default=None,
+    help="Hours of failed deliveries after which a webhook is disabled "
+    "[env MODELYARD_WEBHOOK_DISABLE_AFTER_HOURS; 72].",
+)
+@click.option(
+    "--webhook-senders",
+    type=int,
+    default=None,
+    help="Deliveries each server process sends at once [env MODELYARD_WEBHOOK_SENDERS; 4].",
+)
 @storage_options
 def server(**options: Any) -> None:
     """Start the server (creating the database on first start)."""

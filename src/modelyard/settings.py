@@ -86,6 +86,34 @@ class Settings:
     )
     workers: int = field(default=1, metadata=_meta("Number of server processes."))
     log_level: str = field(default="warning", metadata=_meta("Server log level."))
+    webhook_allow_private: bool = field(
+        default=False,
+        metadata=_meta(
+            "Let webhooks reach loopback, private, link-local and cloud-metadata addresses. "
+            "Off, a delivery connects only to public addresses, checked after DNS."
+        ),
+    )
+    webhook_retry_hours: float = field(
+        default=24.0,
+        metadata=_meta(
+            "How long a webhook delivery is retried (exponential backoff with jitter) before it "
+            "is given up."
+        ),
+    )
+    webhook_disable_after_hours: float = field(
+        default=72.0,
+        metadata=_meta(
+            "A webhook whose deliveries have all failed for this long is disabled, with an "
+            "audit entry."
+        ),
+    )
+    webhook_senders: int = field(
+        default=4,
+        metadata=_meta(
+            "Deliveries each server process sends at once (to different webhooks; each "
+            "webhook's deliveries go out in order, one at a time)."
+        ),
+    )
     busy_timeout: float = field(
         default=15.0,
         metadata=_meta(

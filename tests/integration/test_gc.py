@@ -101,6 +101,7 @@ def test_deleted_project_is_purged_and_its_blobs_released(
         doomed.create_registered_model("model")
         doomed.create_model_version("model", f"runs:/{run}/own.bin", run_id=run)
         doomed.set_registered_model_alias("model", "production", "1")
+        doomed.create_webhook("hook", "https://hooks.example.com/x", ["model_version_tag.deleted"])
         kept_run = kept.create_run("0").info.run_id
         kept.log_artifact(kept_run, str(shared))
         blobs = store_of(server)
@@ -134,6 +135,7 @@ def test_deleted_project_is_purged_and_its_blobs_released(
         assert again.returncode == 0, again.stderr
         fresh = MlflowClient(*[f"{server.url}/projects/doomed"] * 2)
         assert fresh.search_registered_models() == []
+        assert list(fresh.list_webhooks()) == []
         assert [e.name for e in fresh.search_experiments()] == ["Default"]
     finally:
         server.stop()

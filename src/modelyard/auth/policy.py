@@ -100,6 +100,13 @@ MLFLOW: dict[tuple[str, str], Rule] = {
     ("POST", "/model-versions/set-tag"): _r(C.WRITE, "version.set_tag"),
     ("DELETE", "/model-versions/delete-tag"): _r(C.WRITE, "version.delete_tag"),
     ("GET", "/server-info"): _r(C.READ),
+    # webhooks: their URLs and deliveries are for maintainers (changes audited by the service)
+    ("POST", "/webhooks"): _r(C.MAINTAIN),
+    ("GET", "/webhooks"): _r(C.MAINTAIN),
+    ("GET", "/webhooks/{webhook_id}"): _r(C.MAINTAIN),
+    ("PATCH", "/webhooks/{webhook_id}"): _r(C.MAINTAIN),
+    ("DELETE", "/webhooks/{webhook_id}"): _r(C.MAINTAIN),
+    ("POST", "/webhooks/{webhook_id}/test"): _r(C.MAINTAIN),
     # run artifacts through the tracking API
     ("GET", "/artifacts/list"): _r(C.READ),
     ("GET", "/get-artifact"): _r(C.DOWNLOAD),
@@ -198,6 +205,13 @@ TOP: dict[tuple[str, str], Rule] = {
     ("GET", "/ui/charts/data"): _r(C.READ),
     ("GET", "/ui/link"): _r(C.READ),
     ("GET", "/ui/logged-models/{model_id}"): _r(C.READ),
+    # webhooks (the services audit every change)
+    ("GET", "/ui/webhooks"): _r(C.MAINTAIN),
+    ("POST", "/ui/webhooks"): _r(C.MAINTAIN, forms=True),
+    ("GET", "/ui/webhooks/{webhook_id}"): _r(C.MAINTAIN),
+    ("POST", "/ui/webhooks/{webhook_id}/test"): _r(C.MAINTAIN, forms=True),
+    ("POST", "/ui/webhooks/{webhook_id}/status"): _r(C.MAINTAIN, forms=True),
+    ("POST", "/ui/webhooks/{webhook_id}/delete"): _r(C.MAINTAIN, forms=True),
     # MLflow's UI asks for run artifacts and model versions' files here
     ("GET", "/get-artifact"): _r(C.DOWNLOAD),
     ("GET", "/model-versions/get-artifact"): _r(C.DOWNLOAD),

@@ -8,7 +8,7 @@ timeout raises :class:`~modelyard.errors.Unavailable` (a retryable 503), never a
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -18,6 +18,8 @@ from sqlalchemy.exc import DBAPIError
 from modelyard.errors import Unavailable
 
 DEFAULT_BUSY_TIMEOUT = 15.0
+#: set in ``conn.info`` by a write whose commit others want to hear of (the webhook outbox)
+WAKE = "modelyard.wake"
 
 
 class Database:
@@ -29,6 +31,8 @@ class Database:
         self.busy_timeout = busy_timeout
         self._write_lock = threading.Lock() if self.is_sqlite else None
         self.engine = _make_engine(url, busy_timeout)
+        #: called after the commit of a write that set ``conn.info[WAKE]``
+        self.wake_listeners: list[Callable[[], None]] = []
 
     @contextmanager
     def read(self) -> Iterator[Connection]:
@@ -40,7 +44,12 @@ class Database:
     def write(self) -> Iterator[Connection]:
         """A write transaction, serialised on SQLite."""
         if self._write_lock is None:
-            with _translate_busy(), self.engine.connect() as conn, conn.begin():
+            with (
+                _translate_busy(),
+                self.engine.connect() as conn,
+                self._woken(conn),
+                conn.begin(),
+            ):
                 yield conn
             return
         if not self._write_lock.acquire(timeout=self.busy_timeout):
@@ -48,10 +57,23 @@ class Database:
         try:
             with _translate_busy(), self.engine.connect() as conn:
                 conn.info["begin_immediate"] = True
-                with conn.begin():
+                with self._woken(conn), conn.begin():
                     yield conn
         finally:
             self._write_lock.release()
+
+    @contextmanager
+    def _woken(self, conn: Connection) -> Iterator[None]:
+        """Tell the wake listeners once the transaction has committed (if it asked to)."""
+        conn.info.pop(WAKE, None)
+        try:
+            yield
+        except BaseException:
+            conn.info.pop(WAKE, None)
+            raise
+        if conn.info.pop(WAKE, False):
+            for listener in self.wake_listeners:
+                listener()
 
     def dispose(self) -> None:
         self.engine.dispose()

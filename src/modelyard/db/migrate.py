@@ -9,7 +9,7 @@ from sqlalchemy import inspect, text
 from modelyard.db.engine import Database
 from modelyard.errors import ModelyardError
 
-HEAD_REVISION = "0004"
+HEAD_REVISION = "0005"
 _MIGRATIONS = Path(__file__).parent / "migrations"
 
 

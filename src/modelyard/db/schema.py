@@ -403,3 +403,53 @@ audit_events = Table(
     Column("address", String(64), nullable=False),
     Index("ix_audit_events_project_at", "project_id", "at"),
 )
+
+# Webhooks of a project and their outbox. A delivery row is written in the transaction of the
+# change that raises its event (one row per subscribed webhook) and carries the exact body that
+# is signed and sent, so a crash between the change and the send loses nothing. The secret is
+# kept as given (it signs every delivery) and is never returned by any read.
+webhooks = Table(
+    "webhooks",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("webhook_id", String(36), nullable=False, unique=True),
+    Column("project_id", Integer, ForeignKey("projects.id"), nullable=False),
+    Column("name", String(63), nullable=False),
+    Column("description", Text, nullable=False),
+    Column("url", Text, nullable=False),
+    Column("secret", Text, nullable=False),
+    # the subscribed event names, comma separated with a comma at each end: ",a.b,c.d,"
+    Column("events", Text, nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+    Column("updated_at", BigInteger, nullable=False),
+    # the first failed attempt since the last success; a long streak disables the webhook
+    Column("failing_since", BigInteger, nullable=True),
+    # why the server disabled the webhook by itself (empty otherwise): the page's banner
+    Column("disabled_reason", Text, nullable=False),
+    Index("ix_webhooks_project", "project_id", "created_at"),
+)
+
+webhook_deliveries = Table(
+    "webhook_deliveries",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("delivery_id", String(36), nullable=False, unique=True),
+    Column("webhook_pk", Integer, ForeignKey("webhooks.id"), nullable=False),
+    Column("event", String(64), nullable=False),
+    Column("body", Text, nullable=False),
+    # pending (queued or retrying), delivered, failed (given up); a test send is final at once
+    Column("state", String(16), nullable=False),
+    Column("test", Boolean, nullable=False),
+    Column("attempts", Integer, nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+    Column("next_attempt_at", BigInteger, nullable=True),
+    Column("last_attempt_at", BigInteger, nullable=True),
+    Column("last_status", Integer, nullable=True),
+    Column("last_error", Text, nullable=False),
+    Column("response_excerpt", Text, nullable=False),
+    Column("duration_ms", Integer, nullable=True),
+    Column("delivered_at", BigInteger, nullable=True),
+    Index("ix_webhook_deliveries_queue", "state", "webhook_pk", "id"),
+    Index("ix_webhook_deliveries_webhook", "webhook_pk", "id"),
+)

@@ -10,7 +10,7 @@ from sqlalchemy import delete, insert, select
 from modelyard.db.engine import Database
 from modelyard.db.schema import alias_events, registered_model_aliases
 from modelyard.errors import NotFound
-from modelyard.services import semver
+from modelyard.services import registry_events, semver
 from modelyard.services.entities import now_ms
 from modelyard.services.registry import (
     BY_MODEL,
@@ -48,6 +48,7 @@ def set_alias(
                 registered_model_aliases.c.alias == alias,
             )
         ).scalar()
+        registry_events.alias_set(conn, project_id, name, alias, number)
         if before == number:
             return
         conn.execute(
@@ -85,6 +86,7 @@ def delete_alias(
             )
         )
         record_alias_event(conn, model.id, alias or "", before, None, actor, now)
+        registry_events.alias_deleted(conn, project_id, name, alias or "")
         _touch(conn, model.id, now)
 
 

@@ -46,6 +46,7 @@ from modelyard.db.schema import (
     uploads,
 )
 from modelyard.services import packages as package_service
+from modelyard.services import webhooks as webhook_service
 from modelyard.services.artifacts import LOGGED_MODEL_VERSION
 from modelyard.services.experiments import DELETED
 
@@ -236,6 +237,7 @@ def _purge_project_rows(conn: Connection, project_id: int) -> list[package_servi
     conn.execute(delete(experiments).where(experiments.c.project_id == project_id))
     conn.execute(delete(memberships).where(memberships.c.project_id == project_id))
     conn.execute(delete(tokens).where(tokens.c.project_id == project_id))
+    webhook_service.purge_project(conn, project_id)
     conn.execute(delete(projects).where(projects.c.id == project_id))
     return pending
 

@@ -31,7 +31,7 @@ from modelyard.db.schema import (
 )
 from modelyard.db.schema import packages as package_rows
 from modelyard.errors import AlreadyExists, InvalidParameter, NotFound
-from modelyard.services import artifacts, packages, semver
+from modelyard.services import artifacts, packages, registry_events, semver
 from modelyard.services import logged_models as logged_model_service
 from modelyard.services.entities import now_ms
 from modelyard.services.paths import safe_path
@@ -341,6 +341,7 @@ def create_model(
                 insert(registered_model_tags),
                 [{"owner": pk, "key": k, "value": v} for k, v in dict(checked).items()],
             )
+        registry_events.model_created(conn, project_id, name, dict(checked), description or "")
         return _models(conn, [_model_row(conn, project_id, name)])[0]
 
 
@@ -659,7 +660,7 @@ def create_version(
             logged_model_service.record_version(
                 conn, project_id, origin.model_id or model_id or "", model.name, number
             )
-        return ModelVersion(
+        created = ModelVersion(
             name=model.name,
             version=number,
             semver=chosen,
@@ -674,6 +675,8 @@ def create_version(
             model_id=origin.model_id or model_id or "",
             tags=checked,
         )
+        registry_events.version_created(conn, project_id, created)
+        return created
 
 
 def _promote_files(
@@ -724,6 +727,7 @@ def delete_version(
             )
         ).all():
             record_alias_event(conn, model.id, alias, number, None, actor, now)
+            registry_events.alias_deleted(conn, project_id, name, alias)
         conn.execute(
             delete(registered_model_aliases).where(
                 registered_model_aliases.c.model_pk == model.id,
@@ -799,6 +803,7 @@ def set_version_tag(
             )
         )
         conn.execute(insert(model_version_tags).values(owner=row.id, key=key, value=value))
+        registry_events.tag_set(conn, project_id, name, number, key, value)
 
 
 def delete_version_tag(
@@ -816,6 +821,7 @@ def delete_version_tag(
         ).rowcount
         if not deleted:
             raise NotFound(f"No tag with name: {key} in model version {name} {number}.")
+        registry_events.tag_deleted(conn, project_id, name, number, key or "")
 
 
 # ---------------------------------------------------------------- alias events

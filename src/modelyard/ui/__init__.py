@@ -23,6 +23,7 @@ from modelyard.ui import (
     models,
     pages,
     runs,
+    webhooks,
 )
 from modelyard.ui.render import error_page
 
@@ -61,6 +62,12 @@ ROUTES: list[tuple[str, tuple[str, ...], Page]] = [
     ("/ui/charts/data", ("GET",), chartdata.chart_route),
     ("/ui/link", ("GET",), links.follow),
     ("/ui/logged-models/{model_id}", ("GET",), logged_models.logged_model_page),
+    ("/ui/webhooks", ("GET",), webhooks.webhook_list),
+    ("/ui/webhooks", ("POST",), webhooks.create),
+    ("/ui/webhooks/{webhook_id}", ("GET",), webhooks.webhook_page),
+    ("/ui/webhooks/{webhook_id}/test", ("POST",), webhooks.test),
+    ("/ui/webhooks/{webhook_id}/status", ("POST",), webhooks.set_status),
+    ("/ui/webhooks/{webhook_id}/delete", ("POST",), webhooks.delete),
 ]
 
 

@@ -1,0 +1,309 @@
+"""Webhook benchmark: modelyard against the MLflow reference server, in the same run.
+
+On each server (one after the other, each in its own temporary directory on a free loopback
+port) a model with two versions gets its ``production`` alias moved back and forth:
+
+1. latency: with one webhook, each move waits for its delivery at a receiver in this process;
+   the figure is the time from sending the move to the delivery's arrival (p50, p95);
+2. cost: moves timed without any webhook, then with three webhooks (deliveries are not waited
+   for; all must have arrived at the end). The ratio with/without is what an alias move pays
+   for its webhooks (modelyard's target: at most 1.10).
+
+Moves are raw HTTP on one kept-alive connection. MLflow runs with private addresses and http
+allowed for its webhooks (``MLFLOW_WEBHOOK_ALLOW_PRIVATE_IPS``, ``MLFLOW_WEBHOOK_ALLOWED_SCHEMES``)
+and a 1 s webhook cache (``MLFLOW_WEBHOOK_CACHE_TTL``) so it sees the new webhooks.
+
+    .venv/bin/python bench/webhooks.py --quick
+    .venv/bin/python bench/webhooks.py --only modelyard --moves 1000
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+from tracking import (
+    CLIENT_ENV,
+    Rest,
+    Server,
+    executable,
+    host_info,
+    log,
+    percentile,
+    save_results,
+    start_server,
+    stop_on_sigterm,
+    stop_server,
+)
+
+BENCH_DIR = Path(__file__).resolve().parent
+RESULTS_DIR = BENCH_DIR / "results"
+SERVERS = ("modelyard", "mlflow")
+COST_TARGET = 1.10
+ALIAS_EVENT = [{"entity": "MODEL_VERSION_ALIAS", "action": "CREATED"}]
+MLFLOW_ENV = {
+    "MLFLOW_WEBHOOK_ALLOW_PRIVATE_IPS": "true",
+    "MLFLOW_WEBHOOK_ALLOWED_SCHEMES": "http,https",
+    "MLFLOW_WEBHOOK_CACHE_TTL": "1",
+}
+
+
+class Receiver:
+    """Counts deliveries per path and notes when each arrived."""
+
+    def __init__(self) -> None:
+        self.arrivals: dict[str, list[float]] = {}
+        self.cv = threading.Condition()
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_POST(self) -> None:
+                self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                now = time.perf_counter()
+                with receiver.cv:
+                    receiver.arrivals.setdefault(self.path, []).append(now)
+                    receiver.cv.notify_all()
+                self.send_response(200)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *_args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.base = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True).start()
+
+    def count(self, path: str) -> int:
+        with self.cv:
+            return len(self.arrivals.get(path, []))
+
+    def wait(self, path: str, count: int, timeout: float) -> float:
+        """When the ``count``-th delivery to ``path`` arrived."""
+        deadline = time.monotonic() + timeout
+        with self.cv:
+            while len(self.arrivals.get(path, [])) < count:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise RuntimeError(
+                        f"{count} deliveries to {path} did not arrive in {timeout} s"
+                    )
+                self.cv.wait(left)
+            return self.arrivals[path][count - 1]
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@dataclass
+class Plan:
+    moves: int
+    latency_moves: int
+    warmup: int
+
+
+@dataclass
+class Outcome:
+    kind: str
+    figures: dict[str, float] = field(default_factory=dict)
+    errors: list[str] = field(default_factory=list)
+
+
+def command_for(kind: str, workdir: Path, port: int) -> list[str]:
+    if kind == "modelyard":
+        return [
+            executable("modelyard"),
+            "server",
+            "--data-dir",
+            str(workdir / "data"),
+            "--port",
+            str(port),
+            "--webhook-allow-private",
+        ]
+    return [
+        executable("mlflow"),
+        "server",
+        "--backend-store-uri",
+        f"sqlite:///{workdir / 'mlflow.db'}",
+        "--default-artifact-root",
+        str(workdir / "art"),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+    ]
+
+
+def prepare(rest: Rest, name: str) -> None:
+    """A model with two versions registered from one run."""
+    experiment = rest.create_experiment(name)
+    run_id = rest.create_run(experiment)
+    rest.post("/registered-models/create", {"name": name})
+    for _ in range(2):
+        rest.post(
+            "/model-versions/create",
+            {"name": name, "source": f"runs:/{run_id}/model", "run_id": run_id},
+        )
+
+
+def move(rest: Rest, name: str, i: int) -> None:
+    body = {"name": name, "alias": "production", "version": str(1 + i % 2)}
+    rest.post("/registered-models/alias", body)
+
+
+def webhook(rest: Rest, url: str, n: int) -> str:
+    created = rest.post("/webhooks", {"name": f"bench-{n}", "url": url, "events": ALIAS_EVENT})
+    return str(created["webhook"]["webhook_id"])
+
+
+def timed(action: Callable[[int], None], count: int) -> list[float]:
+    out = []
+    for i in range(count):
+        started = time.perf_counter()
+        action(i)
+        out.append(time.perf_counter() - started)
+    return out
+
+
+def latency(rest: Rest, receiver: Receiver, moves: int) -> dict[str, float]:
+    """Move, then wait for the delivery: from the move's request to the delivery's arrival."""
+    name = f"latency-{time.time_ns()}"
+    prepare(rest, name)
+    hook = webhook(rest, f"{receiver.base}/latency", 0)
+    time.sleep(1.5)  # MLflow's webhook cache
+    delays = []
+    for i in range(moves):
+        started = time.perf_counter()
+        move(rest, name, i)
+        delays.append(receiver.wait("/latency", i + 1, 30) - started)
+    rest._call("DELETE", f"/api/2.0/mlflow/webhooks/{hook}", None, "")
+    return {
+        "delivery_p50_ms": percentile(delays, 50) * 1000,
+        "delivery_p95_ms": percentile(delays, 95) * 1000,
+    }
+
+
+def cost(rest: Rest, receiver: Receiver, moves: int, warmup: int) -> dict[str, float]:
+    """Alias moves without webhooks, then with three (deliveries not waited for)."""
+    name = f"cost-{time.time_ns()}"
+    prepare(rest, name)
+    timed(lambda i: move(rest, name, i), warmup)
+    bare = timed(lambda i: move(rest, name, i), moves)
+    for n in range(3):
+        webhook(rest, f"{receiver.base}/cost{n}", n)
+    time.sleep(1.5)
+    timed(lambda i: move(rest, name, i), warmup)
+    hooked = timed(lambda i: move(rest, name, i), moves)
+    for n in range(3):
+        receiver.wait(f"/cost{n}", moves + warmup, 120)
+    without, with_three = percentile(bare, 50), percentile(hooked, 50)
+    return {
+        "move_p50_ms": without * 1000,
+        "move_with_3_webhooks_p50_ms": with_three * 1000,
+        "webhook_cost_ratio": with_three / without,
+    }
+
+
+def bench(kind: str, workdir: Path, args: Plan) -> Outcome:
+    out = Outcome(kind)
+    if kind == "mlflow":
+        os.environ.update(MLFLOW_ENV)
+    receiver = Receiver()
+    log(f"{kind}: starting")
+    server: Server = start_server(kind, workdir, command_for=command_for)
+    rest = Rest(server.base_url)
+    try:
+        out.figures.update(latency(rest, receiver, args.latency_moves))
+        log(f"{kind}: latency {out.figures}")
+        out.figures.update(cost(rest, receiver, args.moves, args.warmup))
+        log(f"{kind}: cost {out.figures}")
+    except Exception as exc:  # recorded, the other server still runs
+        out.errors.append(f"{kind}: {exc!r}")
+        log(f"{kind} failed: {exc!r}")
+    finally:
+        rest.close()
+        stop_server(server)
+        receiver.stop()
+    return out
+
+
+def report(outcomes: dict[str, Outcome]) -> None:
+    rows = [
+        ("event -> delivery p50 (ms)", "delivery_p50_ms"),
+        ("event -> delivery p95 (ms)", "delivery_p95_ms"),
+        ("alias move p50, no webhook (ms)", "move_p50_ms"),
+        ("alias move p50, 3 webhooks (ms)", "move_with_3_webhooks_p50_ms"),
+        ("3 webhooks / none", "webhook_cost_ratio"),
+    ]
+    mine = outcomes.get("modelyard", Outcome("modelyard")).figures
+    theirs = outcomes.get("mlflow", Outcome("mlflow")).figures
+    print(f"{'':34} {'modelyard':>10} {'mlflow':>10} {'mlflow/modelyard':>17}")
+    for label, key in rows:
+        a, b = mine.get(key), theirs.get(key)
+        ratio = f"{b / a:17.2f}" if a and b else f"{'-':>17}"
+        print(f"{label:34} {_num(a):>10} {_num(b):>10} {ratio}")
+    got = mine.get("webhook_cost_ratio")
+    if got is not None:
+        verdict = "ok" if got <= COST_TARGET else "MISS"
+        print(f"target: an alias move with 3 webhooks costs at most {COST_TARGET:.2f}x: {verdict}")
+
+
+def _num(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}"
+
+
+def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, Plan]:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--only", choices=SERVERS)
+    parser.add_argument("--quick", action="store_true", help="fewer moves (about a minute)")
+    parser.add_argument("--moves", type=int, default=None, help="timed moves per phase")
+    parser.add_argument("--latency-moves", type=int, default=None)
+    parser.add_argument("--output", type=Path, default=None)
+    args = parser.parse_args(argv)
+    plan = Plan(
+        moves=args.moves or (150 if args.quick else 600),
+        latency_moves=args.latency_moves or (50 if args.quick else 200),
+        warmup=20,
+    )
+    return args, plan
+
+
+def main(argv: list[str] | None = None) -> int:
+    args, plan = parse_args(argv)
+    os.environ.update(CLIENT_ENV)
+    stop_on_sigterm()
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    output = args.output or RESULTS_DIR / f"webhooks-{stamp}.json"
+    started = time.perf_counter()
+    outcomes: dict[str, Outcome] = {}
+    with tempfile.TemporaryDirectory(prefix="modelyard-bench-") as tmp:
+        for kind in [args.only] if args.only else list(SERVERS):
+            outcomes[kind] = bench(kind, Path(tmp) / kind, plan)
+    print()
+    report(outcomes)
+    errors = [e for o in outcomes.values() for e in o.errors]
+    for error in errors:
+        print(f"ERROR {error}")
+    fields: dict[str, Any] = {
+        k: {"figures": o.figures, "errors": o.errors} for k, o in outcomes.items()
+    }
+    save_results(output, stamp=stamp, started=started, plan=plan, host=host_info(), fields=fields)
+    return 1 if errors else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

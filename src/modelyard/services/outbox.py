@@ -1,0 +1,396 @@
+"""The webhook outbox: events become delivery rows in the transaction of the change that raises
+them; the delivery worker claims, records and retries them.
+
+``emit`` runs inside the caller's write transaction: one query finds the project's active
+webhooks subscribed to the event, and one INSERT queues a delivery for each, with the exact body
+that will be signed and sent. Nothing is written when no webhook listens. The commit wakes the
+worker of this process (``Database.wake_listeners``).
+
+Order: a webhook's deliveries go out one at a time, oldest first; a delivery is due only when
+it is the oldest pending one of its webhook. On PostgreSQL a claim is a row lock
+(``FOR UPDATE SKIP LOCKED``) held while the delivery is sent, so several processes never send
+the same delivery and a process that dies releases its claim at once.
+"""
+
+from __future__ import annotations
+
+import random
+import uuid
+from collections.abc import Collection
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import Connection, and_, insert, select, update
+
+from modelyard.db.dialect import driver_rows, driver_sql
+from modelyard.db.engine import WAKE, Database
+from modelyard.db.schema import webhook_deliveries, webhooks
+from modelyard.errors import NotFound
+from modelyard.services import audit
+from modelyard.services.entities import now_ms
+from modelyard.services.webhooks import TestSend, payload
+
+PENDING = "pending"
+DELIVERED = "delivered"
+FAILED = "failed"
+FIRST_RETRY_MS = 1000
+LONGEST_WAIT_MS = 3600 * 1000
+SYSTEM_ACTOR = "modelyard"
+#: deliveries shown per page
+PAGE = 50
+
+_d = webhook_deliveries
+_w = webhooks
+
+
+@dataclass(frozen=True, slots=True)
+class Policy:
+    """How long deliveries are retried and when a failing webhook is disabled."""
+
+    retry_ms: int = 24 * 3600 * 1000
+    disable_after_ms: int = 72 * 3600 * 1000
+
+
+_SUBSCRIBERS = (
+    "SELECT w.id, p.name FROM webhooks w JOIN projects p ON p.id = w.project_id "
+    "WHERE w.project_id = ? AND w.status = 'ACTIVE' AND w.events LIKE ? ESCAPE '!'"
+)
+_QUEUE = (
+    "INSERT INTO webhook_deliveries (delivery_id, webhook_pk, event, body, state, test, "
+    "attempts, created_at, next_attempt_at, last_error, response_excerpt) "
+    "VALUES (?, ?, ?, ?, 'pending', ?, 0, ?, ?, '', '')"
+)
+
+
+def emit(conn: Connection, project_id: int, event: str, data: dict[str, Any]) -> int:
+    """Queue ``event`` for every active webhook of the project that subscribes to it, in the
+    caller's transaction. Returns how many deliveries were queued. (Driver-level statements:
+    this runs inside every registry change.)"""
+    pattern = "%," + event.replace("!", "!!").replace("_", "!_").replace("%", "!%") + ",%"
+    rows = driver_rows(conn, _SUBSCRIBERS, (project_id, pattern))
+    if not rows:
+        return 0
+    now = now_ms()
+    body = payload(event, data, rows[0][1], now).decode()
+    cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+    try:
+        cursor.executemany(
+            driver_sql(_QUEUE, conn.dialect.paramstyle),
+            [(str(uuid.uuid4()), pk, event, body, False, now, now) for pk, _name in rows],
+        )
+    finally:
+        cursor.close()
+    conn.info[WAKE] = True
+    return len(rows)
+
+
+# ---------------------------------------------------------------- the worker's side
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """A delivery taken by the worker, with what sending it needs."""
+
+    pk: int
+    delivery_id: str
+    webhook_pk: int
+    webhook_id: str
+    project_id: int
+    event: str
+    body: bytes
+    attempts: int
+    created_at: int
+    url: str
+    secret: str
+    failing_since: int | None = None
+
+
+#: the oldest pending delivery of each webhook (the only one of its webhook that may go), when
+#: due; written for the driver (this runs for every delivery)
+_DUE = (
+    "SELECT d.id, d.delivery_id, d.webhook_pk, w.webhook_id, w.project_id, w.failing_since, "
+    "d.event, d.body, d.attempts, d.created_at, w.url, w.secret "
+    "FROM (SELECT webhook_pk, MIN(id) AS head FROM webhook_deliveries "
+    "WHERE state = 'pending' GROUP BY webhook_pk) heads "
+    "JOIN webhook_deliveries d ON d.id = heads.head "
+    "JOIN webhooks w ON w.id = d.webhook_pk "
+    "WHERE w.status = 'ACTIVE' AND d.state = 'pending' AND d.next_attempt_at <= ? "
+    "ORDER BY d.id LIMIT ?"
+)
+_NEXT_DUE = (
+    "SELECT MIN(d.next_attempt_at) "
+    "FROM (SELECT webhook_pk, MIN(id) AS head FROM webhook_deliveries "
+    "WHERE state = 'pending' GROUP BY webhook_pk) heads "
+    "JOIN webhook_deliveries d ON d.id = heads.head "
+    "JOIN webhooks w ON w.id = d.webhook_pk WHERE w.status = 'ACTIVE'"
+)
+_RECORD = (
+    "UPDATE webhook_deliveries SET attempts = ?, last_attempt_at = ?, last_status = ?, "
+    "last_error = ?, response_excerpt = ?, duration_ms = ?, state = ?, delivered_at = ?, "
+    "next_attempt_at = ? WHERE id = ? AND state = 'pending'"
+)
+
+
+def _execute(conn: Connection, sql: str, params: tuple[Any, ...]) -> None:
+    cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+    try:
+        cursor.execute(driver_sql(sql, conn.dialect.paramstyle), params)
+    finally:
+        cursor.close()
+
+
+def _claim(row: tuple[Any, ...]) -> Claim:
+    (pk, delivery_id, webhook_pk, webhook_id, project_id, failing_since) = row[:6]
+    event, body, attempts, created_at, url, secret = row[6:]
+    return Claim(
+        pk=pk,
+        delivery_id=delivery_id,
+        webhook_pk=webhook_pk,
+        webhook_id=webhook_id,
+        project_id=project_id,
+        event=event,
+        body=body.encode(),
+        attempts=attempts,
+        created_at=created_at,
+        url=url,
+        secret=secret,
+        failing_since=failing_since,
+    )
+
+
+def due(conn: Connection, busy: Collection[int], limit: int) -> list[Claim]:
+    """Due deliveries of webhooks not in ``busy`` (the single sender of a SQLite database)."""
+    rows = driver_rows(conn, _DUE, (now_ms(), limit + len(busy)))
+    return [_claim(row) for row in rows if row[2] not in busy][:limit]
+
+
+def claim_locked(conn: Connection) -> Claim | None:
+    """One due delivery, locked until ``conn``'s transaction ends (PostgreSQL); deliveries
+    other transactions hold are skipped, not waited for. The lock's re-check of the row sees
+    a delivery another process has just finished as no longer pending."""
+    rows = driver_rows(conn, _DUE + " FOR UPDATE OF d SKIP LOCKED", (now_ms(), 1))
+    return _claim(rows[0]) if rows else None
+
+
+def next_due_ms(conn: Connection) -> int | None:
+    """When the earliest waiting delivery falls due (None when nothing waits)."""
+    earliest = driver_rows(conn, _NEXT_DUE, ())[0][0]
+    return None if earliest is None else int(earliest)
+
+
+def backoff_ms(attempts: int) -> int:
+    """Exponential backoff with jitter: about 1 s, 2 s, 4 s … up to an hour, each drawn
+    between half and all of its step."""
+    step: int = min(FIRST_RETRY_MS << min(max(attempts - 1, 0), 32), LONGEST_WAIT_MS)
+    return step // 2 + random.randint(0, step // 2)  # noqa: S311 - jitter, not a secret
+
+
+@dataclass(frozen=True, slots=True)
+class Attempt:
+    """What one send came to (see ``modelyard.webhooks.delivery.Outcome``)."""
+
+    ok: bool
+    status: int | None
+    excerpt: str
+    error: str
+    duration_ms: int
+    #: False when the delivery was given up without a request
+    sent: bool = True
+
+
+def expired(claim: Claim, policy: Policy) -> Attempt | None:
+    """A delivery past its retry window (its webhook was disabled meanwhile) is given up
+    without being sent: a stale event must not start a deploy."""
+    if now_ms() <= claim.created_at + policy.retry_ms:
+        return None
+    return Attempt(False, None, "", "not sent: the retry window had passed", 0, sent=False)
+
+
+def record(conn: Connection, claim: Claim, attempt: Attempt, policy: Policy) -> str:
+    """Store an attempt's outcome: delivered, retried later, or given up. Returns the state."""
+    now = now_ms()
+    attempts = claim.attempts + attempt.sent
+    error = attempt.error[:500]
+    state, delivered_at, retry_at = PENDING, None, None
+    if attempt.ok:
+        state, delivered_at = DELIVERED, now
+    else:
+        retry_at = now + backoff_ms(attempts)
+        if retry_at > claim.created_at + policy.retry_ms:
+            state, retry_at = FAILED, None
+            error = f"gave up after {attempts} attempts: {error}"
+    if not attempt.sent:
+        conn.execute(
+            update(_d)
+            .where(_d.c.id == claim.pk, _d.c.state == PENDING)
+            .values(state=state, last_error=error, next_attempt_at=retry_at)
+        )
+        return state
+    _execute(
+        conn,
+        _RECORD,
+        (
+            attempts,
+            now,
+            attempt.status,
+            error,
+            attempt.excerpt,
+            attempt.duration_ms,
+            state,
+            delivered_at,
+            retry_at,
+            claim.pk,
+        ),
+    )
+    _track_health(conn, claim, attempt.ok, now, policy)
+    return state
+
+
+def _track_health(conn: Connection, claim: Claim, ok: bool, now: int, policy: Policy) -> None:
+    """A success clears the webhook's failing streak; a streak longer than the policy's limit
+    disables the webhook, with an audit entry and the reason for its page's banner."""
+    if ok:
+        if claim.failing_since is not None:
+            conn.execute(
+                update(_w).where(_w.c.id == claim.webhook_pk).values(failing_since=None)
+            )
+        return
+    since = claim.failing_since
+    if since is None:
+        conn.execute(
+            update(_w)
+            .where(_w.c.id == claim.webhook_pk, _w.c.failing_since.is_(None))
+            .values(failing_since=now)
+        )
+        since = now
+    if now - since < policy.disable_after_ms:
+        return
+    hours = (now - since) / 3_600_000
+    reason = (
+        f"Disabled by the server on {datetime.fromtimestamp(now / 1000, tz=UTC):%Y-%m-%d %H:%M} "
+        f"UTC: every delivery failed for {hours:.0f} hours in a row."
+    )
+    disabled = conn.execute(
+        update(_w)
+        .where(_w.c.id == claim.webhook_pk, _w.c.status == "ACTIVE")
+        .values(status="DISABLED", disabled_reason=reason, updated_at=now)
+    ).rowcount
+    if disabled:
+        audit.record(
+            conn,
+            claim.project_id,
+            SYSTEM_ACTOR,
+            "webhook.disable",
+            f"webhook={claim.webhook_id}",
+            {"reason": reason},
+        )
+
+
+def record_test(
+    db: Database,
+    project_id: int,
+    test: TestSend,
+    delivery_id: str,
+    attempt: Attempt,
+    *,
+    actor: str,
+    address: str = "",
+) -> None:
+    """A test send, kept with the webhook's deliveries (final at once, never retried) and in
+    the audit log."""
+    now = now_ms()
+    with db.write() as conn:
+        conn.execute(
+            insert(_d).values(
+                delivery_id=delivery_id,
+                webhook_pk=test.webhook.pk,
+                event=test.event,
+                body=test.body.decode(),
+                state=DELIVERED if attempt.ok else FAILED,
+                test=True,
+                attempts=1,
+                created_at=now - attempt.duration_ms,
+                next_attempt_at=None,
+                last_attempt_at=now,
+                last_status=attempt.status,
+                last_error=attempt.error[:500],
+                response_excerpt=attempt.excerpt,
+                duration_ms=attempt.duration_ms,
+                delivered_at=now if attempt.ok else None,
+            )
+        )
+        audit.record(
+            conn,
+            project_id,
+            actor,
+            "webhook.test",
+            f"webhook={test.webhook.webhook_id} name={test.webhook.name}",
+            {"event": test.event, "status": attempt.status, "error": attempt.error[:200]},
+            address,
+        )
+
+
+# ---------------------------------------------------------------- reading deliveries
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    delivery_id: str
+    event: str
+    state: str
+    test: bool
+    attempts: int
+    created_at: int
+    last_attempt_at: int | None
+    last_status: int | None
+    last_error: str
+    response_excerpt: str
+    duration_ms: int | None
+    delivered_at: int | None
+    next_attempt_at: int | None
+
+    @property
+    def latency_ms(self) -> int | None:
+        """From the event to its delivery."""
+        return None if self.delivered_at is None else self.delivered_at - self.created_at
+
+
+def deliveries(
+    db: Database,
+    project_id: int,
+    webhook_id: str,
+    *,
+    limit: int = PAGE,
+    before: str | None = None,
+) -> list[Delivery]:
+    """A webhook's deliveries, newest first; ``before`` is a delivery id to page on from."""
+    with db.read() as conn:
+        pk = conn.execute(
+            select(_w.c.id).where(_w.c.webhook_id == webhook_id, _w.c.project_id == project_id)
+        ).scalar()
+        if pk is None:
+            raise NotFound(f"Webhook with ID {webhook_id[:100]} not found.")
+        query = select(_d).where(_d.c.webhook_pk == pk).order_by(_d.c.id.desc()).limit(limit)
+        if before:
+            start = select(_d.c.id).where(and_(_d.c.delivery_id == before, _d.c.webhook_pk == pk))
+            query = query.where(_d.c.id < start.scalar_subquery())
+        rows = conn.execute(query).all()
+    return [
+        Delivery(
+            delivery_id=r.delivery_id,
+            event=r.event,
+            state=r.state,
+            test=r.test,
+            attempts=r.attempts,
+            created_at=r.created_at,
+            last_attempt_at=r.last_attempt_at,
+            last_status=r.last_status,
+            last_error=r.last_error,
+            response_excerpt=r.response_excerpt,
+            duration_ms=r.duration_ms,
+            delivered_at=r.delivered_at,
+            next_attempt_at=r.next_attempt_at,
+        )
+        for r in rows
+    ]
