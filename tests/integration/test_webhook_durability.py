@@ -179,3 +179,35 @@ def test_two_servers_on_one_postgresql_send_each_delivery_once(make_backend) -> 
             rec.stop()
         first.stop()
         second.stop()
+
+
+def test_one_process_sends_on_sqlite_with_several_workers(make_backend) -> None:  # type: ignore[no-untyped-def]
+    """``--workers 2`` on SQLite: one process holds the send lock; the other rings it. Every
+    delivery arrives once, soon after its change, whichever process took the request."""
+    server = Server(make_backend("sqlite"), "--workers", "2", env=ALLOW_PRIVATE)
+    receiver = Receiver()
+    try:
+        events = [{"entity": "MODEL_VERSION_TAG", "action": "SET"}]
+        model = setup_model(server, receiver.url, events)
+        started = time.monotonic()
+        for n in range(100):
+            answer = mlflow(
+                server,
+                "POST",
+                "model-versions/set-tag",
+                name=model,
+                version="1",
+                key=f"k{n:03d}",
+                value="v",
+            )
+            assert answer.status_code == 200, answer.text
+        got = receiver.wait_for(100, timeout=60)
+        elapsed = time.monotonic() - started
+        time.sleep(1.0)
+        assert len(receiver.received) == 100
+        assert len({g.delivery_id for g in got}) == 100
+        assert [g.json["data"]["key"] for g in got] == [f"k{n:03d}" for n in range(100)]
+        assert elapsed < 60
+    finally:
+        receiver.stop()
+        server.stop()
