@@ -7,7 +7,9 @@ port) a model with two versions gets its ``production`` alias moved back and for
    the figure is the time from sending the move to the delivery's arrival (p50, p95);
 2. cost: moves timed without any webhook, then with three webhooks (deliveries are not waited
    for; all must have arrived at the end). The ratio with/without is what an alias move pays
-   for its webhooks (modelyard's target: at most 1.10).
+   for its webhooks (modelyard's target: at most 1.10);
+3. modelyard alone: the same move as a service call in this process, with no webhook and with
+   three whose deliveries are only queued (the outbox's own cost, without the sending).
 
 Moves are raw HTTP on one kept-alive connection. MLflow runs with private addresses and http
 allowed for its webhooks (``MLFLOW_WEBHOOK_ALLOW_PRIVATE_IPS``, ``MLFLOW_WEBHOOK_ALLOWED_SCHEMES``)
@@ -218,6 +220,50 @@ def cost(rest: Rest, receiver: Receiver, moves: int, warmup: int) -> dict[str, f
     }
 
 
+def outbox_cost(workdir: Path, moves: int) -> dict[str, float]:
+    """modelyard only, in this process, no HTTP and no sending: the alias move's service call
+    with no webhook and with three subscribed webhooks (whose deliveries are only queued),
+    interleaved in blocks so that a busy machine weighs on both alike."""
+    from modelyard.db.migrate import ensure_schema
+    from modelyard.services import aliases, registry, runs, webhooks
+    from modelyard.settings import Settings
+
+    times: dict[str, list[float]] = {"bare": [], "hooked": []}
+    databases = {}
+    for kind in times:
+        db = Settings(data_dir=workdir / f"outbox-{kind}").database()
+        (workdir / f"outbox-{kind}").mkdir(parents=True, exist_ok=True)
+        ensure_schema(db)
+        registry.create_model(db, 1, "m", [], "")
+        for n in range(3 if kind == "hooked" else 0):
+            webhooks.create(
+                db,
+                1,
+                name=f"h{n}",
+                url="https://hooks.example.com/x",
+                events=["model_version_alias.created"],
+                actor="bench",
+            )
+        run = runs.create(
+            db, 1, experiment_id="0", user_id=None, run_name=None, start_time=None, tags={}
+        )
+        for _ in range(2):
+            registry.create_version(db, 1, "m", f"runs:/{run.info.run_id}/model")
+        databases[kind] = db
+    for block in range(0, moves, 50):
+        for kind, db in databases.items():
+            for i in range(block, min(block + 50, moves)):
+                started = time.perf_counter()
+                aliases.set_alias(db, 1, "m", "production", str(1 + i % 2), "bench")
+                times[kind].append(time.perf_counter() - started)
+    bare, hooked = percentile(times["bare"], 50), percentile(times["hooked"], 50)
+    return {
+        "outbox_move_p50_ms": bare * 1000,
+        "outbox_move_with_3_webhooks_p50_ms": hooked * 1000,
+        "outbox_cost_ratio": hooked / bare,
+    }
+
+
 def bench(kind: str, workdir: Path, args: Plan) -> Outcome:
     out = Outcome(kind)
     if kind == "mlflow":
@@ -231,6 +277,9 @@ def bench(kind: str, workdir: Path, args: Plan) -> Outcome:
         log(f"{kind}: latency {out.figures}")
         out.figures.update(cost(rest, receiver, args.moves, args.warmup))
         log(f"{kind}: cost {out.figures}")
+        if kind == "modelyard":
+            out.figures.update(outbox_cost(workdir, args.moves * 2))
+            log(f"{kind}: outbox {out.figures}")
     except Exception as exc:  # recorded, the other server still runs
         out.errors.append(f"{kind}: {exc!r}")
         log(f"{kind} failed: {exc!r}")
@@ -248,6 +297,9 @@ def report(outcomes: dict[str, Outcome]) -> None:
         ("alias move p50, no webhook (ms)", "move_p50_ms"),
         ("alias move p50, 3 webhooks (ms)", "move_with_3_webhooks_p50_ms"),
         ("3 webhooks / none", "webhook_cost_ratio"),
+        ("service call p50, no webhook (ms)", "outbox_move_p50_ms"),
+        ("service call p50, 3 queued (ms)", "outbox_move_with_3_webhooks_p50_ms"),
+        ("service: 3 webhooks / none", "outbox_cost_ratio"),
     ]
     mine = outcomes.get("modelyard", Outcome("modelyard")).figures
     theirs = outcomes.get("mlflow", Outcome("mlflow")).figures
