@@ -1,5 +1,6 @@
-"""``python -m modelyard``."""
+"""``python -m modelyard``: the ``modelyard`` command (the client's, which finds the server's
+commands through their entry points)."""
 
-from modelyard.cli import main
+from modelyard_client.cli import main
 
 main()

@@ -1,4 +1,8 @@
-"""The ``modelyard`` command line. Every command takes the same storage options."""
+"""The server's commands of ``modelyard``: ``server``, ``db``, ``gc``, ``fsck`` (and ``admin``
+in ``cli_admin``). The client distribution owns the ``modelyard`` command and finds these
+through the ``modelyard.commands`` entry points. Every command takes the same storage options,
+and every storage failure (a bad URL, a missing database, a folder that cannot be written)
+ends as one line."""
 
 from __future__ import annotations
 
@@ -77,13 +81,21 @@ def storage_options(command: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
-@click.group()
-@click.version_option(package_name="modelyard")
-def main() -> None:
-    """modelyard: experiment tracking and model registry for the MLflow client."""
+class StorageCommand(click.Command):
+    """A command whose storage failures become one clear line."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        from modelyard.storage_errors import explained
+
+        with explained():
+            return super().invoke(ctx)
 
 
-@main.command()
+class StorageGroup(click.Group):
+    command_class = StorageCommand
+
+
+@click.command(cls=StorageCommand)
 @click.option("--host", default=None, help="Address to listen on [env MODELYARD_HOST; 127.0.0.1].")
 @click.option("--port", type=int, default=None, help="Port [env MODELYARD_PORT; 5000].")
 @click.option(
@@ -165,7 +177,7 @@ def _describe(settings: Settings) -> str:
     return url
 
 
-@main.group()
+@click.group(cls=StorageGroup)
 def db() -> None:
     """Manage the database schema."""
 
@@ -241,7 +253,7 @@ def _mib(size: int) -> str:
     return f"{size / 1048576:,.1f} MiB"
 
 
-@main.command()
+@click.command(cls=StorageCommand)
 @click.option(
     "--older-than",
     default="7d",
@@ -281,7 +293,7 @@ def gc(older_than: str, orphan_grace: str, dry_run: bool, **options: Any) -> Non
     )
 
 
-@main.command()
+@click.command(cls=StorageCommand)
 @storage_options
 def fsck(**options: Any) -> None:
     """Re-hash every blob; report rows without bytes, bytes without rows and bad checksums.
@@ -308,13 +320,8 @@ def fsck(**options: Any) -> None:
     click.echo("clean")
 
 
-from modelyard import cli_models  # noqa: E402 - the group needs the helpers above
-
-cli_models.register(main, storage_options, _open_storage)
-
-
-def _open_database(options: dict[str, Any]) -> Any:
-    """The metadata database alone (the access commands need no blob store)."""
+def open_database(options: dict[str, Any]) -> Any:
+    """The metadata database alone (the admin commands need no blob store)."""
     from modelyard.db.migrate import ensure_schema
 
     settings = Settings.load(**options)
@@ -326,8 +333,3 @@ def _open_database(options: dict[str, Any]) -> Any:
     except ModelyardError as exc:
         raise click.ClickException(exc.message) from None
     return database
-
-
-from modelyard import cli_access  # noqa: E402 - the groups need the helpers above
-
-cli_access.register(main, storage_options, _open_database)

@@ -38,6 +38,7 @@ ROUTES: list[tuple[str, tuple[str, ...], Page]] = [
     (MODEL + "/versions", ("POST",), registry.promote),
     (MODEL + "/versions/{ref}", ("GET",), registry.get_version),
     (MODEL + "/versions/{ref}/archive", ("GET",), registry.version_archive),
+    (MODEL + "/versions/{ref}/files/{path:anypath}", ("GET",), registry.version_file),
     (MODEL + "/aliases/{alias}", ("PUT",), registry.set_alias),
     (MODEL + "/aliases/{alias}", ("DELETE",), registry.delete_alias),
     (MODEL + "/aliases/{alias}/history", ("GET",), registry.alias_history),

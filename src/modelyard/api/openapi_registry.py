@@ -39,6 +39,8 @@ NAME = _path_param("name", "The model's name.")
 REF = _path_param(
     "ref", "A version: its number (3), semver (1.4.0), a range (^1.4, ~2.0) or an alias."
 )
+FILE_PATH = _path_param("path", "The file's relative path inside the version (a/b/c.bin).")
+BYTES = {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}
 ALIAS = _path_param("alias", "An alias name (letters, digits, '_' and '-').")
 
 
@@ -232,6 +234,29 @@ def paths() -> dict[str, Schema]:
                             "application/x-tar": {"schema": {"type": "string", "format": "binary"}}
                         },
                     },
+                    **_errors("400", "404"),
+                },
+            },
+        },
+        version + "/files/{path}": {
+            "parameters": [NAME, REF, FILE_PATH],
+            "get": {
+                "operationId": "downloadModelVersionFile",
+                "summary": "One file of the version; ranged requests resume a download",
+                "description": "The ETag is the file's sha256. Range (one range) answers 206 "
+                "with Content-Range; If-Range with a stale ETag gets the whole file; "
+                "If-None-Match with the current ETag answers 304.",
+                "parameters": [
+                    {"name": "Range", "in": "header", "required": False,
+                     "schema": {"type": "string"}},
+                    {"name": "If-Range", "in": "header", "required": False,
+                     "schema": {"type": "string"}},
+                ],
+                "responses": {
+                    "200": {"description": "The file.", "content": BYTES},
+                    "206": {"description": "The requested range.", "content": BYTES},
+                    "304": {"description": "The client's copy is current."},
+                    "416": {"description": "The Range cannot be satisfied."},
                     **_errors("400", "404"),
                 },
             },

@@ -195,6 +195,12 @@ async def download(request: Request, ctx: Context) -> Response:
     found = await call(ctx, packages.get_file, ctx.db, package.id, path)
     if found is None:
         raise _no_file(package, path)
+    return serve_file(request, ctx, found)
+
+
+def serve_file(request: Request, ctx: Context, found: PackageFile) -> Response:
+    """A file's bytes: whole, a range (``Range``, honouring ``If-Range``) or 304 when the
+    client holds them (``If-None-Match``); the ETag is the file's sha256."""
     headers = download_headers(found.path, found.sha256)
     if _matches(request.headers.get("if-none-match"), found.sha256):
         return Response(status_code=304, headers=headers)

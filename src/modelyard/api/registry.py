@@ -11,11 +11,12 @@ import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 
-from modelyard.api.packages import file_json, package_archive
+from modelyard.api.packages import file_json, package_archive, serve_file
 from modelyard.api.wire import respond
 from modelyard.errors import BadRequest, InvalidParameter, NotFound
 from modelyard.mlflow_api.wire import Context, call
 from modelyard.services import aliases, packages, promotion, registry, registry_search
+from modelyard.services.paths import safe_path
 from modelyard.services.registry import ModelVersion, RegisteredModel
 from modelyard.web.markdown import render
 
@@ -133,17 +134,26 @@ async def list_versions(request: Request, ctx: Context) -> Response:
 
 async def promote(request: Request, ctx: Context) -> Response:
     data = await _body(request)
-    version = await call(
-        ctx,
-        _promote,
-        ctx,
-        _name(request),
-        data,
-    )
+    client = request.headers.get("user-agent", "")
+    version = await call(ctx, _promote, ctx, _name(request), data, client)
     return respond(version_json(version), status=201)
 
 
-def _promote(ctx: Context, name: str, data: dict[str, Any]) -> ModelVersion:
+def _promote(ctx: Context, name: str, data: dict[str, Any], client: str) -> ModelVersion:
+    if data.get("package") is not None:
+        return promotion.promote_upload(
+            ctx.db,
+            ctx.project_id,
+            name,
+            package=_text(data, "package") or "",
+            package_version=_text(data, "package_version", "1") or "",
+            files=_announced(data.get("files")),
+            uploaded_by=ctx.actor,
+            client=client,
+            semantic_version=_text(data, "semver"),
+            bump=_text(data, "bump", "patch") or "patch",
+            description=_text(data, "description", "") or "",
+        )
     return promotion.promote(
         ctx.db,
         ctx.project_id,
@@ -155,6 +165,16 @@ def _promote(ctx: Context, name: str, data: dict[str, Any]) -> ModelVersion:
         bump=_text(data, "bump", "patch") or "patch",
         description=_text(data, "description", "") or "",
     )
+
+
+def _announced(raw: Any) -> list[tuple[str, str]]:
+    """The files an uploader says it sent: ``[{"path", "sha256"}, …]``."""
+    if not isinstance(raw, list) or not all(
+        isinstance(f, dict) and isinstance(f.get("path"), str) and isinstance(f.get("sha256"), str)
+        for f in raw
+    ):
+        raise InvalidParameter("'files' must list the uploaded files as {path, sha256} objects.")
+    return [(safe_path(f["path"]), f["sha256"]) for f in raw]
 
 
 def _resolved(ctx: Context, name: str, ref: str) -> tuple[ModelVersion, int | None]:
@@ -182,6 +202,19 @@ async def version_archive(request: Request, ctx: Context) -> Response:
     package = await call(ctx, packages.get_by_id, ctx.db, package_id)
     root = f"{version.name}-{version.semver or version.version}".replace(" ", "_")
     return await package_archive(ctx, package, root)
+
+
+async def version_file(request: Request, ctx: Context) -> Response:
+    """One file of a version, with ranged requests: what ``modelyard models pull`` fetches."""
+    ref = str(request.path_params["ref"])
+    path = safe_path(str(request.path_params["path"]))
+    version, package_id = await call(ctx, _resolved, ctx, _name(request), ref)
+    found = (
+        None if package_id is None else await call(ctx, packages.get_file, ctx.db, package_id, path)
+    )
+    if found is None:
+        raise NotFound(f"No file '{path[:500]}' in version {version.version} of {version.name}.")
+    return serve_file(request, ctx, found)
 
 
 async def set_alias(request: Request, ctx: Context) -> Response:

@@ -147,6 +147,7 @@ NATIVE: dict[tuple[str, str], Rule] = {
     ("POST", _MODEL + "/versions"): _r(C.WRITE, "version.promote"),
     ("GET", _MODEL + "/versions/{ref}"): _r(C.READ),
     ("GET", _MODEL + "/versions/{ref}/archive"): _r(C.DOWNLOAD),
+    ("GET", _MODEL + "/versions/{ref}/files/{path:anypath}"): _r(C.DOWNLOAD),
     ("PUT", _MODEL + "/aliases/{alias}"): _r(C.MAINTAIN, "alias.set"),
     ("DELETE", _MODEL + "/aliases/{alias}"): _r(C.MAINTAIN, "alias.delete"),
     ("GET", _MODEL + "/aliases/{alias}/history"): _r(C.READ),

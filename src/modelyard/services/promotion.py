@@ -11,11 +11,12 @@ from sqlalchemy import select
 from modelyard.db.engine import Database
 from modelyard.db.schema import (
     experiments,
+    logged_models,
     run_tags,
     runs,
 )
 from modelyard.errors import AlreadyExists, InvalidParameter, NotFound
-from modelyard.services import aliases, semver
+from modelyard.services import aliases, packages, semver
 from modelyard.services.aliases import alias_history
 from modelyard.services.paths import safe_path
 from modelyard.services.registry import (
@@ -58,6 +59,7 @@ def promote(
     if candidate:
         source = f"runs:/{candidate}/{safe_path(path, allow_root=True)}".rstrip("/")
     else:
+        _require_logged_model(db, project_id, str(logged_model))
         source = f"models:/{logged_model}"
     try:
         return create_version(
@@ -76,6 +78,80 @@ def promote(
         if created:  # a failed first promotion leaves no empty model behind
             delete_model(db, project_id, name)
         raise
+
+
+def _require_logged_model(db: Database, project_id: int, model_id: str) -> None:
+    with db.read() as conn:
+        found = conn.execute(
+            select(logged_models.c.id).where(
+                logged_models.c.id == model_id, logged_models.c.project_id == project_id
+            )
+        ).first()
+    if found is None:
+        raise NotFound(f"Logged model {model_id[:100]!r} does not exist in this project.")
+
+
+UPLOADED_BY = "modelyard.uploaded_by"
+UPLOAD_CLIENT = "modelyard.upload_client"
+
+
+def promote_upload(
+    db: Database,
+    project_id: int,
+    name: str | None,
+    *,
+    package: str,
+    package_version: str,
+    files: list[tuple[str, str]],
+    uploaded_by: str,
+    client: str,
+    semantic_version: str | None = None,
+    bump: str = "patch",
+    description: str = "",
+) -> ModelVersion:
+    """Turn an uploaded staging package into a new version of ``name``, once it holds exactly
+    the ``files`` (path, sha256) the uploader announced; the staging package is then removed.
+    The version's lineage records who uploaded it and with which client."""
+    if semantic_version:
+        semver.parse(semantic_version)
+    if bump not in semver.BUMPS:
+        raise InvalidParameter(f"Invalid bump {bump!r}: use one of {', '.join(semver.BUMPS)}.")
+    staged = packages.get(db, project_id, package, package_version)
+    if staged.kind != packages.GENERIC:
+        raise InvalidParameter(f"Package {package!r} is not an upload.")
+    held = {(f.path, f.sha256) for f in packages.files(db, staged.id)}
+    if not files or held != set(files):
+        missing = len(set(files) - held)
+        raise InvalidParameter(
+            f"The upload is incomplete: {missing} of {len(files)} announced files have not "
+            f"arrived in package {package!r} (and {len(held - set(files))} others are there); "
+            "send them, then create the version."
+        )
+    name = model_name(name)
+    created = False
+    with contextlib.suppress(AlreadyExists):
+        create_model(db, project_id, name, [], "")
+        created = True
+    tags = [(UPLOADED_BY, uploaded_by[:500]), (UPLOAD_CLIENT, client[:500])]
+    try:
+        version = create_version(
+            db,
+            project_id,
+            name,
+            f"upload:{package}",
+            tags=tags,
+            description=description,
+            semantic_version=semantic_version,
+            bump=bump,
+            require_files=True,
+            from_package=staged.id,
+        )
+    except Exception:
+        if created:
+            delete_model(db, project_id, name)
+        raise
+    packages.delete_package(db, staged)
+    return version
 
 
 def resolve_version(db: Database, project_id: int, name: str | None, ref: str) -> ModelVersion:
@@ -101,6 +177,8 @@ CI_PREFIXES = ("ci.", "gitlab.", "github.")
 def lineage(db: Database, project_id: int, version: ModelVersion) -> dict[str, Any]:
     """Where a version came from: candidate, experiment, logged model, commit and CI tags."""
     out: dict[str, Any] = {"source": version.source, "logged_model_id": version.model_id or None}
+    if UPLOADED_BY in version.tags:
+        out["upload"] = {"by": version.tags[UPLOADED_BY], "client": version.tags.get(UPLOAD_CLIENT)}
     if not version.run_id:
         return out
     with db.read() as conn:

@@ -616,7 +616,10 @@ def create_version(
     semantic_version: str | None = None,
     bump: str = "patch",
     require_files: bool = False,
+    from_package: int | None = None,
 ) -> ModelVersion:
+    """A new version of ``name`` whose files are those at ``source`` (or, for an upload, all
+    of the package ``from_package``)."""
     name = model_name(name)
     if not source:
         raise InvalidParameter("Missing value for required parameter 'source'.")
@@ -625,7 +628,11 @@ def create_version(
     now = now_ms()
     with db.write() as conn:
         model = _model_row(conn, project_id, name)
-        origin = _resolve_source(conn, project_id, source, run_id, model_id)
+        origin = (
+            _resolve_source(conn, project_id, source, run_id, model_id)
+            if from_package is None
+            else _Source(None, None, from_package, "")
+        )
         counter, highest = conn.execute(_NEXT_NUMBER, {"model_pk": model.id, "now": now}).one()
         number = counter - 1
         chosen = _next_semver(conn, model.id, highest, wanted, bump)

@@ -1,11 +1,13 @@
-"""``modelyard users|projects|tokens …``: access from the command line, on the same storage
-options as the server. Whoever can run these on the server's storage is its administrator,
-so this is where the first admin and token come from. A new token's secret is printed alone
+"""``modelyard admin users|projects|tokens …``: access straight in the server's storage, with
+the same storage options as the server. Whoever can run these on the server's storage is its
+administrator, so this is where the first admin and token come from (everyone else uses the
+client's ``modelyard users|projects|tokens`` over HTTP). A new token's secret is printed alone
 on standard output (and only once), so a script can capture it."""
 
 from __future__ import annotations
 
 import datetime as dt
+import getpass
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -13,7 +15,7 @@ from typing import Any
 import click
 
 from modelyard.auth.roles import SCOPES, WRITE_SCOPE, Role
-from modelyard.cli_models import actor as _actor
+from modelyard.cli import StorageGroup, open_database, storage_options
 from modelyard.db.engine import Database
 from modelyard.errors import ModelyardError
 from modelyard.services import access, audit
@@ -23,6 +25,14 @@ Decorator = Callable[[Callable[..., Any]], Callable[..., Any]]
 DEFAULT_EXPIRY = "365d"
 _ROLES = click.Choice([role.label for role in Role])
 _TOKEN_ROLES = click.Choice([role.label for role in Role if role < Role.OWNER])
+
+
+def _actor() -> str:
+    """How the audit log names someone using the command line."""
+    try:
+        return f"cli:{getpass.getuser()}"
+    except (KeyError, OSError):
+        return "cli"
 
 
 def _run(action: Callable[[], Any]) -> Any:
@@ -58,12 +68,18 @@ def _read_password() -> str:
     return sys.stdin.readline().rstrip("\n")
 
 
-def register(
+@click.group(cls=StorageGroup)
+def admin() -> None:
+    """Users, tokens and projects straight in the server's storage (server side): the first
+    admin and their token, or a way back in."""
+
+
+def _register(
     main: click.Group,
     storage_options: Decorator,
     open_database: Callable[[dict[str, Any]], Database],
 ) -> None:
-    """Add the ``users``, ``projects`` and ``tokens`` groups to the ``modelyard`` command."""
+    """Add the ``users``, ``projects`` and ``tokens`` groups to ``admin``."""
     _users(main, storage_options, open_database)
     _members(_projects(main, storage_options, open_database), storage_options, open_database)
     _tokens(main, storage_options, open_database)
@@ -75,7 +91,7 @@ def _users(
     open_database: Callable[[dict[str, Any]], Database],
 ) -> None:
 
-    @main.group()
+    @main.group(cls=StorageGroup)
     def users() -> None:
         """People who sign in: create them (with their first token), list, update."""
 
@@ -169,7 +185,7 @@ def _projects(
     open_database: Callable[[dict[str, Any]], Database],
 ) -> click.Group:
 
-    @main.group()
+    @main.group(cls=StorageGroup)
     def projects() -> None:
         """Projects: create, rename, delete, members, audit log."""
 
@@ -291,7 +307,7 @@ def _tokens(
     open_database: Callable[[dict[str, Any]], Database],
 ) -> None:
 
-    @main.group()
+    @main.group(cls=StorageGroup)
     def tokens() -> None:
         """Personal and project access tokens: create, list, revoke."""
 
@@ -375,3 +391,6 @@ def _tokens(
         database = open_database(options)
         _run(lambda: access.revoke_token(database, token_id, actor=_actor()))
         click.echo(f"revoked token {token_id}")
+
+
+_register(admin, storage_options, open_database)

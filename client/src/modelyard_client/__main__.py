@@ -1,0 +1,3 @@
+from modelyard_client.cli import main
+
+main()

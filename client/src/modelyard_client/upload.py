@@ -1,0 +1,125 @@
+"""``models upload``: a folder's files become a new version.
+
+The files go to a staging package whose name follows from the model and the files' sha256s,
+each with its checksum (the server refuses bytes that do not match). Run again after an
+interruption, the upload asks which files already arrived and sends only the rest. Only when
+every file is there does one request turn the staging package into the version; before that,
+no version exists."""
+
+from __future__ import annotations
+
+import hashlib
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from modelyard_client.errors import ClientError, HttpError
+from modelyard_client.files import Entry, checked_path, hash_all
+from modelyard_client.http import Http, file_path, seg
+from modelyard_client.progress import Progress
+
+STAGING_VERSION = "1"
+SMALL = 8 * 1024 * 1024  # sent from memory; larger files are streamed from disk
+
+
+def scan(folder: Path) -> list[Path]:
+    """Every regular file under ``folder`` (links to files outside are refused)."""
+    found = []
+    root = folder.resolve()
+    for path in sorted(folder.rglob("*")):
+        if path.is_dir():
+            continue
+        if path.is_symlink() and not path.resolve().is_relative_to(root):
+            raise ClientError(f"{path} links outside {folder}; copy the file in instead")
+        if path.is_file():
+            found.append(path)
+    if not found:
+        raise ClientError(f"{folder} holds no files to upload")
+    return found
+
+
+class Upload:
+    def __init__(self, client: Http, name: str, folder: Path, workers: int = 4) -> None:
+        self.client = client
+        self.name = name
+        self.folder = folder
+        self.workers = workers
+
+    def _manifest(self) -> tuple[list[Entry], dict[str, Path]]:
+        paths = scan(self.folder)
+        total = sum(p.stat().st_size for p in paths)
+        with Progress("hash", total, len(paths)) as progress:
+            digests = hash_all(paths, progress.advance)
+        local = {checked_path(p.relative_to(self.folder).as_posix()): p for p in paths}
+        files = [
+            Entry(rel, p.stat().st_size, d)
+            for (rel, p), d in zip(local.items(), digests, strict=True)
+        ]
+        return files, local
+
+    def staging(self, files: list[Entry]) -> str:
+        digest = hashlib.sha256(self.name.encode())
+        for entry in sorted(files, key=lambda e: e.path):
+            digest.update(f"\n{entry.sha256} {entry.path}".encode())
+        return f"upload-{digest.hexdigest()[:32]}"
+
+    def _arrived(self, package: str) -> dict[str, str]:
+        try:
+            found = self.client.call(
+                "GET", f"/packages/{seg(package)}/{STAGING_VERSION}/files"
+            )["files"]
+        except HttpError as exc:
+            if exc.status == 404:
+                return {}
+            raise
+        return {f["path"]: f["sha256"] for f in found}
+
+    def run(self, *, semantic_version: str | None, bump: str, description: str) -> dict[str, Any]:
+        files, local = self._manifest()
+        package = self.staging(files)
+        arrived = self._arrived(package)
+        todo = [e for e in files if arrived.get(e.path) != e.sha256]
+        total = sum(e.size for e in todo)
+        with Progress("upload", total, len(todo)) as progress, ThreadPoolExecutor(
+            self.workers
+        ) as pool:
+            list(pool.map(lambda e: self._send(package, e, local[e.path], progress), todo))
+        payload: dict[str, Any] = {
+            "package": package,
+            "package_version": STAGING_VERSION,
+            "files": [{"path": e.path, "sha256": e.sha256} for e in files],
+            "bump": bump,
+            "description": description,
+        }
+        if semantic_version:
+            payload["semver"] = semantic_version
+        version = self.client.call("POST", f"/models/{seg(self.name)}/versions", payload=payload)
+        return {
+            "version": version,
+            "files": len(files),
+            "bytes": sum(e.size for e in files),
+            "skipped": len(files) - len(todo),
+            "staging_package": package,
+        }
+
+    def _send(self, package: str, entry: Entry, source: Path, progress: Progress) -> None:
+        path = f"/api/v1/packages/{seg(package)}/{STAGING_VERSION}/files/{file_path(entry.path)}"
+        headers = {
+            "X-Checksum-Sha256": entry.sha256,
+            "Content-Length": str(entry.size),
+            "Content-Type": "application/octet-stream",
+        }
+        try:
+            with source.open("rb") as handle:
+                if entry.size <= SMALL:
+                    response = self.client.send("PUT", path, body=handle.read(), headers=headers)
+                else:
+                    self.client.close()  # a fresh connection: a streamed body cannot be resent
+                    response = self.client.send("PUT", path, body=handle, headers=headers)
+        except OSError as exc:
+            raise ClientError(f"cannot read {source}: {exc.strerror or exc}") from None
+        raw = self.client.read(response)
+        if response.status >= 400:
+            raise self.client.failure(response, raw)
+        progress.advance(entry.size)
+        progress.file_done()
