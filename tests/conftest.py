@@ -334,6 +334,24 @@ def run_cli(server: Server, *args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+def run_client(
+    server: Server, *args: str, token: str | None = None, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """A client ``modelyard`` command over HTTP against ``server`` (with ``token``)."""
+    settings = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "MODELYARD_"))}
+    settings["MODELYARD_URL"] = server.url
+    if token is not None:
+        settings["MODELYARD_TOKEN"] = token
+    return subprocess.run(
+        [sys.executable, "-m", "modelyard_client", *args],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**settings, **(env or {})},
+        check=False,
+    )
+
+
 ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
 
 

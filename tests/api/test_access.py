@@ -43,7 +43,7 @@ def auth_server(
     backend, pg_name = _session_backend(kind, tmp_path_factory.mktemp(f"access-{kind}"))
     srv = Server(backend, env={"MODELYARD_AUTH": "1"})
     try:
-        made = run_cli(srv, "users", "create", "root", "--admin")
+        made = run_cli(srv, "admin", "users", "create", "root", "--admin")
         assert made.returncode == 0, made.stderr
         yield srv, made.stdout.strip()
     finally:
@@ -77,7 +77,7 @@ class Yard:
         name = unique(prefix)
         made = self.root.post("/users", json={"name": name, "password": PASSWORD, "admin": admin})
         assert made.status_code == 201, made.text
-        token = run_cli(self.server, "tokens", "create", "--user", name)
+        token = run_cli(self.server, "admin", "tokens", "create", "--user", name)
         assert token.returncode == 0, token.stderr
         return Person(name, token.stdout.strip(), self.client(token.stdout.strip()))
 

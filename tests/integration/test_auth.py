@@ -110,7 +110,7 @@ class Yard:
         self.server = server
         self.url = server.url
         self.http = http_session()
-        self.admin = self.cli("users", "create", "admin", "--admin", "--expires", "never")
+        self.admin = self.cli("admin", "users", "create", "admin", "--admin", "--expires", "never")
         backend = server.backend
         self.db = Settings(
             data_dir=backend.data_dir,
@@ -134,7 +134,7 @@ class Yard:
 
     def user(self, name: str, *extra: str, stdin: str | None = None) -> str:
         """A new user; the CLI prints their first token, and nothing else, on stdout."""
-        out = self.cli("users", "create", name, *extra, stdin=stdin)
+        out = self.cli("admin", "users", "create", name, *extra, stdin=stdin)
         assert re.fullmatch(r"\S{20,}", out), f"stdout is not just a token: {out!r}"
         return out
 
@@ -151,7 +151,7 @@ class Yard:
 
     def token(self, *args: str) -> tuple[int, str]:
         """A new token (``tokens create`` options): its id and its secret."""
-        done = self.run("tokens", "create", *args)
+        done = self.run("admin", "tokens", "create", *args)
         assert done.returncode == 0, done.stderr
         secret = done.stdout.strip()
         assert re.fullmatch(r"\S{20,}", secret), f"stdout is not just a token: {secret!r}"
@@ -738,7 +738,7 @@ def test_only_an_owner_renames_or_deletes_a_project(roles: RolesWorld) -> None:
         assert error_code(renamed) == "PERMISSION_DENIED"
         deleted = yard.request("DELETE", f"{NATIVE}/projects/{ROLE_PROJECT}", token)
         assert deleted.status_code == 403, (role, deleted.text)
-    projects = {line.split("\t")[0] for line in yard.cli("projects", "list").splitlines()}
+    projects = {line.split("\t")[0] for line in yard.cli("admin", "projects", "list").splitlines()}
     assert ROLE_PROJECT in projects
     assert not any(name.startswith("by-") for name in projects)
 
@@ -963,9 +963,9 @@ def test_mlflow_client_fails_clearly_without_a_valid_token(
     from mlflow.tracking import MlflowClient
 
     assert MlflowClient(e2e.uri).search_experiments() is not None  # works until revoked
-    yard.cli("tokens", "revoke", str(token_id))
+    yard.cli("admin", "tokens", "revoke", str(token_id))
     assert_client_refused(e2e.uri)
-    listed = yard.cli("tokens", "list", "--user", "carl")
+    listed = yard.cli("admin", "tokens", "list", "--user", "carl")
     assert re.search(rf"^{token_id}\t.*revoked$", listed, re.MULTILINE), listed
 
     # Basic: a wrong user name for a good token, and a wrong token for the right user
@@ -1008,7 +1008,7 @@ def run_count(t: Target) -> int:
 
 def test_nobody_signs_themselves_up(target: Target) -> None:
     yard = target.yard
-    before = yard.cli("users", "list")
+    before = yard.cli("admin", "users", "list")
     new_user = {"name": "eve", "admin": True}
     assert yard.request("POST", f"{NATIVE}/users", json=new_user).status_code == 401
     for project in (None, "target", "default"):
@@ -1033,7 +1033,7 @@ def test_nobody_signs_themselves_up(target: Target) -> None:
             assert response.status_code in (401, 403, 404), (path, response.status_code)
         form = yard.request("POST", path, data={"username": "eve", "password": "x" * 12})
         assert form.status_code in (401, 403, 404), path
-    after = yard.cli("users", "list")
+    after = yard.cli("admin", "users", "list")
     assert after == before
     assert "eve" not in {line.split("\t")[0] for line in after.splitlines()}
     mallory = next(line for line in before.splitlines() if line.startswith("mallory\t"))
@@ -1061,7 +1061,7 @@ def test_a_revoked_token_is_refused(target: Target) -> None:
     yard = target.yard
     token_id, secret = yard.token("--user", "mallory", "--name", "leaked")
     assert yard.request("GET", f"{NATIVE}/me", secret).json()["user"]["name"] == "mallory"
-    yard.cli("tokens", "revoke", str(token_id))
+    yard.cli("admin", "tokens", "revoke", str(token_id))
     for headers in (
         bearer(secret),
         {"Authorization": "Basic " + _basic("mallory", secret)},

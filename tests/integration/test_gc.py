@@ -85,7 +85,7 @@ def test_deleted_project_is_purged_and_its_blobs_released(
     server = Server(make_backend(kind))
     try:
         for name in ("doomed", "kept"):
-            made = run_cli(server, "projects", "create", name)
+            made = run_cli(server, "admin", "projects", "create", name)
             assert made.returncode == 0, made.stderr
         doomed = MlflowClient(*[f"{server.url}/projects/doomed"] * 2)
         kept = MlflowClient(*[f"{server.url}/projects/kept"] * 2)
@@ -107,7 +107,7 @@ def test_deleted_project_is_purged_and_its_blobs_released(
         blobs = store_of(server)
         assert sum(o.size for o in blobs.objects()) == 3 << 20
 
-        deleted = run_cli(server, "projects", "delete", "doomed", "--yes")
+        deleted = run_cli(server, "admin", "projects", "delete", "doomed", "--yes")
         assert deleted.returncode == 0, deleted.stderr
         gone = requests.get(
             f"{server.url}/projects/doomed/api/2.0/mlflow/runs/get",
@@ -127,11 +127,11 @@ def test_deleted_project_is_purged_and_its_blobs_released(
         assert Path(back).read_bytes() == shared.read_bytes()
         checked = run_cli(server, "fsck")
         assert checked.returncode == 0, checked.stdout
-        listed = run_cli(server, "projects", "list")
+        listed = run_cli(server, "admin", "projects", "list")
         assert "doomed" not in listed.stdout
         assert "kept" in listed.stdout
 
-        again = run_cli(server, "projects", "create", "doomed")
+        again = run_cli(server, "admin", "projects", "create", "doomed")
         assert again.returncode == 0, again.stderr
         fresh = MlflowClient(*[f"{server.url}/projects/doomed"] * 2)
         assert fresh.search_registered_models() == []

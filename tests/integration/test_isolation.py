@@ -554,5 +554,5 @@ def test_the_other_project_is_unchanged(world: World) -> None:
     for key, value in world.before.items():
         assert after[key] == value, key
     assert world.before["files"][f"{world.b.run}/data/file.txt"] == world.b.file_bytes
-    projects = world.yard.cli("projects", "list")
+    projects = world.yard.cli("admin", "projects", "list")
     assert not re.search(r"^(taken|intruder)\t", projects, re.MULTILINE)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import Server, run_cli
+from tests.conftest import Server, run_cli, run_client
 
 ROOT = Path(__file__).resolve().parents[2]
 LEGACY_VENV = ROOT / ".venv" / "mlflow2"
@@ -113,10 +113,10 @@ def test_mlflow_2_client_with_a_token_in_a_project(make_backend, legacy_python: 
     the 2.x client's MLFLOW_TRACKING_TOKEN; without the token it is refused."""
     server = Server(make_backend("sqlite"), env={"MODELYARD_AUTH": "1"})
     try:
-        made = run_cli(server, "users", "create", "legacy", "--admin")
+        made = run_cli(server, "admin", "users", "create", "legacy", "--admin")
         assert made.returncode == 0, made.stderr
         token = made.stdout.strip()
-        assert run_cli(server, "projects", "create", "old-clients").returncode == 0
+        assert run_cli(server, "admin", "projects", "create", "old-clients").returncode == 0
         env = {
             **os.environ,
             "MLFLOW_TRACKING_URI": f"{server.url}/projects/old-clients",
@@ -139,9 +139,10 @@ def test_mlflow_2_client_with_a_token_in_a_project(make_backend, legacy_python: 
         assert result["registered"] == ["1", "1", "1.0.0"]
         assert "MLmodel" in result["model_files"]
         # the run lives in the project, not in the default one
-        default = run_cli(server, "models", "list")
+        default = run_client(server, "models", "list", token=token)
+        assert default.returncode == 0, default.stderr
         assert "in-project-model" not in default.stdout
-        listed = run_cli(server, "models", "list", "--project", "old-clients")
+        listed = run_client(server, "models", "list", "--project", "old-clients", token=token)
         assert "in-project-model" in listed.stdout
         refused = subprocess.run(
             [str(legacy_python), "-c", SCRIPT, "no-token"],

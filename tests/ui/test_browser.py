@@ -24,14 +24,14 @@ def team(
     server = Server(make_backend("sqlite"), env={"MODELYARD_AUTH": "1"})
     made = subprocess.run(
         [
-            sys.executable, "-m", "modelyard", "users", "create", "alice", "--admin",
+            sys.executable, "-m", "modelyard", "admin", "users", "create", "alice", "--admin",
             "--password-stdin", "--data-dir", str(server.backend.data_dir),
         ],
         input=PASSWORD + "\n", capture_output=True, text=True, timeout=120, check=False,
     )  # fmt: skip
     assert made.returncode == 0, made.stderr
     token = made.stdout.strip()
-    assert run_cli(server, "projects", "create", "vision", "--owner", "alice").returncode == 0
+    assert run_cli(server, "admin", "projects", "create", "vision", "--owner", "alice").returncode == 0
     monkeypatch.setenv("MLFLOW_TRACKING_TOKEN", token)
     runs = _log_candidates(f"{server.url}/projects/vision", tmp_path_factory.mktemp("f"))
     yield server, runs

@@ -374,7 +374,7 @@ def test_another_projects_experiment_is_not_found(server: Server) -> None:
     from mlflow.tracking import MlflowClient
 
     name = f"other-{uuid.uuid4().hex[:8]}"
-    made = run_cli(server, "projects", "create", name)
+    made = run_cli(server, "admin", "projects", "create", name)
     assert made.returncode == 0, made.stderr
     theirs = MlflowClient(f"{server.url}/projects/{name}").create_experiment("secret")
     for path in (f"/ui/experiments/{theirs}", f"/ui/experiments/{theirs}/candidates.csv"):

@@ -387,7 +387,7 @@ def test_in_a_project(server: Server) -> None:
     from mlflow.tracking import MlflowClient
 
     name = f"runs-{uuid.uuid4().hex[:8]}"
-    made = run_cli(server, "projects", "create", name)
+    made = run_cli(server, "admin", "projects", "create", name)
     assert made.returncode == 0, made.stderr
     client = MlflowClient(f"{server.url}/projects/{name}")
     experiment_id = str(client.create_experiment("secret"))

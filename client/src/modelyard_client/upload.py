@@ -1,7 +1,7 @@
 """``models upload``: a folder's files become a new version.
 
-The files go to a staging package whose name follows from the model and the files' sha256s,
-each with its checksum (the server refuses bytes that do not match). Run again after an
+The files go to a staging package whose name follows from the model and the files' sha256s
+(a new version of it for each new attempt), each with its checksum (the server refuses bytes that do not match). Run again after an
 interruption, the upload asks which files already arrived and sends only the rest. Only when
 every file is there does one request turn the staging package into the version; before that,
 no version exists."""
@@ -9,16 +9,16 @@ no version exists."""
 from __future__ import annotations
 
 import hashlib
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from modelyard_client.errors import ClientError, HttpError
+from modelyard_client.errors import ClientError
 from modelyard_client.files import Entry, checked_path, hash_all
 from modelyard_client.http import Http, file_path, seg
 from modelyard_client.progress import Progress
 
-STAGING_VERSION = "1"
 SMALL = 8 * 1024 * 1024  # sent from memory; larger files are streamed from disk
 
 
@@ -63,30 +63,35 @@ class Upload:
             digest.update(f"\n{entry.sha256} {entry.path}".encode())
         return f"upload-{digest.hexdigest()[:32]}"
 
-    def _arrived(self, package: str) -> dict[str, str]:
-        try:
-            found = self.client.call(
-                "GET", f"/packages/{seg(package)}/{STAGING_VERSION}/files"
-            )["files"]
-        except HttpError as exc:
-            if exc.status == 404:
-                return {}
-            raise
-        return {f["path"]: f["sha256"] for f in found}
+    def _attempt(self, package: str) -> tuple[str, dict[str, str]]:
+        """The staging version to fill: an open one left by an interrupted run (and the files
+        that arrived there), else a new one."""
+        listed = self.client.call("GET", "/packages", query={"name": package})["packages"]
+        open_ = [p for p in listed if p.get("status") == "open"]
+        if not open_:
+            return str(time.time_ns() // 1_000_000), {}
+        version = str(open_[0]["version"])
+        found = self.client.call("GET", f"/packages/{seg(package)}/{seg(version)}/files")
+        return version, {f["path"]: f["sha256"] for f in found["files"]}
 
     def run(self, *, semantic_version: str | None, bump: str, description: str) -> dict[str, Any]:
         files, local = self._manifest()
         package = self.staging(files)
-        arrived = self._arrived(package)
+        staging_version, arrived = self._attempt(package)
         todo = [e for e in files if arrived.get(e.path) != e.sha256]
         total = sum(e.size for e in todo)
         with Progress("upload", total, len(todo)) as progress, ThreadPoolExecutor(
             self.workers
         ) as pool:
-            list(pool.map(lambda e: self._send(package, e, local[e.path], progress), todo))
+            list(
+                pool.map(
+                    lambda e: self._send(package, staging_version, e, local[e.path], progress),
+                    todo,
+                )
+            )
         payload: dict[str, Any] = {
             "package": package,
-            "package_version": STAGING_VERSION,
+            "package_version": staging_version,
             "files": [{"path": e.path, "sha256": e.sha256} for e in files],
             "bump": bump,
             "description": description,
@@ -102,8 +107,10 @@ class Upload:
             "staging_package": package,
         }
 
-    def _send(self, package: str, entry: Entry, source: Path, progress: Progress) -> None:
-        path = f"/api/v1/packages/{seg(package)}/{STAGING_VERSION}/files/{file_path(entry.path)}"
+    def _send(
+        self, package: str, version: str, entry: Entry, source: Path, progress: Progress
+    ) -> None:
+        path = f"/api/v1/packages/{seg(package)}/{seg(version)}/files/{file_path(entry.path)}"
         headers = {
             "X-Checksum-Sha256": entry.sha256,
             "Content-Length": str(entry.size),

@@ -52,22 +52,25 @@ def pull(
 
     if (dest is None) == (tar_file is None):
         raise click.UsageError("Give DEST (a new folder) or --tar FILE.")
+    if dest is not None and (dest.exists() or dest.is_symlink()):
+        raise ClientError(f"{dest} already exists: pull writes a new folder; choose another DEST")
     client = http(project)
     version = client.call("GET", f"/models/{seg(name)}/versions/{seg(ref)}")
-    output.note(describe(version, ref))
+    resolved = describe(version, ref)
+    if output.is_terminal():
+        output.note(resolved)
     files = entries(version.get("files", []))
     if tar_file is not None:
         _pull_tar(client, version, files, tar_file, as_json)
         return
     assert dest is not None
     target = dest.absolute()
-    if target.exists() or target.is_symlink():
-        raise ClientError(f"{dest} already exists: pull writes a new folder; choose another DEST")
     from modelyard_client.pull import Pull
 
     project_name = client.target.project or DEFAULT_PROJECT
     report = Pull(client, version, ref, files, target, project_name, workers).run()
     summary = {
+        "resolved": resolved,
         "dest": str(target),
         "model": version["name"],
         "version": version["version"],
@@ -83,8 +86,8 @@ def pull(
         return
     reused = f", {report.reused_files} kept from an earlier attempt" if report.reused_files else ""
     click.echo(
-        f"pulled {report.files} files ({output.size(report.total_bytes)}) into {dest}{reused}; "
-        "every sha256 checked"
+        f"pulled {resolved}: {report.files} files ({output.size(report.total_bytes)}) into "
+        f"{dest}{reused}; every sha256 checked"
     )
 
 

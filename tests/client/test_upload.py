@@ -1,0 +1,107 @@
+"""``models upload``: a folder becomes a version and comes back byte for byte; an interrupted
+upload publishes nothing and the next run sends only what is missing."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+import uuid
+from pathlib import Path
+
+import requests
+
+from tests.client.conftest import Venv, Yard, mlflow_env, modelyard, one_line_error
+
+
+def _folder(root: Path, files: dict[str, bytes]) -> Path:
+    for path, data in files.items():
+        target = root / path
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(data)
+    return root
+
+
+def _read(folder: Path) -> dict[str, bytes]:
+    return {
+        p.relative_to(folder).as_posix(): p.read_bytes() for p in folder.rglob("*") if p.is_file()
+    }
+
+
+def test_upload_then_pull_round_trips(client_venv: Venv, yard: Yard, empty_dir: Path) -> None:
+    files = {
+        "MLmodel": b"flavors: {}\n",
+        "empty": b"",
+        "nested/deeper/weights.bin": os.urandom(12 * 1024 * 1024),  # streamed from disk
+        "nested/config.json": b'{"a": 1}',
+    }
+    source = _folder(empty_dir / "trained", files)
+    env = mlflow_env(yard, yard.developer)
+    name = f"up{uuid.uuid4().hex[:6]}"
+    done = modelyard(client_venv, env, empty_dir, "models", "upload", name, "trained",
+                     "--semver", "2.0.0", "--description", "trained elsewhere")
+    assert done.returncode == 0, done.stderr
+    assert f"uploaded: {name} 2.0.0 (version 1), 4 files" in done.stdout
+    pulled = modelyard(client_venv, env, empty_dir, "models", "pull", name, "2.0.0", "back")
+    assert pulled.returncode == 0, pulled.stderr
+    back = _read(empty_dir / "back")
+    back.pop("modelyard.lock.json")
+    assert back == _read(source) == files
+    resolved = modelyard(client_venv, env, empty_dir, "models", "resolve", name, "2.0.0", "--json")
+    assert resolved.returncode == 0, resolved.stderr
+    version = json.loads(resolved.stdout)
+    assert version["description"] == "trained elsewhere"
+    assert version["lineage"]["upload"]["client"].startswith("modelyard-client/")
+    assert "developer" in version["lineage"]["upload"]["by"]
+    bumped = modelyard(client_venv, env, empty_dir, "models", "upload", name, "trained",
+                       "--bump", "minor", "--json")
+    assert bumped.returncode == 0, bumped.stderr
+    assert json.loads(bumped.stdout)["version"]["semver"] == "2.1.0"
+    assert json.loads(bumped.stdout)["skipped"] == 0  # a new upload: staging was removed
+    reader = modelyard(client_venv, mlflow_env(yard, yard.reporter), empty_dir, "models",
+                       "upload", name, "trained")
+    assert "permission denied" in one_line_error(reader)
+
+
+def _staged(yard: Yard) -> list[dict[str, object]]:
+    listed = requests.get(f"{yard.uri}/api/v1/packages", headers=yard.headers(),
+                          params={"limit": 1000}, timeout=30).json()["packages"]
+    return [p for p in listed if str(p["name"]).startswith("upload-")]
+
+
+def test_an_interrupted_upload_publishes_nothing(
+    client_venv: Venv, yard: Yard, empty_dir: Path
+) -> None:
+    files = {f"small/{i:03d}.txt": os.urandom(200) for i in range(200)}
+    files["a-big.bin"] = os.urandom(300 * 1024 * 1024)
+    _folder(empty_dir / "trained", files)
+    env = mlflow_env(yard, yard.developer)
+    name = f"cut{uuid.uuid4().hex[:6]}"
+    before = {p["name"] for p in _staged(yard)}
+    proc = subprocess.Popen(
+        [str(client_venv.modelyard), "models", "upload", name, "trained"],
+        env=env, cwd=empty_dir, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and proc.poll() is None:
+            if any(p["name"] not in before and int(p["file_count"]) >= 20  # type: ignore[call-overload]
+                   for p in _staged(yard)):
+                break
+            time.sleep(0.02)
+        assert proc.poll() is None, "the upload ended before it could be interrupted"
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    model = requests.get(f"{yard.uri}/api/v1/models/{name}", headers=yard.headers(), timeout=30)
+    assert model.status_code == 404
+    staged = [p for p in _staged(yard) if p["name"] not in before]
+    assert len(staged) == 1 and int(staged[0]["file_count"]) < len(files)  # type: ignore[call-overload]
+    again = modelyard(client_venv, env, empty_dir, "models", "upload", name, "trained", "--json")
+    assert again.returncode == 0, again.stderr
+    result = json.loads(again.stdout)
+    assert result["skipped"] >= 20
+    assert result["version"]["version"] == 1
+    assert not [p for p in _staged(yard) if p["name"] not in before]
