@@ -13,7 +13,7 @@ import requests
 
 from modelyard.db.migrate import HEAD_REVISION
 from modelyard.settings import Settings
-from tests.conftest import Backend, Server, free_port
+from tests.conftest import Backend, Server, free_port, run_client
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -114,7 +114,8 @@ def test_several_workers_share_one_database(make_backend) -> None:
 
 
 def test_models_commands(tmp_path: Path) -> None:
-    """Promote, resolve a semver range, move an alias and read its history from the CLI."""
+    """Promote, resolve a semver range, move an alias and read its history from the CLI (over
+    HTTP, with the server's URL and nothing else)."""
     backend = Backend("sqlite", f"sqlite:///{tmp_path / 'modelyard.db'}", tmp_path)
     server = Server(backend)
     try:
@@ -128,25 +129,65 @@ def test_models_commands(tmp_path: Path) -> None:
             timeout=10,
         )
         assert put.status_code == 200
+
+        def cli(*args: str) -> subprocess.CompletedProcess[str]:
+            return run_client(server, *args)
+
+        first = cli("models", "promote", "churn", "--candidate", run_id)
+        assert first.returncode == 0, first.stderr
+        assert "churn 1.0.0 (version 1)" in first.stdout
+        minor = cli("models", "promote", "churn", "--candidate", run_id, "--bump", "minor")
+        assert "churn 1.1.0 (version 2)" in minor.stdout
+        assert "churn 1.1.0 (version 2)" in cli("models", "resolve", "churn", "^1").stdout
+        moved = cli("models", "alias", "churn", "production", "1.0.0")
+        assert moved.returncode == 0, moved.stderr
+        assert cli("models", "alias", "churn", "production", "~1.1").returncode == 0
+        history = cli("models", "history", "churn", "production").stdout.splitlines()[1:]
+        assert [line.split()[-2:] for line in history] == [["-", "1"], ["1", "2"]]
+        listed = cli("models", "list").stdout.splitlines()
+        assert listed[1].split()[:4] == ["churn", "2", "1.1.0", "@production=2"]
+        versions = cli("models", "versions", "churn").stdout.splitlines()
+        assert versions[1].split()[:3] == ["2", "1.1.0", "@production"]
+        missing = cli("models", "resolve", "churn", "^3")
+        assert missing.returncode == 1
+        assert missing.stderr == "error: No version of churn matches '^3'.\n"
     finally:
         server.stop()
-    data = ["--data-dir", str(tmp_path)]
-    first = modelyard("models", "promote", "churn", "--candidate", run_id, *data)
-    assert first.returncode == 0, first.stderr
-    assert "version 1  semver 1.0.0" in first.stdout
-    minor = modelyard("models", "promote", "churn", "--candidate", run_id, "--bump", "minor", *data)
-    assert "version 2  semver 1.1.0" in minor.stdout
-    resolved = modelyard("models", "resolve", "churn", "^1", *data)
-    assert "version 2  semver 1.1.0" in resolved.stdout
-    moved = modelyard("models", "alias", "churn", "production", "1.0.0", *data)
-    assert moved.returncode == 0, moved.stderr
-    assert modelyard("models", "alias", "churn", "production", "~1.1", *data).returncode == 0
-    history = modelyard("models", "history", "churn", "production", *data).stdout.splitlines()
-    assert [line.split()[-3:] for line in history] == [["-", "->", "1"], ["1", "->", "2"]]
-    listed = modelyard("models", "list", *data).stdout
-    assert "churn  v2 (1.1.0)  @production=2" in listed
-    versions = modelyard("models", "versions", "churn", *data).stdout.splitlines()
-    assert versions[0].startswith("churn  version 2")
-    missing = modelyard("models", "resolve", "churn", "^3", *data)
-    assert missing.returncode != 0
-    assert "No version of churn matches '^3'" in missing.stderr
+
+
+def _one_line(done: subprocess.CompletedProcess[str]) -> str:
+    assert done.returncode == 1, (done.stdout, done.stderr)
+    assert "Traceback" not in done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1, done.stderr
+    return lines[0]
+
+
+def test_storage_problems_are_one_line(tmp_path: Path) -> None:
+    bad_url = modelyard("db", "upgrade", "--database-url", "postgres-ish://nowhere")
+    assert "invalid database URL" in _one_line(bad_url)
+    pg = "postgresql+psycopg://postgres@127.0.0.1:5432/modelyard_no_such_db"
+    missing = modelyard("server", "--database-url", pg, "--port", str(free_port()))
+    assert "'modelyard_no_such_db' does not exist" in _one_line(missing)
+    assert "does not exist" in _one_line(modelyard("fsck", "--database-url", pg))
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    unwritable = modelyard(
+        "server", "--data-dir", str(blocker / "data"), "--port", str(free_port())
+    )
+    assert "cannot write" in _one_line(unwritable) or "cannot use" in _one_line(unwritable)
+    admin = modelyard("admin", "users", "create", "x", "--data-dir", str(blocker / "data"))
+    assert str(blocker) in _one_line(admin)
+
+
+def test_one_console_script(tmp_path: Path) -> None:
+    """The client owns `modelyard`; the server adds its commands through entry points."""
+    from importlib.metadata import distribution
+
+    server = distribution("modelyard")
+    client = distribution("modelyard-client")
+    assert not [e for e in server.entry_points if e.group == "console_scripts"]
+    assert [e.name for e in client.entry_points if e.group == "console_scripts"] == ["modelyard"]
+    commands = {e.name for e in server.entry_points if e.group == "modelyard.commands"}
+    assert commands == {"server", "db", "gc", "fsck", "admin"}
+    assert "Start the server" in modelyard("server", "--help").stdout

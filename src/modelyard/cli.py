@@ -158,6 +158,7 @@ def server(**options: Any) -> None:
         settings.check_exposure()
     except ModelyardError as exc:
         raise click.ClickException(exc.message) from None
+    _preflight(settings)
     click.echo(
         f"modelyard listening on http://{settings.host}:{settings.port} "
         f"(database: {_describe(settings)}; authentication: {'on' if settings.auth else 'off'})",
@@ -167,6 +168,20 @@ def server(**options: Any) -> None:
         serve(settings)
     except ModelyardError as exc:
         raise click.ClickException(exc.message) from None
+
+
+def _preflight(settings: Settings) -> None:
+    """Open the storage (creating the schema on first start) before saying the server is
+    listening, so a storage problem is the only line printed."""
+    from modelyard.db.migrate import ensure_schema
+
+    if settings.is_sqlite:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+    database = settings.database()
+    try:
+        ensure_schema(database)
+    finally:
+        database.dispose()
 
 
 def _describe(settings: Settings) -> str:

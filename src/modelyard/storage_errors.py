@@ -38,9 +38,15 @@ def _database_failure(exc: BaseException) -> str:
             "by this user (--data-dir, MODELYARD_DATA_DIR)"
         )
     if "Connection refused" in message or "could not connect" in message.lower():
-        return f"cannot connect to the database ({message}): is it running, and is --database-url right?"
+        return (
+            f"cannot connect to the database ({message}): is it running, and is "
+            "--database-url right?"
+        )
     if "authentication failed" in message or "password" in message:
-        return f"the database refused the login ({message}): check the user and password in --database-url"
+        return (
+            f"the database refused the login ({message}): check the user and password in "
+            "--database-url"
+        )
     return f"the database failed: {message}"
 
 

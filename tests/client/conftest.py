@@ -41,8 +41,13 @@ def client_venv(tmp_path_factory: pytest.TempPathFactory) -> Venv:
     subprocess.run([sys.executable, "-m", "venv", str(folder)], check=True)
     started = time.monotonic()
     done = subprocess.run(
-        [str(folder / "bin" / "pip"), "install", "--quiet", "--disable-pip-version-check",
-         str(ROOT / "client")],
+        [
+            str(folder / "bin" / "pip"),
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+            str(ROOT / "client"),
+        ],
         capture_output=True,
         text=True,
         check=False,
@@ -81,7 +86,9 @@ def _token(server: Server, token: str, role: str) -> str:
 
 
 @pytest.fixture(scope="session", params=BACKENDS)
-def yard(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Yard]:
+def yard(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Yard]:
     kind = request.param
     backend, pg_name = _session_backend(kind, tmp_path_factory.mktemp(f"client-{kind}"))
     server = Server(backend, env={"MODELYARD_AUTH": "1"})
@@ -96,8 +103,9 @@ def yard(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactor
             timeout=30,
         )
         assert created.status_code == 201, created.text
-        yield Yard(server, admin, _token(server, admin, "developer"),
-                   _token(server, admin, "reporter"))
+        yield Yard(
+            server, admin, _token(server, admin, "developer"), _token(server, admin, "reporter")
+        )
     finally:
         server.stop()
         if pg_name:
@@ -152,8 +160,10 @@ def candidate_with_files(yard: Yard, files: dict[str, bytes], folder: str = "mod
     base = f"{yard.uri}/api/2.0/mlflow"
     headers = yard.headers(yard.developer)
     experiment = requests.post(
-        f"{base}/experiments/create", json={"name": f"e-{uuid.uuid4().hex[:8]}"},
-        headers=headers, timeout=30,
+        f"{base}/experiments/create",
+        json={"name": f"e-{uuid.uuid4().hex[:8]}"},
+        headers=headers,
+        timeout=30,
     ).json()["experiment_id"]
     run = requests.post(
         f"{base}/runs/create", json={"experiment_id": experiment}, headers=headers, timeout=30

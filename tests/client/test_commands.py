@@ -25,13 +25,17 @@ def test_the_client_venv_holds_no_server_parts(client_venv: Venv, empty_dir: Pat
     for module in [*SERVER_ONLY, "modelyard"]:
         found = subprocess.run(
             [str(client_venv.python), "-c", f"import {module}"],
-            capture_output=True, text=True, check=False,
+            capture_output=True,
+            text=True,
+            check=False,
         )
         assert found.returncode != 0, f"{module} is importable in the client's venv"
         assert "ModuleNotFoundError" in found.stderr
     listed = subprocess.run(
         [str(client_venv.path / "bin" / "pip"), "list", "--format", "json"],
-        capture_output=True, text=True, check=True,
+        capture_output=True,
+        text=True,
+        check=True,
     )
     names = {p["name"].lower() for p in json.loads(listed.stdout)} - {"pip", "setuptools"}
     assert names == {"modelyard-client", "click"}
@@ -53,11 +57,16 @@ def test_every_command(client_venv: Venv, yard: Yard, empty_dir: Path) -> None:
         return json.loads(ok(*args, "--json"))
 
     who = as_json("whoami")
-    assert who["user"] == "root" and who["admin"] is True  # type: ignore[index]
-    assert who["project"] == "churn" and who["role"] == "owner"  # type: ignore[index]
+    assert who["user"] == "root"  # type: ignore[index]
+    assert who["admin"] is True  # type: ignore[index]
+    assert who["project"] == "churn"  # type: ignore[index]
+    assert who["role"] == "owner"  # type: ignore[index]
     shown = dict(line.split(":", 1) for line in ok("whoami").splitlines())
     assert {k: v.strip() for k, v in shown.items() if k != "token"} == {
-        "server": yard.server.url, "project": "churn", "user": "root (admin)", "role": "owner"
+        "server": yard.server.url,
+        "project": "churn",
+        "user": "root (admin)",
+        "role": "owner",
     }
 
     run_id = candidate_with_files(yard, {"MLmodel": b"flavors: {}\n", "w.bin": b"\x00" * 10})
@@ -74,7 +83,11 @@ def test_every_command(client_venv: Venv, yard: Yard, empty_dir: Path) -> None:
     history = as_json("models", "history", name, "production")["events"]  # type: ignore[index]
     assert [(e["from_version"], e["to_version"]) for e in history] == [(None, 1), (1, 2)]
     assert ok("models", "history", name, "production").splitlines()[0].split() == [
-        "WHEN", "(UTC)", "BY", "FROM", "TO"
+        "WHEN",
+        "(UTC)",
+        "BY",
+        "FROM",
+        "TO",
     ]
     listed = ok("models", "list")
     assert any(line.split()[:3] == [name, "2", "1.1.0"] for line in listed.splitlines())
@@ -96,7 +109,8 @@ def test_every_command(client_venv: Venv, yard: Yard, empty_dir: Path) -> None:
     assert "dana removed" in ok("projects", "remove-member", other, "dana")
     assert "remove" in json.dumps(as_json("projects", "audit", other))
     secret = ok("tokens", "create", "--project", other, "--role", "reporter").strip()
-    assert len(secret) > 20 and "\n" not in secret
+    assert len(secret) > 20
+    assert "\n" not in secret
     tokens = as_json("tokens", "list", "--project", other)["tokens"]  # type: ignore[index]
     assert "revoked token" in ok("tokens", "revoke", str(tokens[0]["id"]), "--project", other)
     mine = ok("tokens", "create", "--name", "laptop", "--expires", "30d").strip()
@@ -111,28 +125,36 @@ def test_versions_show_the_logged_model(client_venv: Venv, yard: Yard, empty_dir
     headers = yard.headers(yard.developer)
     base = f"{yard.uri}/api/2.0/mlflow"
     experiment = requests.post(
-        f"{base}/experiments/create", json={"name": f"lm-{uuid.uuid4().hex[:6]}"},
-        headers=headers, timeout=30,
+        f"{base}/experiments/create",
+        json={"name": f"lm-{uuid.uuid4().hex[:6]}"},
+        headers=headers,
+        timeout=30,
     ).json()["experiment_id"]
     model = requests.post(
-        f"{yard.uri}/api/2.0/mlflow/logged-models", json={"experiment_id": experiment},
-        headers=headers, timeout=30,
+        f"{yard.uri}/api/2.0/mlflow/logged-models",
+        json={"experiment_id": experiment},
+        headers=headers,
+        timeout=30,
     ).json()["model"]["info"]
     put = requests.put(
         f"{yard.uri}/api/2.0/mlflow-artifacts/artifacts/{experiment}/models/{model['model_id']}"
         "/artifacts/MLmodel",
-        data=b"flavors: {}\n", headers=headers, timeout=30,
+        data=b"flavors: {}\n",
+        headers=headers,
+        timeout=30,
     )
     assert put.status_code == 200, put.text
     env = mlflow_env(yard, yard.developer)
     name = f"lm{uuid.uuid4().hex[:6]}"
-    done = modelyard(client_venv, env, empty_dir, "models", "promote", name,
-                     "--logged-model", model["model_id"])
+    done = modelyard(
+        client_venv, env, empty_dir, "models", "promote", name, "--logged-model", model["model_id"]
+    )
     assert done.returncode == 0, done.stderr
     shown = modelyard(client_venv, env, empty_dir, "models", "versions", name).stdout
     assert model["model_id"] in shown
-    missing = modelyard(client_venv, env, empty_dir, "models", "promote", name,
-                        "--logged-model", "m-unknown")
+    missing = modelyard(
+        client_venv, env, empty_dir, "models", "promote", name, "--logged-model", "m-unknown"
+    )
     assert "Logged model 'm-unknown' does not exist" in one_line_error(missing)
 
 
@@ -140,15 +162,21 @@ def test_errors_are_one_line(client_venv: Venv, yard: Yard, empty_dir: Path) -> 
     env = mlflow_env(yard)
     name = f"e{uuid.uuid4().hex[:8]}"
     run_id = candidate_with_files(yard, {"MLmodel": b"flavors: {}\n"})
-    assert modelyard(client_venv, env, empty_dir, "models", "promote", name,
-                     "--candidate", run_id).returncode == 0
+    assert (
+        modelyard(
+            client_venv, env, empty_dir, "models", "promote", name, "--candidate", run_id
+        ).returncode
+        == 0
+    )
 
     def error(*args: str, **changes: str) -> str:
         return one_line_error(modelyard(client_venv, {**env, **changes}, empty_dir, *args))
 
     closed = f"http://127.0.0.1:{free_port()}"
     assert "connection refused" in error("models", "list", MLFLOW_TRACKING_URI=closed)
-    assert "unknown host" in error("models", "list", MLFLOW_TRACKING_URI="http://no-such-host.invalid")
+    assert "unknown host" in error(
+        "models", "list", MLFLOW_TRACKING_URI="http://no-such-host.invalid"
+    )
     tls = yard.server.url.replace("http://", "https://")
     assert "TLS failure" in error("models", "list", MLFLOW_TRACKING_URI=tls)
     assert "not signed in" in error("models", "list", MLFLOW_TRACKING_TOKEN="wrong")
@@ -157,8 +185,10 @@ def test_errors_are_one_line(client_venv: Venv, yard: Yard, empty_dir: Path) -> 
     )
     assert "not found" in error("models", "versions", "no-such-model").lower()
     assert f"No version of {name} matches '^9'" in error("models", "resolve", name, "^9")
-    assert "invalid semantic version" in error("models", "promote", name, "--candidate", run_id,
-                             "--semver", "one").lower()
+    assert (
+        "invalid semantic version"
+        in error("models", "promote", name, "--candidate", run_id, "--semver", "one").lower()
+    )
     assert "--bump" in error("models", "promote", name, "--candidate", run_id, "--bump", "huge")
     assert "not a server address" in error("models", "list", MLFLOW_TRACKING_URI="file:///tmp/x")
     assert "no such command" in error("modles").lower()

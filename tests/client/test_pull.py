@@ -77,7 +77,9 @@ def _wait_for(condition, proc: subprocess.Popen[str], what: str) -> None:  # typ
         if condition():
             return
         if proc.poll() is not None:
-            raise AssertionError(f"the pull ended before {what}: {proc.stderr.read() if proc.stderr else ''}")
+            raise AssertionError(
+                f"the pull ended before {what}: {proc.stderr.read() if proc.stderr else ''}"
+            )
         time.sleep(0.005)
     raise AssertionError(f"timed out waiting for {what}")
 
@@ -90,13 +92,17 @@ def test_pull_equals_mlflow_and_resumes_after_sigkill(
     run_id = candidate_with_files(yard, files)
     if big:
         experiment = requests.get(
-            f"{yard.uri}/api/2.0/mlflow/runs/get", params={"run_id": run_id},
-            headers=yard.headers(), timeout=30,
+            f"{yard.uri}/api/2.0/mlflow/runs/get",
+            params={"run_id": run_id},
+            headers=yard.headers(),
+            timeout=30,
         ).json()["run"]["info"]["experiment_id"]
         put = requests.put(
             f"{yard.uri}/api/2.0/mlflow-artifacts/artifacts/{experiment}/{run_id}/artifacts/"
             f"model/{BIG}",
-            data=_big_chunks(run_id.encode()), headers=yard.headers(yard.developer), timeout=900,
+            data=_big_chunks(run_id.encode()),
+            headers=yard.headers(yard.developer),
+            timeout=900,
         )
         assert put.status_code == 200, put.text
     name = f"pull{uuid.uuid4().hex[:6]}"
@@ -110,7 +116,11 @@ def test_pull_equals_mlflow_and_resumes_after_sigkill(
     workers = [] if big else ["--workers", "1"]
     proc = subprocess.Popen(
         [str(client_venv.modelyard), "models", "pull", name, "production", "deploy", *workers],
-        env=env, cwd=empty_dir, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env=env,
+        cwd=empty_dir,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
 
     def done_lines() -> int:
@@ -139,8 +149,9 @@ def test_pull_equals_mlflow_and_resumes_after_sigkill(
     }
     assert 200 <= len(finished) < len(files) + big
 
-    again = modelyard(client_venv, env, empty_dir, "models", "pull", name, "production", "deploy",
-                      "--json")
+    again = modelyard(
+        client_venv, env, empty_dir, "models", "pull", name, "production", "deploy", "--json"
+    )
     assert again.returncode == 0, again.stderr
     report = json.loads(again.stdout)
     assert report["resolved"] == f"{name} 1.0.0 (version 1) via alias production"
@@ -163,8 +174,12 @@ def test_pull_equals_mlflow_and_resumes_after_sigkill(
 
     lock = json.loads((dest / "modelyard.lock.json").read_text())
     assert {k: lock[k] for k in ("server", "project", "model", "version", "semver", "alias")} == {
-        "server": yard.server.url, "project": "churn", "model": name, "version": 1,
-        "semver": "1.0.0", "alias": "production",
+        "server": yard.server.url,
+        "project": "churn",
+        "model": name,
+        "version": 1,
+        "semver": "1.0.0",
+        "alias": "production",
     }
     assert yard.admin not in json.dumps(lock)
     assert len(lock["files"]) == len(files) + big
@@ -175,8 +190,9 @@ def test_pull_equals_mlflow_and_resumes_after_sigkill(
 def _version(client_venv: Venv, yard: Yard, folder: Path, files: dict[str, bytes]) -> str:
     name = f"v{uuid.uuid4().hex[:6]}"
     run_id = candidate_with_files(yard, files)
-    made = modelyard(client_venv, mlflow_env(yard), folder, "models", "promote", name,
-                     "--candidate", run_id)
+    made = modelyard(
+        client_venv, mlflow_env(yard), folder, "models", "promote", name, "--candidate", run_id
+    )
     assert made.returncode == 0, made.stderr
     return name
 
@@ -215,7 +231,8 @@ def test_altered_bytes_on_the_server_are_refused(
     stored[0].write_bytes(bytes(altered))
     failed = modelyard(client_venv, env, empty_dir, "models", "pull", name, "1", "out")
     message = one_line_error(failed)
-    assert "w.bin" in message and "does not match the server's manifest" in message
+    assert "w.bin" in message
+    assert "does not match the server's manifest" in message
     assert not (empty_dir / "out").exists()
     assert not (empty_dir / "out.partial" / "files" / "w.bin").exists()
     tarred = modelyard(client_venv, env, empty_dir, "models", "pull", name, "1", "--tar", "o.tar")

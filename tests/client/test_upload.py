@@ -40,8 +40,19 @@ def test_upload_then_pull_round_trips(client_venv: Venv, yard: Yard, empty_dir: 
     source = _folder(empty_dir / "trained", files)
     env = mlflow_env(yard, yard.developer)
     name = f"up{uuid.uuid4().hex[:6]}"
-    done = modelyard(client_venv, env, empty_dir, "models", "upload", name, "trained",
-                     "--semver", "2.0.0", "--description", "trained elsewhere")
+    done = modelyard(
+        client_venv,
+        env,
+        empty_dir,
+        "models",
+        "upload",
+        name,
+        "trained",
+        "--semver",
+        "2.0.0",
+        "--description",
+        "trained elsewhere",
+    )
     assert done.returncode == 0, done.stderr
     assert f"uploaded: {name} 2.0.0 (version 1), 4 files" in done.stdout
     pulled = modelyard(client_venv, env, empty_dir, "models", "pull", name, "2.0.0", "back")
@@ -55,19 +66,31 @@ def test_upload_then_pull_round_trips(client_venv: Venv, yard: Yard, empty_dir: 
     assert version["description"] == "trained elsewhere"
     assert version["lineage"]["upload"]["client"].startswith("modelyard-client/")
     assert "developer" in version["lineage"]["upload"]["by"]
-    bumped = modelyard(client_venv, env, empty_dir, "models", "upload", name, "trained",
-                       "--bump", "minor", "--json")
+    bumped = modelyard(
+        client_venv,
+        env,
+        empty_dir,
+        "models",
+        "upload",
+        name,
+        "trained",
+        "--bump",
+        "minor",
+        "--json",
+    )
     assert bumped.returncode == 0, bumped.stderr
     assert json.loads(bumped.stdout)["version"]["semver"] == "2.1.0"
     assert json.loads(bumped.stdout)["skipped"] == 0  # a new upload: staging was removed
-    reader = modelyard(client_venv, mlflow_env(yard, yard.reporter), empty_dir, "models",
-                       "upload", name, "trained")
+    reader = modelyard(
+        client_venv, mlflow_env(yard, yard.reporter), empty_dir, "models", "upload", name, "trained"
+    )
     assert "permission denied" in one_line_error(reader)
 
 
 def _staged(yard: Yard) -> list[dict[str, object]]:
-    listed = requests.get(f"{yard.uri}/api/v1/packages", headers=yard.headers(),
-                          params={"limit": 1000}, timeout=30).json()["packages"]
+    listed = requests.get(
+        f"{yard.uri}/api/v1/packages", headers=yard.headers(), params={"limit": 1000}, timeout=30
+    ).json()["packages"]
     return [p for p in listed if str(p["name"]).startswith("upload-")]
 
 
@@ -82,13 +105,19 @@ def test_an_interrupted_upload_publishes_nothing(
     before = {p["name"] for p in _staged(yard)}
     proc = subprocess.Popen(
         [str(client_venv.modelyard), "models", "upload", name, "trained"],
-        env=env, cwd=empty_dir, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        env=env,
+        cwd=empty_dir,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     try:
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline and proc.poll() is None:
-            if any(p["name"] not in before and int(p["file_count"]) >= 20  # type: ignore[call-overload]
-                   for p in _staged(yard)):
+            if any(
+                p["name"] not in before and int(p["file_count"]) >= 20  # type: ignore[call-overload]
+                for p in _staged(yard)
+            ):
                 break
             time.sleep(0.02)
         assert proc.poll() is None, "the upload ended before it could be interrupted"
@@ -98,7 +127,8 @@ def test_an_interrupted_upload_publishes_nothing(
     model = requests.get(f"{yard.uri}/api/v1/models/{name}", headers=yard.headers(), timeout=30)
     assert model.status_code == 404
     staged = [p for p in _staged(yard) if p["name"] not in before]
-    assert len(staged) == 1 and int(staged[0]["file_count"]) < len(files)  # type: ignore[call-overload]
+    assert len(staged) == 1
+    assert int(staged[0]["file_count"]) < len(files)  # type: ignore[call-overload]
     again = modelyard(client_venv, env, empty_dir, "models", "upload", name, "trained", "--json")
     assert again.returncode == 0, again.stderr
     result = json.loads(again.stdout)

@@ -31,7 +31,9 @@ def team(
     )  # fmt: skip
     assert made.returncode == 0, made.stderr
     token = made.stdout.strip()
-    assert run_cli(server, "admin", "projects", "create", "vision", "--owner", "alice").returncode == 0
+    assert (
+        run_cli(server, "admin", "projects", "create", "vision", "--owner", "alice").returncode == 0
+    )
     monkeypatch.setenv("MLFLOW_TRACKING_TOKEN", token)
     runs = _log_candidates(f"{server.url}/projects/vision", tmp_path_factory.mktemp("f"))
     yield server, runs

@@ -405,8 +405,12 @@ def auth_server(
     and a model ``guarded`` with one version; yields the server and the admin's token."""
     srv = Server(make_backend_module(request.param), env={"MODELYARD_AUTH": "1"})
     try:
-        token = cli(srv, "admin", "users", "create", "boss", "--admin", "--password-stdin", stdin=PASSWORD)
-        cli(srv, "admin", "users", "create", "dev", "--password-stdin", "--no-token", stdin=PASSWORD)
+        token = cli(
+            srv, "admin", "users", "create", "boss", "--admin", "--password-stdin", stdin=PASSWORD
+        )
+        cli(
+            srv, "admin", "users", "create", "dev", "--password-stdin", "--no-token", stdin=PASSWORD
+        )
         cli(srv, "admin", "projects", "add-member", "default", "dev", "developer")
         auth = {"Authorization": f"Bearer {token}"}
         mlflow_api = f"{srv.url}/api/2.0/mlflow"

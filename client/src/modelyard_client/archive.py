@@ -4,7 +4,6 @@ the manifest before the file takes its final name."""
 from __future__ import annotations
 
 import hashlib
-import os
 import tarfile
 from pathlib import Path
 from typing import Any
@@ -48,7 +47,7 @@ def download_archive(
     except BaseException:
         partial.unlink(missing_ok=True)
         raise
-    os.replace(partial, tar_file)
+    partial.replace(tar_file)
     return written
 
 
@@ -65,8 +64,9 @@ def check_archive(archive: Path, files: list[Entry]) -> None:
                 if relative == MANIFEST:
                     continue
                 if relative not in expected:
-                    raise ClientError(f"the archive holds {relative!r}, which is not in the "
-                                      "version's manifest")
+                    raise ClientError(
+                        f"the archive holds {relative!r}, which is not in the version's manifest"
+                    )
                 handle = tar.extractfile(member)
                 assert handle is not None
                 digest = hashlib.sha256()
@@ -82,5 +82,6 @@ def check_archive(archive: Path, files: list[Entry]) -> None:
         raise ClientError(f"the archive is not a valid tar file: {exc}") from None
     missing = sorted(set(expected) - seen)
     if missing:
-        raise ClientError(f"the archive lacks {len(missing)} files of the manifest, e.g. "
-                          f"{missing[0]}")
+        raise ClientError(
+            f"the archive lacks {len(missing)} files of the manifest, e.g. {missing[0]}"
+        )

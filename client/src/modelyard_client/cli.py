@@ -68,10 +68,14 @@ def _missing(name: str) -> click.Command:
 class Commands(click.Group):
     """The root group: every subcommand is loaded on first use."""
 
-    def list_commands(self, ctx: click.Context) -> list[str]:
+    def list_commands(self, ctx: click.Context) -> list[str]:  # noqa: ARG002
         return sorted({*CLIENT_COMMANDS, *SERVER_COMMANDS})
 
-    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+    def get_command(
+        self,
+        ctx: click.Context,  # noqa: ARG002
+        cmd_name: str,
+    ) -> click.Command | None:
         if cmd_name in CLIENT_COMMANDS:
             module, attribute = CLIENT_COMMANDS[cmd_name]
             command: click.Command = getattr(importlib.import_module(module), attribute)

@@ -63,7 +63,9 @@ class Http:
             return http.client.HTTPSConnection(
                 self.host, self.port, timeout=self.timeout, context=context, blocksize=BLOCK
             )
-        return http.client.HTTPConnection(self.host, self.port, timeout=self.timeout, blocksize=BLOCK)
+        return http.client.HTTPConnection(
+            self.host, self.port, timeout=self.timeout, blocksize=BLOCK
+        )
 
     def _connection(self) -> tuple[http.client.HTTPConnection, bool]:
         conn: http.client.HTTPConnection | None = getattr(self._local, "conn", None)
@@ -110,7 +112,7 @@ class Http:
         for attempt in (1, 2):
             conn, reused = self._connection()
             try:
-                conn.request(method, target, body=body, headers=sent)  # type: ignore[arg-type]
+                conn.request(method, target, body=body, headers=sent)
                 return conn.getresponse()
             except _RETRYABLE:
                 self._drop()

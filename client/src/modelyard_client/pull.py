@@ -104,9 +104,13 @@ class Pull:
             digest, _, path = line.partition(" ")
             entry = known.get(path)
             local = self.tree / path
-            if entry and entry.sha256 == digest and local.is_file():
-                if local.stat().st_size == entry.size:
-                    done.add(path)
+            if (
+                entry
+                and entry.sha256 == digest
+                and local.is_file()
+                and local.stat().st_size == entry.size
+            ):
+                done.add(path)
         return done
 
     def _record(self, entry: Entry) -> None:
@@ -143,10 +147,11 @@ class Pull:
         raise first
 
     def _finish(self) -> None:
-        lock = make_lock(self.client.target.server, self.project, self.version, self.ref,
-                         self.files)
+        lock = make_lock(
+            self.client.target.server, self.project, self.version, self.ref, self.files
+        )
         write_lock(self.tree, lock)
-        os.replace(self.tree, self.dest)
+        self.tree.replace(self.dest)
         _fsync_dir(self.dest.parent)
         shutil.rmtree(self.partial, ignore_errors=True)
         self.report.lock = lock

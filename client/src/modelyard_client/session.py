@@ -40,9 +40,7 @@ def connection_options(command: F) -> F:
 
 
 def json_option(command: F) -> F:
-    return click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")(
-        command
-    )
+    return click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")(command)
 
 
 def project_option(command: F) -> F:

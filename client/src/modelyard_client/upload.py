@@ -1,10 +1,10 @@
 """``models upload``: a folder's files become a new version.
 
 The files go to a staging package whose name follows from the model and the files' sha256s
-(a new version of it for each new attempt), each with its checksum (the server refuses bytes that do not match). Run again after an
-interruption, the upload asks which files already arrived and sends only the rest. Only when
-every file is there does one request turn the staging package into the version; before that,
-no version exists."""
+(a new version of it for each new attempt), each with its checksum (the server refuses bytes
+that do not match). Run again after an interruption, the upload finds the open attempt, asks
+which files already arrived and sends only the rest. Only when every file is there does one
+request turn the staging package into the version; before that, no version exists."""
 
 from __future__ import annotations
 
@@ -80,9 +80,10 @@ class Upload:
         staging_version, arrived = self._attempt(package)
         todo = [e for e in files if arrived.get(e.path) != e.sha256]
         total = sum(e.size for e in todo)
-        with Progress("upload", total, len(todo)) as progress, ThreadPoolExecutor(
-            self.workers
-        ) as pool:
+        with (
+            Progress("upload", total, len(todo)) as progress,
+            ThreadPoolExecutor(self.workers) as pool,
+        ):
             list(
                 pool.map(
                     lambda e: self._send(package, staging_version, e, local[e.path], progress),

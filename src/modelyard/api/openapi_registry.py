@@ -247,10 +247,18 @@ def paths() -> dict[str, Schema]:
                 "with Content-Range; If-Range with a stale ETag gets the whole file; "
                 "If-None-Match with the current ETag answers 304.",
                 "parameters": [
-                    {"name": "Range", "in": "header", "required": False,
-                     "schema": {"type": "string"}},
-                    {"name": "If-Range", "in": "header", "required": False,
-                     "schema": {"type": "string"}},
+                    {
+                        "name": "Range",
+                        "in": "header",
+                        "required": False,
+                        "schema": {"type": "string"},
+                    },
+                    {
+                        "name": "If-Range",
+                        "in": "header",
+                        "required": False,
+                        "schema": {"type": "string"},
+                    },
                 ],
                 "responses": {
                     "200": {"description": "The file.", "content": BYTES},

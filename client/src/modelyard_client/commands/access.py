@@ -17,8 +17,9 @@ DEFAULT_PROJECT = "default"
 def root_http() -> Http:
     """Requests to the server itself (instance routes), whatever project the URL names."""
     found = target()
-    return Http(type(found)(found.server, None, found.authorization, found.origin,
-                            found.tls_verify))
+    return Http(
+        type(found)(found.server, None, found.authorization, found.origin, found.tls_verify)
+    )
 
 
 @click.command()
@@ -134,8 +135,9 @@ def users_update(
         payload["password"] = read_password()
     body = {k: v for k, v in payload.items() if v is not None}
     if not body:
-        raise click.UsageError("Nothing to change: give --admin/--no-admin, "
-                               "--disable/--enable or --password-stdin.")
+        raise click.UsageError(
+            "Nothing to change: give --admin/--no-admin, --disable/--enable or --password-stdin."
+        )
     user = root_http().call("PATCH", f"/users/{seg(name)}", payload=body)["user"]
     if as_json:
         output.emit_json({"user": user})

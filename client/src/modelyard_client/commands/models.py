@@ -179,8 +179,9 @@ def alias(name: str, alias: str, ref: str, project: str | None, as_json: bool) -
     if as_json:
         output.emit_json(moved)
         return
-    click.echo(f"@{moved['alias']} -> {name} {moved.get('semver') or '-'} "
-               f"(version {moved['version']})")
+    click.echo(
+        f"@{moved['alias']} -> {name} {moved.get('semver') or '-'} (version {moved['version']})"
+    )
 
 
 @models.command("history")

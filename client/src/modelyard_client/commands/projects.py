@@ -6,8 +6,8 @@ import click
 
 from modelyard_client import output
 from modelyard_client.commands.access import root_http
-from modelyard_client.session import connection_options, json_option
 from modelyard_client.http import seg
+from modelyard_client.session import connection_options, json_option
 
 ROLES = click.Choice(["guest", "reporter", "developer", "maintainer", "owner"])
 
@@ -44,9 +44,7 @@ def projects_create(name: str, owner: str | None, as_json: bool) -> None:
     client = root_http()
     project = client.call("POST", "/projects", payload={"name": name})["project"]
     if owner is not None:
-        client.call(
-            "PUT", f"/projects/{seg(name)}/members/{seg(owner)}", payload={"role": "owner"}
-        )
+        client.call("PUT", f"/projects/{seg(name)}/members/{seg(owner)}", payload={"role": "owner"})
     if as_json:
         output.emit_json({"project": project})
         return
@@ -96,9 +94,7 @@ def projects_members(name: str, as_json: bool) -> None:
 @connection_options
 def projects_add_member(project: str, user: str, role: str) -> None:
     """Give USER the ROLE in PROJECT (or change their role)."""
-    root_http().call(
-        "PUT", f"/projects/{seg(project)}/members/{seg(user)}", payload={"role": role}
-    )
+    root_http().call("PUT", f"/projects/{seg(project)}/members/{seg(user)}", payload={"role": role})
     click.echo(f"{user} is {role} in {project}")
 
 
@@ -127,8 +123,13 @@ def projects_audit(name: str, limit: int, action: str | None, as_json: bool) -> 
         output.emit_json(found)
         return
     rows = [
-        [output.when(e["at"]), e.get("actor"), e.get("action"), e.get("target"),
-         e.get("address") or "local"]
+        [
+            output.when(e["at"]),
+            e.get("actor"),
+            e.get("action"),
+            e.get("target"),
+            e.get("address") or "local",
+        ]
         for e in found["events"]
     ]
     output.table(["WHEN (UTC)", "BY", "ACTION", "TARGET", "FROM"], rows)

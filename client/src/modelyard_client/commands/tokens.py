@@ -90,9 +90,8 @@ def tokens_create(
         output.emit_json(made)
         return
     token = made["token"]
-    output.note(
-        f"created token {token['id']} ({token['name']}), expires {output.when(token.get('expires_at'))}"
-    )
+    expires = output.when(token.get("expires_at"))
+    output.note(f"created token {token['id']} ({token['name']}), expires {expires}")
     click.echo(made["secret"])
 
 
@@ -111,8 +110,16 @@ def tokens_list(project: str | None, as_json: bool) -> None:
         state = "active" if t.get("active") else ("revoked" if t.get("revoked_at") else "expired")
         owner = t.get("user") or f"project ({t.get('role')})"
         rows.append(
-            [t["id"], t.get("name"), owner, t.get("scope"), f"{t.get('prefix')}…",
-             output.when(t.get("expires_at")), output.when(t.get("last_used_at")), state]
+            [
+                t["id"],
+                t.get("name"),
+                owner,
+                t.get("scope"),
+                f"{t.get('prefix')}…",
+                output.when(t.get("expires_at")),
+                output.when(t.get("last_used_at")),
+                state,
+            ]
         )
     headers = ["ID", "NAME", "OWNER", "SCOPE", "PREFIX", "EXPIRES", "LAST USED", "STATE"]
     output.table(headers, rows)

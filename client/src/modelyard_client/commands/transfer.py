@@ -26,10 +26,19 @@ def register(models: click.Group) -> None:
 @click.argument("name")
 @click.argument("ref")
 @click.argument("dest", required=False, type=click.Path(path_type=Path))
-@click.option("--tar", "tar_file", type=click.Path(path_type=Path),
-              help="Write the version's archive (a tar with SHA256SUMS) to this file instead.")
-@click.option("--workers", type=click.IntRange(1, 64), default=8, show_default=True,
-              help="Files in flight at once.")
+@click.option(
+    "--tar",
+    "tar_file",
+    type=click.Path(path_type=Path),
+    help="Write the version's archive (a tar with SHA256SUMS) to this file instead.",
+)
+@click.option(
+    "--workers",
+    type=click.IntRange(1, 64),
+    default=8,
+    show_default=True,
+    help="Files in flight at once.",
+)
 @project_option
 @json_option
 @connection_options
@@ -98,8 +107,15 @@ def _pull_tar(
 
     size = download_archive(client, version, files, tar_file)
     if as_json:
-        output.emit_json({"tar": str(tar_file), "bytes": size, "files": len(files),
-                          "model": version["name"], "version": version["version"]})
+        output.emit_json(
+            {
+                "tar": str(tar_file),
+                "bytes": size,
+                "files": len(files),
+                "model": version["name"],
+                "version": version["version"],
+            }
+        )
         return
     click.echo(f"wrote {tar_file} ({output.size(size)}, {len(files)} files, every sha256 checked)")
 
@@ -116,11 +132,21 @@ def verify(dest: Path, as_json: bool) -> None:
         raise ClientError(f"{dest} is not a folder")
     result = check_folder(dest)
     if as_json:
-        output.emit_json({"dest": str(dest), "clean": result.clean, "changed": result.changed,
-                          "missing": result.missing, "unexpected": result.unexpected})
+        output.emit_json(
+            {
+                "dest": str(dest),
+                "clean": result.clean,
+                "changed": result.changed,
+                "missing": result.missing,
+                "unexpected": result.unexpected,
+            }
+        )
     else:
-        for label, items in (("changed", result.changed), ("missing", result.missing),
-                             ("unexpected", result.unexpected)):
+        for label, items in (
+            ("changed", result.changed),
+            ("missing", result.missing),
+            ("unexpected", result.unexpected),
+        ):
             for item in items:
                 click.echo(f"{label}: {item}")
     if not result.clean:
@@ -140,8 +166,13 @@ def verify(dest: Path, as_json: bool) -> None:
     "--bump", type=click.Choice(["major", "minor", "patch"]), default="patch", show_default=True
 )
 @click.option("--description", default="")
-@click.option("--workers", type=click.IntRange(1, 32), default=4, show_default=True,
-              help="Files in flight at once.")
+@click.option(
+    "--workers",
+    type=click.IntRange(1, 32),
+    default=4,
+    show_default=True,
+    help="Files in flight at once.",
+)
 @project_option
 @json_option
 @connection_options
