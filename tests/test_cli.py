@@ -166,7 +166,12 @@ def _one_line(done: subprocess.CompletedProcess[str]) -> str:
 def test_storage_problems_are_one_line(tmp_path: Path) -> None:
     bad_url = modelyard("db", "upgrade", "--database-url", "postgres-ish://nowhere")
     assert "invalid database URL" in _one_line(bad_url)
-    pg = "postgresql+psycopg://postgres@127.0.0.1:5432/modelyard_no_such_db"
+    from tests import conftest
+
+    admin = conftest.PG_ADMIN_URL.rsplit("/", 1)[0].replace(
+        "postgresql://", "postgresql+psycopg://"
+    )
+    pg = f"{admin}/modelyard_no_such_db"
     missing = modelyard("server", "--database-url", pg, "--port", str(free_port()))
     assert "'modelyard_no_such_db' does not exist" in _one_line(missing)
     assert "does not exist" in _one_line(modelyard("fsck", "--database-url", pg))
@@ -176,8 +181,8 @@ def test_storage_problems_are_one_line(tmp_path: Path) -> None:
         "server", "--data-dir", str(blocker / "data"), "--port", str(free_port())
     )
     assert "cannot write" in _one_line(unwritable) or "cannot use" in _one_line(unwritable)
-    admin = modelyard("admin", "users", "create", "x", "--data-dir", str(blocker / "data"))
-    assert str(blocker) in _one_line(admin)
+    first_admin = modelyard("admin", "users", "create", "x", "--data-dir", str(blocker / "data"))
+    assert str(blocker) in _one_line(first_admin)
 
 
 def test_one_console_script(tmp_path: Path) -> None:
