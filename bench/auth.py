@@ -252,14 +252,14 @@ def prepare_storage(kind: str, workdir: Path, database_url: str | None) -> dict[
     Returns the tokens by user name."""
     storage = storage_args(workdir, database_url)
     if kind == "plain":
-        modelyard("projects", "create", PROJECT, *storage)
+        modelyard("admin", "projects", "create", PROJECT, *storage)
         return {}
     tokens = {
-        "admin": modelyard("users", "create", "admin", "--admin", *storage),
-        "dev": modelyard("users", "create", "dev", *storage),
+        "admin": modelyard("admin", "users", "create", "admin", "--admin", *storage),
+        "dev": modelyard("admin", "users", "create", "dev", *storage),
     }
-    modelyard("projects", "create", PROJECT, "--owner", "admin", *storage)
-    modelyard("projects", "add-member", PROJECT, "dev", "developer", *storage)
+    modelyard("admin", "projects", "create", PROJECT, "--owner", "admin", *storage)
+    modelyard("admin", "projects", "add-member", PROJECT, "dev", "developer", *storage)
     return tokens
 
 

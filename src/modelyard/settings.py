@@ -153,7 +153,7 @@ class Settings:
         raise ModelyardError(
             f"Refusing to listen on {self.host} without authentication: anyone who can reach "
             "it could read and change everything. Start with --auth (MODELYARD_AUTH=1) and "
-            "create a user with `modelyard users create NAME --admin`, or pass "
+            "create a user with `modelyard admin users create NAME --admin`, or pass "
             "--insecure-no-auth if you really mean it."
         )
 

@@ -4,12 +4,14 @@ they make. ``--url``/``--token`` may be given before or after the command's name
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
 from modelyard_client.config import Target, resolve
-from modelyard_client.http import Http
+
+if TYPE_CHECKING:
+    from modelyard_client.http import Http
 
 F = TypeVar("F", bound=Callable[..., Any])
 _KEY = "modelyard_client.options"
@@ -58,4 +60,6 @@ def target(project: str | None = None) -> Target:
 
 def http(project: str | None = None) -> Http:
     """The HTTP client for the current command's server, credentials and project."""
+    from modelyard_client.http import Http
+
     return Http(target(project))
