@@ -146,6 +146,15 @@ def test_bad_promotions_store_nothing(http: httpx.Client, candidate) -> None:  #
         answer = http.post(f"/models/{name}/versions", json=body)
         assert (answer.status_code, error_code(answer)) == (status, code), body
     assert [v["version"] for v in http.get(f"/models/{name}/versions").json()["versions"]] == [1]
+    for unknown in ("m-unknown", "m-" + "0" * 32):
+        answer = http.post(f"/models/{name}/versions", json={"logged_model": unknown})
+        assert (answer.status_code, error_code(answer)) == (404, "RESOURCE_DOES_NOT_EXIST")
+        assert answer.json()["error"]["message"] == (
+            f"Logged model '{unknown}' does not exist in this project."
+        )
+    fresh = f"fresh-{uuid.uuid4().hex[:8]}"
+    assert http.post(f"/models/{fresh}/versions", json={"logged_model": "m-x"}).status_code == 404
+    assert http.get(f"/models/{fresh}").status_code == 404  # no empty model left behind
     assert http.get(f"/models/{name}/versions/9.9.9").status_code == 404
     assert http.get(f"/models/{name}/versions/^bad").status_code == 400
     assert http.put(f"/models/{name}/aliases/prod", json={"version": "7"}).status_code == 404

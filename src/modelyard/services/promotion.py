@@ -51,6 +51,8 @@ def promote(
         semver.parse(semantic_version)
     if bump not in semver.BUMPS:
         raise InvalidParameter(f"Invalid bump {bump!r}: use one of {', '.join(semver.BUMPS)}.")
+    if logged_model:
+        _require_logged_model(db, project_id, logged_model)
     name = model_name(name)
     created = False
     with contextlib.suppress(AlreadyExists):
@@ -59,7 +61,6 @@ def promote(
     if candidate:
         source = f"runs:/{candidate}/{safe_path(path, allow_root=True)}".rstrip("/")
     else:
-        _require_logged_model(db, project_id, str(logged_model))
         source = f"models:/{logged_model}"
     try:
         return create_version(
