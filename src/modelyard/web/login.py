@@ -95,7 +95,7 @@ def _login_form(next_path: str, csrf: str, message: str = "") -> str:
         '<p><label>Password or personal token <input name="password" type="password" '
         'autocomplete="current-password" required></label></p>'
         '<p><button type="submit">Sign in</button></p></form>'
-        "<p>No account? An administrator creates one (<code>modelyard users create</code> or, on the server, <code>modelyard admin users create</code>).</p>"
+        "<p>No account? An administrator creates one (<code>modelyard users create</code>).</p>"
     )
 
 
