@@ -35,6 +35,7 @@ def test_upload_then_pull_round_trips(client_venv: Venv, yard: Yard, empty_dir: 
         "MLmodel": b"flavors: {}\n",
         "empty": b"",
         "nested/deeper/weights.bin": os.urandom(12 * 1024 * 1024),  # streamed from disk
+        "large.bin": os.urandom(70 * 1024 * 1024),  # in three parts, joined by the server
         "nested/config.json": b'{"a": 1}',
     }
     source = _folder(empty_dir / "trained", files)
@@ -54,7 +55,7 @@ def test_upload_then_pull_round_trips(client_venv: Venv, yard: Yard, empty_dir: 
         "trained elsewhere",
     )
     assert done.returncode == 0, done.stderr
-    assert f"uploaded: {name} 2.0.0 (version 1), 4 files" in done.stdout
+    assert f"uploaded: {name} 2.0.0 (version 1), 5 files" in done.stdout
     pulled = modelyard(client_venv, env, empty_dir, "models", "pull", name, "2.0.0", "back")
     assert pulled.returncode == 0, pulled.stderr
     back = _read(empty_dir / "back")
@@ -94,6 +95,49 @@ def _staged(yard: Yard) -> list[dict[str, object]]:
     return [p for p in listed if str(p["name"]).startswith("upload-")]
 
 
+def _parts_arrived(yard: Yard, before: set[object]) -> int:
+    for package in _staged(yard):
+        if package["name"] not in before:
+            held = requests.get(
+                f"{yard.uri}/api/v1/packages/{package['name']}/{package['version']}/files",
+                headers=yard.headers(),
+                timeout=30,
+            ).json()["files"]
+            return sum(1 for f in held if f["path"].startswith(".parts/"))
+    return 0
+
+
+def test_parts_are_checked_when_joined(yard: Yard) -> None:
+    """The server joins a large file's parts only when all are there and they hash to the
+    announced sha256."""
+    headers = yard.headers(yard.developer)
+    package = f"upload-{uuid.uuid4().hex}"
+    base = f"{yard.uri}/api/v1/packages/{package}/1/files"
+    claimed = "ab" * 32
+    for index in (0, 2):
+        put = requests.put(
+            f"{base}/.parts/{claimed}/{index:05d}", data=b"x" * 10, headers=headers, timeout=30
+        )
+        assert put.status_code == 201, put.text
+    body = {
+        "package": package,
+        "package_version": "1",
+        "files": [{"path": "big.bin", "sha256": claimed, "parts": 3}],
+    }
+    name = f"parts{uuid.uuid4().hex[:6]}"
+    versions = f"{yard.uri}/api/v1/models/{name}/versions"
+    missing = requests.post(versions, json=body, headers=headers, timeout=30)
+    assert missing.status_code == 400
+    assert "1 of 3 parts of 'big.bin' have not arrived" in missing.json()["error"]["message"]
+    put = requests.put(f"{base}/.parts/{claimed}/00001", data=b"y", headers=headers, timeout=30)
+    assert put.status_code == 201
+    wrong = requests.post(versions, json=body, headers=headers, timeout=30)
+    assert wrong.status_code == 400
+    assert "not the announced" in wrong.json()["error"]["message"]
+    model = requests.get(f"{yard.uri}/api/v1/models/{name}", headers=headers, timeout=30)
+    assert model.status_code == 404
+
+
 def test_an_interrupted_upload_publishes_nothing(
     client_venv: Venv, yard: Yard, empty_dir: Path
 ) -> None:
@@ -114,10 +158,7 @@ def test_an_interrupted_upload_publishes_nothing(
     try:
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline and proc.poll() is None:
-            if any(
-                p["name"] not in before and int(p["file_count"]) >= 20  # type: ignore[call-overload]
-                for p in _staged(yard)
-            ):
+            if _parts_arrived(yard, before) >= 2:
                 break
             time.sleep(0.02)
         assert proc.poll() is None, "the upload ended before it could be interrupted"
@@ -128,10 +169,16 @@ def test_an_interrupted_upload_publishes_nothing(
     assert model.status_code == 404
     staged = [p for p in _staged(yard) if p["name"] not in before]
     assert len(staged) == 1
-    assert int(staged[0]["file_count"]) < len(files)  # type: ignore[call-overload]
+    held = requests.get(
+        f"{yard.uri}/api/v1/packages/{staged[0]['name']}/{staged[0]['version']}/files",
+        headers=yard.headers(),
+        timeout=30,
+    ).json()["files"]
+    parts = [f for f in held if f["path"].startswith(".parts/")]
+    assert 2 <= len(parts) < 10
     again = modelyard(client_venv, env, empty_dir, "models", "upload", name, "trained", "--json")
     assert again.returncode == 0, again.stderr
     result = json.loads(again.stdout)
-    assert result["skipped"] >= 20
+    assert result["skipped_parts"] == len(parts)
     assert result["version"]["version"] == 1
     assert not [p for p in _staged(yard) if p["name"] not in before]

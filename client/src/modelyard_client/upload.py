@@ -2,15 +2,17 @@
 
 The files go to a staging package whose name follows from the model and the files' sha256s
 (a new version of it for each new attempt), each with its checksum (the server refuses bytes
-that do not match). Run again after an interruption, the upload finds the open attempt, asks
-which files already arrived and sends only the rest. Only when every file is there does one
-request turn the staging package into the version; before that, no version exists."""
+that do not match); a large file goes up in parts, which the server joins and checks. Run
+again after an interruption, the upload finds the open attempt, asks which files and parts
+already arrived and sends only the rest. Only when every file is there does one request turn
+the staging package into the version; before that, no version exists."""
 
 from __future__ import annotations
 
 import hashlib
 import time
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +22,8 @@ from modelyard_client.http import Http, file_path, seg
 from modelyard_client.progress import Progress
 
 SMALL = 8 * 1024 * 1024  # sent from memory; larger files are streamed from disk
+PART = 32 * 1024 * 1024  # files larger than this go up in parts of this size (resumable)
+PARTS = ".parts"
 
 
 def scan(folder: Path) -> list[Path]:
@@ -78,22 +82,29 @@ class Upload:
         files, local = self._manifest()
         package = self.staging(files)
         staging_version, arrived = self._attempt(package)
-        todo = [e for e in files if arrived.get(e.path) != e.sha256]
-        total = sum(e.size for e in todo)
+        tasks: list[Task] = []
+        announced: list[dict[str, Any]] = []
+        for entry in files:
+            whole = arrived.get(entry.path) == entry.sha256
+            count = 0 if whole or entry.size <= PART else -(-entry.size // PART)
+            announced.append({"path": entry.path, "sha256": entry.sha256, "parts": count})
+            if whole:
+                continue
+            if count:
+                tasks += [Task(entry, local[entry.path], i) for i in range(count)]
+            else:
+                tasks.append(Task(entry, local[entry.path], None))
+        target = Target(self.client, package, staging_version, arrived)
+        total = sum(t.length for t in tasks)
         with (
-            Progress("upload", total, len(todo)) as progress,
+            Progress("upload", total, len(tasks)) as progress,
             ThreadPoolExecutor(self.workers) as pool,
         ):
-            list(
-                pool.map(
-                    lambda e: self._send(package, staging_version, e, local[e.path], progress),
-                    todo,
-                )
-            )
+            sent = list(pool.map(lambda t: target.send(t, progress), tasks))
         payload: dict[str, Any] = {
             "package": package,
             "package_version": staging_version,
-            "files": [{"path": e.path, "sha256": e.sha256} for e in files],
+            "files": announced,
             "bump": bump,
             "description": description,
         }
@@ -104,30 +115,80 @@ class Upload:
             "version": version,
             "files": len(files),
             "bytes": sum(e.size for e in files),
-            "skipped": len(files) - len(todo),
+            "skipped": sum(1 for e in files if arrived.get(e.path) == e.sha256),
+            "skipped_parts": sent.count(False),
             "staging_package": package,
         }
 
-    def _send(
-        self, package: str, version: str, entry: Entry, source: Path, progress: Progress
-    ) -> None:
-        path = f"/api/v1/packages/{seg(package)}/{seg(version)}/files/{file_path(entry.path)}"
+
+@dataclass(frozen=True)
+class Task:
+    """A whole file, or part ``part`` of a large one."""
+
+    entry: Entry
+    source: Path
+    part: int | None
+
+    @property
+    def offset(self) -> int:
+        return 0 if self.part is None else self.part * PART
+
+    @property
+    def length(self) -> int:
+        if self.part is None:
+            return self.entry.size
+        return min(PART, self.entry.size - self.offset)
+
+    @property
+    def path(self) -> str:
+        if self.part is None:
+            return self.entry.path
+        return f"{PARTS}/{self.entry.sha256}/{self.part:05d}"
+
+
+@dataclass
+class Target:
+    """Where the files go: one attempt (version) of the staging package."""
+
+    client: Http
+    package: str
+    version: str
+    arrived: dict[str, str]
+
+    def send(self, task: Task, progress: Progress) -> bool:
+        """Send one file or part; False when it had arrived already."""
+        try:
+            with task.source.open("rb") as handle:
+                handle.seek(task.offset)
+                if task.part is None and task.length > SMALL:
+                    digest = task.entry.sha256
+                    body: Any = handle
+                else:
+                    body = handle.read(task.length)
+                    digest = hashlib.sha256(body).hexdigest()
+                    if task.part is not None and self.arrived.get(task.path) == digest:
+                        progress.advance(task.length)
+                        progress.file_done()
+                        return False
+                self._put(task, body, digest)
+        except OSError as exc:
+            raise ClientError(f"cannot read {task.source}: {exc.strerror or exc}") from None
+        progress.advance(task.length)
+        progress.file_done()
+        return True
+
+    def _put(self, task: Task, body: Any, digest: str) -> None:
+        path = (
+            f"/api/v1/packages/{seg(self.package)}/{seg(self.version)}/files/{file_path(task.path)}"
+        )
         headers = {
-            "X-Checksum-Sha256": entry.sha256,
-            "Content-Length": str(entry.size),
+            "X-Checksum-Sha256": digest,
+            "Content-Length": str(task.length),
             "Content-Type": "application/octet-stream",
         }
-        try:
-            with source.open("rb") as handle:
-                if entry.size <= SMALL:
-                    response = self.client.send("PUT", path, body=handle.read(), headers=headers)
-                else:
-                    self.client.close()  # a fresh connection: a streamed body cannot be resent
-                    response = self.client.send("PUT", path, body=handle, headers=headers)
-        except OSError as exc:
-            raise ClientError(f"cannot read {source}: {exc.strerror or exc}") from None
+        if not isinstance(body, bytes):
+            self.client.close()  # a fresh connection: a streamed body cannot be resent
+        response = self.client.send("PUT", path, body=body, headers=headers)
         raw = self.client.read(response)
         if response.status >= 400:
             raise self.client.failure(response, raw)
-        progress.advance(entry.size)
-        progress.file_done()

@@ -15,7 +15,14 @@ from modelyard.api.packages import file_json, package_archive, serve_file
 from modelyard.api.wire import respond
 from modelyard.errors import BadRequest, InvalidParameter, NotFound
 from modelyard.mlflow_api.wire import Context, call
-from modelyard.services import aliases, packages, promotion, registry, registry_search
+from modelyard.services import (
+    aliases,
+    packages,
+    promotion,
+    registry,
+    registry_search,
+    uploads,
+)
 from modelyard.services.paths import safe_path
 from modelyard.services.registry import ModelVersion, RegisteredModel
 from modelyard.web.markdown import render
@@ -141,13 +148,20 @@ async def promote(request: Request, ctx: Context) -> Response:
 
 def _promote(ctx: Context, name: str, data: dict[str, Any], client: str) -> ModelVersion:
     if data.get("package") is not None:
+        package = _text(data, "package") or ""
+        package_version = _text(data, "package_version", "1") or ""
+        announced = _announced(data.get("files"))
+        staged = uploads.staging(ctx.db, ctx.project_id, package, package_version)
+        for path, sha256, parts in announced:
+            if parts:
+                uploads.assemble(ctx.db, ctx.store, staged, path, sha256, parts)
         return promotion.promote_upload(
             ctx.db,
             ctx.project_id,
             name,
-            package=_text(data, "package") or "",
-            package_version=_text(data, "package_version", "1") or "",
-            files=_announced(data.get("files")),
+            package=package,
+            package_version=package_version,
+            files=[(path, sha256) for path, sha256, _parts in announced],
             uploaded_by=ctx.actor,
             client=client,
             semantic_version=_text(data, "semver"),
@@ -167,14 +181,21 @@ def _promote(ctx: Context, name: str, data: dict[str, Any], client: str) -> Mode
     )
 
 
-def _announced(raw: Any) -> list[tuple[str, str]]:
-    """The files an uploader says it sent: ``[{"path", "sha256"}, …]``."""
+def _announced(raw: Any) -> list[tuple[str, str, int]]:
+    """The files an uploader says it sent: ``[{"path", "sha256", "parts"?}, …]`` (``parts``:
+    how many parts of a large file wait to be joined)."""
     if not isinstance(raw, list) or not all(
-        isinstance(f, dict) and isinstance(f.get("path"), str) and isinstance(f.get("sha256"), str)
+        isinstance(f, dict)
+        and isinstance(f.get("path"), str)
+        and isinstance(f.get("sha256"), str)
+        and isinstance(f.get("parts", 0), int)
+        and not isinstance(f.get("parts", 0), bool)
         for f in raw
     ):
-        raise InvalidParameter("'files' must list the uploaded files as {path, sha256} objects.")
-    return [(safe_path(f["path"]), f["sha256"]) for f in raw]
+        raise InvalidParameter(
+            "'files' must list the uploaded files as {path, sha256, parts?} objects."
+        )
+    return [(safe_path(f["path"]), f["sha256"], int(f.get("parts", 0))) for f in raw]
 
 
 def _resolved(ctx: Context, name: str, ref: str) -> tuple[ModelVersion, int | None]:

@@ -16,7 +16,7 @@ from modelyard.db.schema import (
     runs,
 )
 from modelyard.errors import AlreadyExists, InvalidParameter, NotFound
-from modelyard.services import aliases, packages, semver
+from modelyard.services import aliases, packages, semver, uploads
 from modelyard.services.aliases import alias_history
 from modelyard.services.paths import safe_path
 from modelyard.services.registry import (
@@ -117,9 +117,7 @@ def promote_upload(
         semver.parse(semantic_version)
     if bump not in semver.BUMPS:
         raise InvalidParameter(f"Invalid bump {bump!r}: use one of {', '.join(semver.BUMPS)}.")
-    staged = packages.get(db, project_id, package, package_version)
-    if staged.kind != packages.GENERIC:
-        raise InvalidParameter(f"Package {package!r} is not an upload.")
+    staged = uploads.staging(db, project_id, package, package_version)
     held = {(f.path, f.sha256) for f in packages.files(db, staged.id)}
     if not files or held != set(files):
         missing = len(set(files) - held)
