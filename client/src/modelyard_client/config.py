@@ -35,6 +35,10 @@ class Target:
             return self.server
         return f"{self.server}{PROJECT_MARK}{quote(self.project, safe='')}"
 
+    def without_project(self) -> Target:
+        """The same server and credentials, for instance-wide routes (projects, users, me)."""
+        return Target(self.server, None, self.authorization, self.origin, self.tls_verify)
+
     def with_project(self, project: str | None) -> Target:
         if project is None:
             return self

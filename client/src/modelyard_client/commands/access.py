@@ -16,10 +16,7 @@ DEFAULT_PROJECT = "default"
 
 def root_http() -> Http:
     """Requests to the server itself (instance routes), whatever project the URL names."""
-    found = target()
-    return Http(
-        type(found)(found.server, None, found.authorization, found.origin, found.tls_verify)
-    )
+    return Http(target().without_project())
 
 
 @click.command()
