@@ -40,7 +40,7 @@ def checked_path(path: str) -> str:
         not path
         or pure.is_absolute()
         or "\\" in path
-        or "\x00" in path
+        or any(c in path for c in "\x00\n\r")
         or any(part in ("", ".", "..") for part in path.split("/"))
     ):
         raise ClientError(f"refusing the file path {path[:200]!r}: not a plain relative path")

@@ -174,6 +174,11 @@ class Pull:
         if have < entry.size:
             digest = self._download(entry, local, have, digest, progress)
         found = digest.hexdigest()
+        if found != entry.sha256 and have:
+            # the bytes kept from an earlier attempt may be what is wrong: fetch it all once
+            local.unlink(missing_ok=True)
+            progress.advance(-entry.size)
+            found = self._download(entry, local, 0, hashlib.sha256(), progress).hexdigest()
         if found != entry.sha256:
             local.unlink(missing_ok=True)
             raise ClientError(
