@@ -22,13 +22,17 @@ def models() -> None:
 
 
 def all_models(client: Http) -> list[dict[str, Any]]:
+    """Every model, page after page (an offset or a page token leads to the next)."""
     found: list[dict[str, Any]] = []
-    token = None
+    query: dict[str, Any] = {"limit": PAGE}
     while True:
-        page = client.call("GET", "/models", query={"limit": PAGE, "page_token": token})
+        page = client.call("GET", "/models", query=query)
         found.extend(page.get("models", []))
-        token = page.get("next_page_token")
-        if not token:
+        if page.get("next_offset") is not None:
+            query = {"limit": PAGE, "offset": page["next_offset"]}
+        elif page.get("next_page_token"):
+            query = {"limit": PAGE, "page_token": page["next_page_token"]}
+        else:
             return found
 
 
