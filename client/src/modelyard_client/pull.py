@@ -130,7 +130,13 @@ class Pull:
         ):
             progress.done_files = len(done)
             futures = [pool.submit(self._fetch, e, progress) for e in todo]
-            self._wait(futures)
+            try:
+                self._wait(futures)
+            except BaseException:  # also Ctrl-C: stop the other transfers at their next chunk
+                self.cancel.set()
+                for future in futures:
+                    future.cancel()
+                raise
         self._finish()
         return self.report
 
