@@ -243,8 +243,8 @@ def test_version_is_modelyards_and_any_caller_may_read_it(make_backend) -> None:
 
     server = Server(make_backend("sqlite"), env={"MODELYARD_AUTH": "1"})
     try:
-        admin = run_cli(server, "users", "create", "versions", "--admin").stdout.strip()
-        assert run_cli(server, "projects", "create", "traced").returncode == 0
+        admin = run_cli(server, "admin", "users", "create", "versions", "--admin").stdout.strip()
+        assert run_cli(server, "admin", "projects", "create", "traced").returncode == 0
         made = requests.post(
             f"{server.url}/api/v1/projects/traced/tokens",
             json={"name": "ci", "role": "reporter"},

@@ -23,7 +23,7 @@ from mlflow.webhooks.constants import (
 from mlflow.webhooks.delivery import _generate_hmac_signature
 from sqlalchemy import create_engine, inspect, text
 
-from tests.conftest import BACKENDS, Server, _drop_pg_database, _session_backend, run_cli
+from tests.conftest import BACKENDS, Server, _drop_pg_database, _session_backend, run_client
 from tests.webhooks.receiver import Received, Receiver
 
 ALIAS_EVENTS = ["model_version_alias.created", "model_version_alias.deleted"]
@@ -236,7 +236,7 @@ def test_every_way_of_changing_the_registry_raises_the_events(
             timeout=10,
         )
         assert native.status_code == 200, native.text
-        cli = run_cli(hook_server, "models", "alias", name, "staging", "1")
+        cli = run_client(hook_server, "models", "alias", name, "staging", "1")
         assert cli.returncode == 0, cli.stderr
         got = receiver.wait_for(7, where=about(name))
         assert [f"{g.json['entity']}.{g.json['action']}" for g in got] == [

@@ -145,10 +145,12 @@ def test_the_form_refuses_a_private_address_without_the_setting(make_backend) ->
 def test_roles_and_csrf_on_an_auth_server(make_backend, receiver: Receiver) -> None:  # type: ignore[no-untyped-def]
     server = Server(make_backend("sqlite"), env={"MODELYARD_AUTH": "1"})
     try:
-        cli(server, "users", "create", "lead", "--password-stdin", "--no-token", stdin=PASSWORD)
-        cli(server, "users", "create", "dev", "--password-stdin", "--no-token", stdin=PASSWORD)
-        cli(server, "projects", "add-member", "default", "lead", "maintainer")
-        cli(server, "projects", "add-member", "default", "dev", "developer")
+        new_user = ("admin", "users", "create", "lead", "--password-stdin", "--no-token")
+        cli(server, *new_user, stdin=PASSWORD)
+        new_user = ("admin", "users", "create", "dev", "--password-stdin", "--no-token")
+        cli(server, *new_user, stdin=PASSWORD)
+        cli(server, "admin", "projects", "add-member", "default", "lead", "maintainer")
+        cli(server, "admin", "projects", "add-member", "default", "dev", "developer")
         dev, _ = signed_in(server, "dev")
         assert dev.get(f"{server.url}/ui/webhooks", timeout=10).status_code == 403
         assert 'href="/ui/webhooks"' not in dev.get(f"{server.url}/ui/models", timeout=10).text
