@@ -66,9 +66,14 @@ def _mlflow_download(yard: Yard, name: str, target: Path, monkeypatch: pytest.Mo
     for key, value in mlflow_env(yard).items():
         if key.startswith("MLFLOW_"):
             monkeypatch.setenv(key, value)
+    before = mlflow.get_tracking_uri()
     mlflow.set_tracking_uri(yard.uri)
     mlflow.set_registry_uri(yard.uri)
-    return Path(mlflow.artifacts.download_artifacts(f"models:/{name}/1", dst_path=str(target)))
+    try:
+        return Path(mlflow.artifacts.download_artifacts(f"models:/{name}/1", dst_path=str(target)))
+    finally:  # the URIs are process-wide: leave none behind for the tests after this one
+        mlflow.set_registry_uri(None)  # type: ignore[arg-type]
+        mlflow.set_tracking_uri(before)
 
 
 def _wait_for(condition, proc: subprocess.Popen[str], what: str) -> None:  # type: ignore[no-untyped-def]
