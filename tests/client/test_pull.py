@@ -65,6 +65,8 @@ def _mlflow_download(yard: Yard, name: str, target: Path, monkeypatch: pytest.Mo
     for key, value in mlflow_env(yard).items():
         if key.startswith("MLFLOW_"):
             monkeypatch.setenv(key, value)
+    # set_registry_uri exports MLFLOW_REGISTRY_URI: set it here first so that it is undone
+    monkeypatch.setenv("MLFLOW_REGISTRY_URI", yard.uri)
     mlflow.set_tracking_uri(yard.uri)
     mlflow.set_registry_uri(yard.uri)
     try:
@@ -116,7 +118,7 @@ def test_pull_equals_mlflow_and_resumes_after_sigkill(
 
     dest = empty_dir / "deploy"
     partial = empty_dir / "deploy.partial"
-    workers = [] if big else ["--workers", "1"]
+    workers = [] if big and BIG_MIB >= 256 else ["--workers", "1"]
     proc = subprocess.Popen(
         [str(client_venv.modelyard), "models", "pull", name, "production", "deploy", *workers],
         env=env,
@@ -135,7 +137,7 @@ def test_pull_equals_mlflow_and_resumes_after_sigkill(
     def midway() -> bool:
         if done_lines() < 200:
             return False
-        if not big:
+        if not big or BIG_MIB < 256:  # a small big file may be whole before it can be caught
             return True
         local = partial / "files" / BIG
         return local.exists() and 0 < local.stat().st_size < BIG_MIB * 1048576 // 2
@@ -159,7 +161,7 @@ def test_pull_equals_mlflow_and_resumes_after_sigkill(
     report = json.loads(again.stdout)
     assert report["resolved"] == f"{name} 1.0.0 (version 1) via alias production"
     assert report["reused_files"] == len(finished)
-    if big:
+    if big and BIG not in finished:
         assert report["resumed_files"] >= 1  # the big file went on with a ranged request
     for path, before in finished.items():
         after = (dest / path).stat()
