@@ -22,6 +22,7 @@ from modelyard.auth.gate import (
     allowed_hosts,
     error_body,
     gate_routes,
+    is_native,
 )
 from modelyard.auth.roles import NOBODY
 from modelyard.blobs import open_blob_store
@@ -30,7 +31,7 @@ from modelyard.db.migrate import ensure_schema
 from modelyard.db.schema import DEFAULT_PROJECT_ID
 from modelyard.errors import ErrorCode, ModelyardError
 from modelyard.mlflow_api import webhooks as mlflow_webhooks
-from modelyard.mlflow_api.wire import Context, error_response
+from modelyard.mlflow_api.wire import JSON, Context
 from modelyard.services.outbox import Policy
 from modelyard.settings import Settings
 from modelyard.web import login
@@ -47,18 +48,33 @@ async def version(_request: Request) -> Response:
     return PlainTextResponse(__version__)
 
 
+def _error(request: Request, code: ErrorCode, message: str, status: int | None = None) -> Response:
+    """An error in the format of the path's API family (native or MLflow)."""
+    path = request.url.path
+    if status is None:
+        status = api.wire.status_of(code) if is_native(path) else code.http_status
+    return Response(error_body(path, code, message), status_code=status, media_type=JSON)
+
+
 async def not_found(request: Request, _exc: Exception) -> Response:
-    return error_response(
-        ErrorCode.ENDPOINT_NOT_FOUND, f"No endpoint {request.method} {request.url.path}"
+    return _error(
+        request, ErrorCode.ENDPOINT_NOT_FOUND, f"No endpoint {request.method} {request.url.path}"
     )
 
 
 async def wrong_method(request: Request, _exc: Exception) -> Response:
-    response = error_response(
+    """405, with every method the path answers in ``Allow`` (several routes may share it)."""
+    allowed: set[str] = set()
+    for route in request.app.routes:
+        if isinstance(route, Route) and route.path_regex.match(request.scope["path"]):
+            allowed.update(route.methods or ())
+    response = _error(
+        request,
         ErrorCode.ENDPOINT_NOT_FOUND,
         f"Method {request.method} is not allowed on {request.url.path}",
+        405,
     )
-    response.status_code = 405
+    response.headers["allow"] = ", ".join(sorted(allowed))
     return response
 
 
@@ -68,7 +84,7 @@ async def http_error(request: Request, exc: Exception) -> Response:
         return await not_found(request, exc)
     if status == 405:
         return await wrong_method(request, exc)
-    return error_response(ErrorCode.BAD_REQUEST, str(getattr(exc, "detail", exc)))
+    return _error(request, ErrorCode.BAD_REQUEST, str(getattr(exc, "detail", exc)))
 
 
 async def domain_error(request: Request, exc: Exception) -> Response:
@@ -78,13 +94,12 @@ async def domain_error(request: Request, exc: Exception) -> Response:
         logger.error(
             "%s %s failed: %s", request.method, request.url.path, exc.message, exc_info=exc
         )
-    body = error_body(request.scope["path"], exc.code, exc.message)
-    return Response(body, status_code=exc.code.http_status, media_type="application/json")
+    return _error(request, exc.code, exc.message)
 
 
 async def internal_error(request: Request, exc: Exception) -> Response:
     logger.error("%s %s failed", request.method, request.url.path, exc_info=exc)
-    response = error_response(ErrorCode.INTERNAL_ERROR, "Internal server error.")
+    response = _error(request, ErrorCode.INTERNAL_ERROR, "Internal server error.")
     # Starlette answers this outside every middleware, the gate included: add its headers here
     for name, value in SECURITY_HEADERS:
         response.headers[name.decode()] = value.decode()

@@ -142,7 +142,7 @@ def test_admin_creates_users(yard: Yard) -> None:
     assert yard.root.get(f"/users/{unique('ghost')}").status_code == 404
 
     again = yard.root.post("/users", json={"name": name})
-    assert (again.status_code, error_code(again)) == (400, "RESOURCE_ALREADY_EXISTS")
+    assert (again.status_code, error_code(again)) == (409, "RESOURCE_ALREADY_EXISTS")
     for body in (
         {"name": "bad name"},
         {"name": ""},
@@ -169,7 +169,7 @@ def test_admins_keep_themselves(yard: Yard) -> None:
     admin = yard.person("admin", admin=True)
     for body in ({"admin": False}, {"disabled": True}):
         refused = admin.http.patch(f"/users/{admin.name}", json=body)
-        assert (refused.status_code, error_code(refused)) == (400, "BAD_REQUEST"), body
+        assert (refused.status_code, error_code(refused)) == (409, "RESOURCE_CONFLICT"), body
     assert admin.http.get("/me").json()["user"]["is_admin"] is True
     # another admin may do it
     demoted = yard.root.patch(f"/users/{admin.name}", json={"admin": False})
@@ -236,7 +236,7 @@ def test_projects_and_tracking_uris(yard: Yard) -> None:
     )
     assert created.status_code == 200, created.text
     again = alice.http.post("/projects", json={"name": name})
-    assert (again.status_code, error_code(again)) == (400, "RESOURCE_ALREADY_EXISTS")
+    assert (again.status_code, error_code(again)) == (409, "RESOURCE_ALREADY_EXISTS")
     for body in ({"name": "no spaces"}, {}, {"name": ["x"]}, {"name": "ok", "owner": "me"}):
         assert alice.http.post("/projects", json=body).status_code == 400, body
 
@@ -274,7 +274,7 @@ def test_members(yard: Yard) -> None:
         alice.http.delete(f"{members}/{alice.name}"),
         alice.http.put(f"{members}/{alice.name}", json={"role": "maintainer"}),
     ):
-        assert (refused.status_code, error_code(refused)) == (400, "BAD_REQUEST")
+        assert (refused.status_code, error_code(refused)) == (409, "RESOURCE_CONFLICT")
     assert alice.http.put(f"{members}/{carol.name}", json={"role": "owner"}).status_code == 200
     assert alice.http.delete(f"{members}/{alice.name}").json() == {}
     listed = {m["user"]: m["role"] for m in carol.http.get(members).json()["members"]}
@@ -476,7 +476,8 @@ def test_rename_and_delete_project(yard: Yard) -> None:
     assert yard.mlflow(token, "GET", f"/projects/{new}{search}").status_code == 200
 
     taken = new_project(alice)
-    for body in ({"name": taken}, {"name": "bad/name"}, {}, {"name": new, "x": 1}):
+    assert alice.http.patch(f"/projects/{new}", json={"name": taken}).status_code == 409
+    for body in ({"name": "bad/name"}, {}, {"name": new, "x": 1}):
         assert alice.http.patch(f"/projects/{new}", json=body).status_code == 400, body
 
     assert carol.http.delete(f"/projects/{new}").status_code == 403
@@ -490,7 +491,7 @@ def test_rename_and_delete_project(yard: Yard) -> None:
     # the name is free again
     assert alice.http.post("/projects", json={"name": new}).status_code == 201
     # the default project stays
-    assert yard.root.delete("/projects/default").status_code == 400
+    assert yard.root.delete("/projects/default").status_code == 409
 
 
 def test_bad_requests(yard: Yard) -> None:

@@ -5,21 +5,14 @@ from __future__ import annotations
 import hashlib
 import io
 import os
-import re
 import tarfile
 import uuid
 from collections.abc import Iterator
 from http.client import HTTPConnection
-from pathlib import Path
 
 import httpx
 import pytest
-from starlette.routing import Route
 
-from modelyard.api.openapi import document
-from modelyard.app import create_app
-from modelyard.auth.gate import GatedRoute
-from modelyard.settings import Settings
 from tests.conftest import Server, api
 
 Client = httpx.Client
@@ -526,100 +519,3 @@ def test_bad_listing_parameters(http: Client, params: dict[str, str]) -> None:
     response = http.get("/packages", params=params)
     assert response.status_code == 400
     assert error_code(response) == "INVALID_PARAMETER_VALUE"
-
-
-# The OpenAPI document ---------------------------------------------------------------------------
-
-_METHODS = {"get", "put", "post", "delete", "head", "patch", "options", "trace"}
-
-
-def app_routes(data_dir: Path) -> dict[str, set[str]]:
-    """Every /api/v1 route of the application's router, as OpenAPI paths and their methods."""
-    app = create_app(Settings(data_dir=data_dir))
-    out: dict[str, set[str]] = {}
-    for route in app.routes:
-        if not isinstance(route, GatedRoute | Route) or not route.path.startswith("/api/v1"):
-            continue
-        templated = re.sub(r"\{(\w+):\w+\}", r"{\1}", route.path)
-        out.setdefault(templated, set()).update(m.lower() for m in route.methods or ())
-    return out
-
-
-def spec_routes(spec: dict) -> dict[str, set[str]]:
-    return {path: set(item) & _METHODS for path, item in spec["paths"].items()}
-
-
-def test_openapi_lists_every_route(tmp_path: Path) -> None:
-    routes = app_routes(tmp_path)
-    spec = spec_routes(document())
-    assert routes, "no /api/v1 routes found"
-    assert set(spec) == set(routes)
-    for path, methods in routes.items():
-        # Starlette answers HEAD on every GET route; the document names HEAD where it matters.
-        assert methods - {"head"} <= spec[path], path
-        assert spec[path] <= methods, path
-
-
-def _references(node: object) -> Iterator[str]:
-    if isinstance(node, dict):
-        for key, value in node.items():
-            if key == "$ref":
-                yield value
-            else:
-                yield from _references(value)
-    elif isinstance(node, list):
-        for value in node:
-            yield from _references(value)
-
-
-def test_openapi_is_consistent() -> None:
-    spec = document()
-    assert spec["openapi"].startswith("3.1")
-    for ref in _references(spec):
-        node: object = spec
-        for part in ref.removeprefix("#/").split("/"):
-            assert isinstance(node, dict)
-            assert part in node, ref
-            node = node[part]
-    for path, item in spec["paths"].items():
-        declared = set(re.findall(r"\{(\w+)\}", path))
-        shared = item.get("parameters", [])
-        for method in set(item) & _METHODS:
-            operation = item[method]
-            assert operation["responses"], (path, method)
-            named = set()
-            for given in [*shared, *operation.get("parameters", [])]:
-                parameter = (
-                    spec["components"]["parameters"][given["$ref"].split("/")[-1]]
-                    if "$ref" in given
-                    else given
-                )
-                if parameter["in"] == "path":
-                    named.add(parameter["name"])
-            assert named == declared, (path, method)
-    ids = [
-        op["operationId"]
-        for item in spec["paths"].values()
-        for m, op in item.items()
-        if m in _METHODS
-    ]
-    assert len(ids) == len(set(ids))
-    for schema in ("Package", "PackageFile", "Error"):
-        assert schema in spec["components"]["schemas"]
-
-
-def test_openapi_is_served(http: Client) -> None:
-    response = http.get("/openapi.json")
-    assert response.status_code == 200
-    assert response.headers["content-type"] == "application/json"
-    assert response.json() == document()
-
-
-def test_documented_shapes_match_answers(http: Client, name: str) -> None:
-    schemas = document()["components"]["schemas"]
-    file = put(http, name, "1", "a.txt", b"a").json()
-    assert set(file) == set(schemas["PackageFile"]["properties"])
-    package = http.post(f"/packages/{name}/1/publish").json()
-    assert set(package) == set(schemas["Package"]["properties"])
-    error = http.get(f"/packages/{name}/9").json()
-    assert set(error["error"]) == set(schemas["Error"]["properties"]["error"]["properties"])

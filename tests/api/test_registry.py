@@ -134,7 +134,7 @@ def test_bad_promotions_store_nothing(http: httpx.Client, candidate) -> None:  #
     assert http.post(f"/models/{name}/versions", json={"candidate": run_id}).status_code == 201
     cases = [
         ({"candidate": run_id, "semver": "1.0"}, 400, "INVALID_PARAMETER_VALUE"),
-        ({"candidate": run_id, "semver": "1.0.0"}, 400, "RESOURCE_ALREADY_EXISTS"),
+        ({"candidate": run_id, "semver": "1.0.0"}, 409, "RESOURCE_ALREADY_EXISTS"),
         ({"candidate": run_id, "bump": "huge"}, 400, "INVALID_PARAMETER_VALUE"),
         ({"candidate": run_id, "logged_model": "m-" + "0" * 32}, 400, "INVALID_PARAMETER_VALUE"),
         ({}, 400, "INVALID_PARAMETER_VALUE"),

@@ -1,134 +1,261 @@
-"""The native access API under /api/v1: who am I, projects and their members, project and
-personal tokens, users (admins only) and the audit log. The gate has checked the caller's role
+"""The native access API under /api/v1: who am I, personal tokens, users (admins only) and
+the instance's audit log, and what the project API (``api/projects.py``) shares with it: token
+and audit shapes, the caller and their role. The gate has checked the caller's role
 before a page runs; the services record every change in the audit log."""
 
 from __future__ import annotations
 
 from functools import partial
-from typing import Any
+from typing import Annotated, Any
 
+from pydantic import BeforeValidator, Field, WithJsonSchema, model_validator
 from starlette.requests import Request
 from starlette.responses import Response
 
-from modelyard.api.registry import _body
+from modelyard.api.declare import (
+    PATH,
+    QUERY,
+    Args,
+    Endpoint,
+    Input,
+    Link,
+    NoBody,
+    NoParams,
+    Out,
+    Reply,
+    endpoint,
+)
+from modelyard.api.fields import (
+    MAX_INT64,
+    Id,
+    Millis,
+    RoleName,
+    Scope,
+    UserName,
+)
 from modelyard.api.wire import respond
 from modelyard.auth.gate import PRINCIPAL, ROLE
-from modelyard.auth.roles import WRITE_SCOPE, Principal, Role
-from modelyard.db.schema import DEFAULT_PROJECT_ID
-from modelyard.errors import BadRequest, InvalidParameter, NotFound, PermissionDenied
+from modelyard.auth.roles import Principal, Role
+from modelyard.errors import Conflict, NotFound, PermissionDenied
 from modelyard.mlflow_api.wire import Context, call
 from modelyard.services import access, audit
-from modelyard.services.access import Project, Token
 from modelyard.services.entities import now_ms
 
 DAY_MS = 86_400_000
 DEFAULT_TOKEN_DAYS = 365
 MAX_TOKEN_DAYS = 36_500
-MAX_INT64 = 2**63 - 1
 MAX_EVENTS = 1000
 
-# ------------------------------------------------------------------------------ helpers
+# Shapes -----------------------------------------------------------------------------------------
 
 
-def _principal(request: Request) -> Principal:
+class Token(Out):
+    id: int
+    name: str
+    prefix: str = Field(description="The first characters of the secret.")
+    user: str | None = Field(description="A personal token's user.")
+    project_id: int | None = Field(description="A project token's project.")
+    role: RoleName | None = Field(description="A project token's role.")
+    scope: Scope
+    created_at: Millis
+    expires_at: Millis | None
+    revoked_at: Millis | None
+    last_used_at: Millis | None
+    active: bool
+
+
+class TokenReply(Out):
+    token: Token
+
+
+class NewToken(TokenReply):
+    secret: str = Field(description="The token itself; shown this once.")
+
+
+class TokenList(Out):
+    tokens: list[Token]
+
+
+class User(Out):
+    id: int
+    name: str
+    is_admin: bool
+    disabled: bool
+    has_password: bool
+    created_at: Millis
+
+
+class UserReply(Out):
+    user: User
+
+
+class UserList(Out):
+    users: list[User]
+
+
+class AuditEvent(Out):
+    id: int
+    project_id: int | None
+    at: Millis
+    actor: str
+    action: str
+    target: str
+    details: dict[str, Any]
+    address: str
+
+
+class AuditPage(Out):
+    events: list[AuditEvent] = Field(description="Newest first.")
+    next_before: int | None = Field(
+        description="Pass as 'before' for the next page; null on the last."
+    )
+
+
+class Caller(Out):
+    name: str
+    is_admin: bool
+
+
+class Me(Out):
+    user: Caller | None = Field(description="null for a project token.")
+    token: Token | None
+    anonymous: bool
+
+
+# Requests ---------------------------------------------------------------------------------------
+
+
+class UserRef(Input):
+    user: Annotated[UserName, PATH]
+
+
+class TokenRef(Input):
+    token_id: Annotated[Id, PATH]
+
+
+class AuditQuery(Input):
+    limit: Annotated[int, QUERY, Field(ge=1, le=MAX_EVENTS)] = 100
+    before: Annotated[
+        Id | None,
+        QUERY,
+        Field(description="Only events older than this event id (next_before of a page)."),
+    ] = None
+    action: Annotated[
+        str,
+        QUERY,
+        Field(description="Only actions starting with this, e.g. 'member.' or 'token.create'."),
+    ] = ""
+
+
+class TokenRequest(Input):
+    """A personal token; it acts with its user's roles."""
+
+    model_config = Input.model_config | {
+        "json_schema_extra": {"not": {"required": ["expires_at", "expires_in_days"]}}
+    }
+
+    name: str = Field(min_length=1, max_length=100)
+    scope: Scope = Field(default="write", description="read: the token may only read.")
+    expires_at: int | None = Field(
+        default=None, ge=1, le=MAX_INT64, description="Milliseconds since the epoch, in the future."
+    )
+    expires_in_days: int | None = Field(
+        default=None,
+        ge=1,
+        le=MAX_TOKEN_DAYS,
+        description=f"Instead of expires_at; {DEFAULT_TOKEN_DAYS} when neither is given.",
+    )
+
+    @model_validator(mode="after")
+    def _one_expiry(self) -> TokenRequest:
+        if "expires_at" in self.model_fields_set and "expires_in_days" in self.model_fields_set:
+            raise ValueError("Give expires_at or expires_in_days, not both.")
+        return self
+
+    def expiry(self) -> int:
+        if self.expires_at is not None:
+            return self.expires_at
+        return now_ms() + (self.expires_in_days or DEFAULT_TOKEN_DAYS) * DAY_MS
+
+
+_PASSWORD = Field(default=None, min_length=12, description="At least 12 characters.")
+
+
+class UserIn(Input):
+    name: UserName
+    admin: bool = False
+    password: str | None = _PASSWORD
+
+
+def _not_null(value: object) -> object:
+    if value is None:
+        raise ValueError("null is not a value here; leave the field out instead.")
+    return value
+
+
+class UserChange(Input):
+    """What to change: at least one of admin, disabled and password."""
+
+    model_config = Input.model_config | {"json_schema_extra": {"minProperties": 1}}
+
+    admin: Annotated[
+        bool | None, BeforeValidator(_not_null), WithJsonSchema({"type": "boolean"})
+    ] = None
+    disabled: Annotated[
+        bool | None, BeforeValidator(_not_null), WithJsonSchema({"type": "boolean"})
+    ] = None
+    password: Annotated[
+        str | None,
+        BeforeValidator(_not_null),
+        Field(min_length=12),
+        WithJsonSchema({"type": "string", "minLength": 12}),
+    ] = None
+
+    @model_validator(mode="after")
+    def _something(self) -> UserChange:
+        if not self.model_fields_set:
+            raise ValueError("Nothing to change: give admin, disabled or password.")
+        return self
+
+
+# Helpers ----------------------------------------------------------------------------------------
+
+
+def principal_of(request: Request) -> Principal:
     principal: Principal = request.scope[PRINCIPAL]
     return principal
 
 
-def _role(request: Request) -> Role:
+def role_of(request: Request) -> Role:
     role: Role = request.scope[ROLE]
     return role
 
 
-def _fields(data: dict[str, Any], *allowed: str) -> dict[str, Any]:
-    unknown = sorted(set(data) - set(allowed))
-    if unknown:
-        raise InvalidParameter(
-            f"Unknown field(s) {', '.join(map(repr, unknown))}; expected {', '.join(allowed)}."
-        )
-    return data
-
-
-def _flag(data: dict[str, Any], key: str) -> bool | None:
-    value = data.get(key)
-    if value is not None and not isinstance(value, bool):
-        raise InvalidParameter(f"'{key}' must be true or false.")
-    return value
-
-
-def _text(data: dict[str, Any], key: str) -> str | None:
-    value = data.get(key)
-    if value is not None and not isinstance(value, str):
-        raise InvalidParameter(f"'{key}' must be a string.")
-    return value
-
-
-def _integer(value: Any, name: str, low: int = 0, high: int = MAX_INT64) -> int:
-    if isinstance(value, str) and value.isascii() and value.isdigit() and len(value) < 19:
-        value = int(value)
-    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-        bounds = f"of at least {low}" if high == MAX_INT64 else f"from {low} to {high}"
-        raise InvalidParameter(f"'{name}' must be a whole number {bounds}.")
-    return value
-
-
-def _token_id(request: Request) -> int:
-    return _integer(request.path_params["token_id"], "token_id", 1)
-
-
-def _expiry(data: dict[str, Any]) -> int:
-    """A new token's expiry in ms: ``expires_at``, or ``expires_in_days`` (365) from now."""
-    at, days = data.get("expires_at"), data.get("expires_in_days")
-    if at is not None and days is not None:
-        raise InvalidParameter("Give expires_at or expires_in_days, not both.")
-    if at is not None:
-        return _integer(at, "expires_at", 1)
-    days = (
-        DEFAULT_TOKEN_DAYS if days is None else _integer(days, "expires_in_days", 1, MAX_TOKEN_DAYS)
-    )
-    return now_ms() + days * DAY_MS
-
-
-def _project_json(request: Request, project: Project, role: Role) -> dict[str, Any]:
-    base = str(request.base_url).rstrip("/")
-    uri = base if project.id == DEFAULT_PROJECT_ID else f"{base}/projects/{project.name}"
-    return {**project.to_json(), "role": role.label, "tracking_uri": uri}
-
-
-async def _project(request: Request, ctx: Context) -> Project:
-    """The project the URL names (the gate has checked the caller's role there)."""
-    return await call(ctx, access.find_project, ctx.db, str(request.path_params["project"]))
-
-
-async def _events(request: Request, ctx: Context, project_id: int | None) -> Response:
-    query = request.query_params
-    limit = _integer(query.get("limit", "100"), "limit", 1, MAX_EVENTS)
-    before = query.get("before")
+async def audit_events(ctx: Context, query: AuditQuery, project_id: int | None) -> Response:
     found = await call(
         ctx,
         partial(
             audit.events,
             ctx.db,
             project_id,
-            limit=limit,
-            before=None if before is None else _integer(before, "before", 1),
-            action=query.get("action") or None,
+            limit=query.limit,
+            before=query.before,
+            action=query.action or None,
         ),
     )
-    next_before = found[-1]["id"] if len(found) == limit else None
+    next_before = found[-1]["id"] if len(found) == query.limit else None
     return respond({"events": found, "next_before": next_before})
 
 
-async def _new_token(ctx: Context, data: dict[str, Any], **owner: Any) -> Response:
-    _fields(data, "name", "scope", "role", "expires_at", "expires_in_days")
+async def new_token(ctx: Context, data: TokenRequest, **owner: Any) -> Response:
     token, secret = await call(
         ctx,
         partial(
             access.create_token,
             ctx.db,
-            name=data.get("name", ""),
-            scope=data.get("scope", WRITE_SCOPE),
-            expires_at=_expiry(data),
+            name=data.name,
+            scope=data.scope,
+            expires_at=data.expiry(),
             actor=ctx.actor,
             address=ctx.address,
             **owner,
@@ -137,18 +264,23 @@ async def _new_token(ctx: Context, data: dict[str, Any], **owner: Any) -> Respon
     return respond({"token": token.to_json(), "secret": secret}, status=201)
 
 
-async def _revoke(ctx: Context, token: Token) -> Response:
+async def revoke(ctx: Context, token: access.Token) -> Response:
     revoked = await call(
         ctx, partial(access.revoke_token, ctx.db, token.id, actor=ctx.actor, address=ctx.address)
     )
     return respond({"token": revoked.to_json()})
 
 
-# ----------------------------------------------------------------------------- me, projects
+_NO_USER = {404: "No such user."}
+_NO_TOKEN = {404: "No such token."}
+TOKEN_ERRORS = {400: "An invalid body, or an expiry that is not in the future."}
+
+# Me, projects -----------------------------------------------------------------------------------
 
 
-async def me(request: Request, ctx: Context) -> Response:
-    principal = _principal(request)
+@endpoint("GET", "/me", "me", "Who the caller is", ok=Reply(200, "The caller.", Me))
+async def me(args: Args[NoParams, NoBody]) -> Response:
+    ctx, principal = args.ctx, principal_of(args.request)
     user = token = None
     if principal.user_id is not None:
         found = await call(ctx, access.get_user, ctx.db, principal.name)
@@ -158,188 +290,108 @@ async def me(request: Request, ctx: Context) -> Response:
     return respond({"user": user, "token": token, "anonymous": principal.anonymous})
 
 
-async def list_projects(request: Request, ctx: Context) -> Response:
-    found = await call(ctx, access.list_projects, ctx.db, _principal(request))
-    return respond({"projects": [_project_json(request, p, role) for p, role in found]})
+# Personal tokens --------------------------------------------------------------------------------
 
 
-async def create_project(request: Request, ctx: Context) -> Response:
-    data = _fields(await _body(request), "name")
-    project = await call(
-        ctx,
-        partial(
-            access.create_project,
-            ctx.db,
-            data.get("name", ""),
-            owner=_principal(request).user_id,
-            actor=ctx.actor,
-            address=ctx.address,
-        ),
-    )
-    return respond({"project": _project_json(request, project, Role.OWNER)}, status=201)
-
-
-async def get_project(request: Request, ctx: Context) -> Response:
-    project, role = await _project(request, ctx), _role(request)
-    return respond({"project": _project_json(request, project, role), "role": role.label})
-
-
-async def rename_project(request: Request, ctx: Context) -> Response:
-    data = _fields(await _body(request), "name")
-    project = await _project(request, ctx)
-    renamed = await call(
-        ctx,
-        partial(
-            access.rename_project,
-            ctx.db,
-            project.id,
-            data.get("name", ""),
-            actor=ctx.actor,
-            address=ctx.address,
-        ),
-    )
-    return respond({"project": _project_json(request, renamed, _role(request))})
-
-
-async def delete_project(request: Request, ctx: Context) -> Response:
-    project = await _project(request, ctx)
-    await call(
-        ctx,
-        partial(access.delete_project, ctx.db, project.id, actor=ctx.actor, address=ctx.address),
-    )
-    return respond({"deleted": project.name})
-
-
-# ---------------------------------------------------------------------------------- members
-
-
-async def list_members(request: Request, ctx: Context) -> Response:
-    project = await _project(request, ctx)
-    return respond({"members": await call(ctx, access.list_members, ctx.db, project.id)})
-
-
-async def set_member(request: Request, ctx: Context) -> Response:
-    data = _fields(await _body(request), "role")
-    role = Role.parse(_text(data, "role"))
-    project = await _project(request, ctx)
-    user = str(request.path_params["user"])
-    await call(
-        ctx,
-        partial(
-            access.set_member,
-            ctx.db,
-            project.id,
-            user,
-            role,
-            by=_role(request),
-            actor=ctx.actor,
-            address=ctx.address,
-        ),
-    )
-    members = await call(ctx, access.list_members, ctx.db, project.id)
-    member = next((m for m in members if m["user"] == user), {"user": user, "role": role.label})
-    return respond({"member": member})
-
-
-async def remove_member(request: Request, ctx: Context) -> Response:
-    project = await _project(request, ctx)
-    await call(
-        ctx,
-        partial(
-            access.remove_member,
-            ctx.db,
-            project.id,
-            str(request.path_params["user"]),
-            by=_role(request),
-            actor=ctx.actor,
-            address=ctx.address,
-        ),
-    )
-    return respond({})
-
-
-# --------------------------------------------------------------------------- project tokens
-
-
-async def list_project_tokens(request: Request, ctx: Context) -> Response:
-    project = await _project(request, ctx)
-    found = await call(ctx, partial(access.list_tokens, ctx.db, project_id=project.id))
-    return respond({"tokens": [t.to_json() for t in found]})
-
-
-async def create_project_token(request: Request, ctx: Context) -> Response:
-    data = await _body(request)
-    role = data.get("role")
-    project = await _project(request, ctx)
-    return await _new_token(
-        ctx, data, project_id=project.id, role=None if role is None else Role.parse(role)
-    )
-
-
-async def revoke_project_token(request: Request, ctx: Context) -> Response:
-    token_id = _token_id(request)
-    project = await _project(request, ctx)
-    token = await call(ctx, access.get_token, ctx.db, token_id)
-    if token.project_id != project.id:
-        raise NotFound(f"Token {token_id} does not exist.")
-    return await _revoke(ctx, token)
-
-
-async def project_audit(request: Request, ctx: Context) -> Response:
-    project = await _project(request, ctx)
-    return await _events(request, ctx, project.id)
-
-
-# -------------------------------------------------------------------------- personal tokens
-
-
-async def list_tokens(request: Request, ctx: Context) -> Response:
-    principal = _principal(request)
+@endpoint(
+    "GET",
+    "/tokens",
+    "listTokens",
+    "The caller's personal tokens",
+    ok=Reply(200, "The tokens.", TokenList),
+)
+async def list_tokens(args: Args[NoParams, NoBody]) -> Response:
+    principal = principal_of(args.request)
     found = (
         []
         if principal.user_id is None
-        else await call(ctx, partial(access.list_tokens, ctx.db, user_name=principal.name))
+        else await call(
+            args.ctx, partial(access.list_tokens, args.ctx.db, user_name=principal.name)
+        )
     )
     return respond({"tokens": [t.to_json() for t in found]})
 
 
-async def create_token(request: Request, ctx: Context) -> Response:
-    principal = _principal(request)
+@endpoint(
+    "POST",
+    "/tokens",
+    "createToken",
+    "Create a personal token; its secret is shown once",
+    description="It acts with its user's roles (read scope: read only).",
+    body=TokenRequest,
+    ok=Reply(
+        201,
+        "The token and its secret.",
+        NewToken,
+        links={"revoke": Link("revokeToken", {"token_id": "$response.body#/token/id"})},
+    ),
+    errors=TOKEN_ERRORS,
+)
+async def create_token(args: Args[NoParams, TokenRequest]) -> Response:
+    principal = principal_of(args.request)
     if principal.user_id is None:
         raise PermissionDenied("Only a signed-in user has personal tokens.")
-    data = await _body(request)
-    if data.get("role") is not None:
-        raise InvalidParameter("A personal token acts with its user's roles; give no role.")
-    return await _new_token(ctx, data, user_name=principal.name)
+    return await new_token(args.ctx, args.body, user_name=principal.name)
 
 
-async def revoke_token(request: Request, ctx: Context) -> Response:
-    token_id = _token_id(request)
-    principal = _principal(request)
+@endpoint(
+    "DELETE",
+    "/tokens/{token_id}",
+    "revokeToken",
+    "Revoke one of the caller's personal tokens",
+    params=TokenRef,
+    ok=Reply(200, "The revoked token.", TokenReply),
+    errors={404: "No such token of the caller's."},
+)
+async def revoke_token(args: Args[TokenRef, NoBody]) -> Response:
+    ctx, token_id = args.ctx, args.params.token_id
+    principal = principal_of(args.request)
     token = await call(ctx, access.get_token, ctx.db, token_id)
     if principal.user_id is None or token.user != principal.name:
         raise NotFound(f"Token {token_id} does not exist.")
-    return await _revoke(ctx, token)
+    return await revoke(ctx, token)
 
 
-# ------------------------------------------------------------------------ users, audit log
+# Users, audit log -------------------------------------------------------------------------------
+
+_TO_USER = {"user": "$response.body#/user/name"}
 
 
-async def list_users(_request: Request, ctx: Context) -> Response:
-    found = await call(ctx, access.list_users, ctx.db)
+@endpoint(
+    "GET", "/users", "listUsers", "Every user (admins)", ok=Reply(200, "The users.", UserList)
+)
+async def list_users(args: Args[NoParams, NoBody]) -> Response:
+    found = await call(args.ctx, access.list_users, args.ctx.db)
     return respond({"users": [u.to_json() for u in found]})
 
 
-async def create_user(request: Request, ctx: Context) -> Response:
-    data = _fields(await _body(request), "name", "admin", "password")
+@endpoint(
+    "POST",
+    "/users",
+    "createUser",
+    "Create a user (admins); no token is made",
+    body=UserIn,
+    ok=Reply(
+        201,
+        "The new user.",
+        UserReply,
+        links={
+            "user": Link("getUser", _TO_USER),
+            "update": Link("updateUser", _TO_USER),
+        },
+    ),
+    errors={409: "A user of that name exists."},
+)
+async def create_user(args: Args[NoParams, UserIn]) -> Response:
+    ctx, body = args.ctx, args.body
     user = await call(
         ctx,
         partial(
             access.create_user,
             ctx.db,
-            data.get("name", ""),
-            admin=bool(_flag(data, "admin")),
-            password=_text(data, "password"),
+            body.name,
+            admin=body.admin,
+            password=body.password,
             actor=ctx.actor,
             address=ctx.address,
         ),
@@ -347,33 +399,49 @@ async def create_user(request: Request, ctx: Context) -> Response:
     return respond({"user": user.to_json()}, status=201)
 
 
-async def get_user(request: Request, ctx: Context) -> Response:
-    user = await call(ctx, access.get_user, ctx.db, str(request.path_params["user"]))
+@endpoint(
+    "GET",
+    "/users/{user}",
+    "getUser",
+    "A user (admins)",
+    params=UserRef,
+    ok=Reply(200, "The user.", UserReply),
+    errors=_NO_USER,
+)
+async def get_user(args: Args[UserRef, NoBody]) -> Response:
+    user = await call(args.ctx, access.get_user, args.ctx.db, args.params.user)
     return respond({"user": user.to_json()})
 
 
-async def update_user(request: Request, ctx: Context) -> Response:
-    data = _fields(await _body(request), "admin", "disabled", "password")
-    admin, disabled, password = (
-        _flag(data, "admin"),
-        _flag(data, "disabled"),
-        _text(data, "password"),
-    )
-    if admin is None and disabled is None and password is None:
-        raise InvalidParameter("Nothing to change: give admin, disabled or password.")
-    name = str(request.path_params["user"])
-    principal = _principal(request)
-    if principal.user_id is not None and name == principal.name and (admin is False or disabled):
-        raise BadRequest("You cannot take away your own admin rights or disable yourself.")
+@endpoint(
+    "PATCH",
+    "/users/{user}",
+    "updateUser",
+    "Change a user's admin flag, disabled state or password (admins)",
+    description="Admins cannot drop their own admin flag or disable themselves (409).",
+    params=UserRef,
+    body=UserChange,
+    ok=Reply(200, "The user.", UserReply),
+    errors={**_NO_USER, 409: "An admin may not drop their own admin flag or disable themselves."},
+)
+async def update_user(args: Args[UserRef, UserChange]) -> Response:
+    ctx, name, change = args.ctx, args.params.user, args.body
+    principal = principal_of(args.request)
+    if (
+        principal.user_id is not None
+        and name == principal.name
+        and (change.admin is False or change.disabled)
+    ):
+        raise Conflict("You cannot take away your own admin rights or disable yourself.")
     user = await call(
         ctx,
         partial(
             access.update_user,
             ctx.db,
             name,
-            admin=admin,
-            disabled=disabled,
-            password=password,
+            admin=change.admin,
+            disabled=change.disabled,
+            password=change.password,
             actor=ctx.actor,
             address=ctx.address,
         ),
@@ -381,5 +449,26 @@ async def update_user(request: Request, ctx: Context) -> Response:
     return respond({"user": user.to_json()})
 
 
-async def instance_audit(request: Request, ctx: Context) -> Response:
-    return await _events(request, ctx, None)
+@endpoint(
+    "GET",
+    "/audit",
+    "audit",
+    "Instance-wide events: users and personal tokens (admins)",
+    params=AuditQuery,
+    ok=Reply(200, "The events, newest first.", AuditPage),
+)
+async def instance_audit(args: Args[AuditQuery, NoBody]) -> Response:
+    return await audit_events(args.ctx, args.params, None)
+
+
+ENDPOINTS: tuple[Endpoint[Any, Any], ...] = (
+    me,
+    list_tokens,
+    create_token,
+    revoke_token,
+    list_users,
+    create_user,
+    get_user,
+    update_user,
+    instance_audit,
+)

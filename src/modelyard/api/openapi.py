@@ -1,465 +1,292 @@
-"""The OpenAPI 3.1 description of the native API, served at /api/v1/openapi.json."""
+"""The OpenAPI 3.1 document of the native API, made from the endpoints' declarations: their
+parameters and bodies (pydantic models), replies, errors and access rules."""
 
 from __future__ import annotations
 
-from functools import cache
+import re
+from collections.abc import Iterable
 from typing import Any
 
-from starlette.requests import Request
-from starlette.responses import Response
+from pydantic import BaseModel
+from pydantic.json_schema import GenerateJsonSchema, JsonSchemaMode
 
 from modelyard import __version__
-from modelyard.api import openapi_access, openapi_registry
-from modelyard.api.wire import respond
-from modelyard.mlflow_api.wire import Context
+from modelyard.api.declare import JSON, Endpoint, NoBody, Reply
+from modelyard.auth import policy
+from modelyard.auth.roles import Capability
 
-JSON = "application/json"
 Schema = dict[str, Any]
+PREFIX = policy.NATIVE_FAMILY
+REF = "#/components/schemas/{model}"
+BEARER = "bearerAuth"
+BASIC = "basicAuth"
+BINARY = {"type": "string", "format": "binary"}
 
-
-def _ref(kind: str, name: str) -> Schema:
-    return {"$ref": f"#/components/{kind}/{name}"}
-
-
-def _json(schema: Schema) -> Schema:
-    return {JSON: {"schema": schema}}
-
-
-def _ok(description: str, schema_name: str) -> Schema:
-    return {"description": description, "content": _json(_ref("schemas", schema_name))}
-
-
-def _errors(*statuses: str) -> dict[str, Schema]:
-    return {status: _ref("responses", _ERROR_RESPONSES[status]) for status in statuses}
-
-
-_ERROR_RESPONSES = {
-    "400": "BadRequest",
-    "404": "NotFound",
-    "409": "Conflict",
+#: statuses every endpoint may answer, with the components/responses entry documenting them
+COMMON = {
+    400: "BadRequest",
+    403: "Forbidden",
+    503: "Unavailable",
+}
+NAMED = {
+    400: "BadRequest",
+    401: "Unauthenticated",
+    403: "Forbidden",
+    404: "NotFound",
+    408: "Slow",
+    409: "Conflict",
+    413: "TooLarge",
+    416: "RangeNotSatisfiable",
+    503: "Unavailable",
 }
 
-_IDENTITY = [_ref("parameters", "Name"), _ref("parameters", "Version")]
-_FILE = [*_IDENTITY, _ref("parameters", "Path")]
+
+_GATE_TOO = {
+    400: "Or a Host header the server does not answer to.",
+    408: "",
+    413: "",
+    401: "",
+    403: "Or a role, token scope or kind that may not do this, or another origin.",
+    404: "Or a project that does not exist or that the caller may not read.",
+    503: "",
+}
 
 
-def _schemas() -> dict[str, Schema]:
-    timestamp = {"type": "integer", "format": "int64", "minimum": 0}
-    sha256 = {"type": "string", "pattern": "^[0-9a-f]{64}$"}
-    package_properties: dict[str, Schema] = {
-        "name": {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9._-]{0,254}$"},
-        "version": {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9.+_-]{0,127}$"},
-        "kind": {
-            "type": "string",
-            "enum": ["generic", "candidate", "logged_model"],
-            "description": "generic: made through this API; candidate: the files of a "
-            "candidate (a tracked run), which go with it; logged_model: the files of an "
-            "MLflow logged model, named by its id.",
-        },
-        "status": {
-            "type": "string",
-            "enum": ["open", "published"],
-            "description": "An open package's files may change; a published one is frozen.",
-        },
-        "created_at": {**timestamp, "description": "Milliseconds since the epoch."},
-        "published_at": {
-            "type": ["integer", "null"],
-            "format": "int64",
-            "description": "Milliseconds since the epoch; null while the package is open.",
-        },
-        "file_count": {"type": "integer", "minimum": 0},
-        "size": {"type": "integer", "format": "int64", "minimum": 0, "description": "Bytes."},
-    }
+class _Generator(GenerateJsonSchema):
+    """pydantic's JSON Schema without a title on every field."""
+
+    def field_title_should_be_set(self, schema: Any) -> bool:  # noqa: ARG002 - an override
+        return False
+
+    def default_schema(self, schema: Any) -> Any:
+        """No ``"default": null`` on a value that may not be null (a field left out)."""
+        out = super().default_schema(schema)
+        if isinstance(out, dict) and out.get("default", 0) is None and not _nullable(out):
+            del out["default"]
+        return out
+
+
+def _nullable(schema: Schema) -> bool:
+    kind = schema.get("type")
+    if kind == "null" or (isinstance(kind, list) and "null" in kind):
+        return True
+    return any(_nullable(option) for option in schema.get("anyOf", []))
+
+
+def _error(description: str, **extra: Any) -> Schema:
     return {
-        "Package": {
-            "type": "object",
-            "required": list(package_properties),
-            "properties": package_properties,
-        },
-        "PackageFile": {
-            "type": "object",
-            "required": ["path", "size", "sha256", "media_type", "created_at"],
-            "properties": {
-                "path": {
-                    "type": "string",
-                    "description": "Relative path inside the package, '/' between folders.",
-                },
-                "size": {"type": "integer", "format": "int64", "minimum": 0},
-                "sha256": {**sha256, "description": "Hex SHA-256 of the file's bytes."},
-                "media_type": {
-                    "type": "string",
-                    "description": "The Content-Type the file was uploaded with (or guessed "
-                    "from its name).",
-                },
-                "created_at": {**timestamp, "description": "Milliseconds since the epoch."},
-            },
-        },
-        "PackageWithFiles": {
-            "allOf": [
-                _ref("schemas", "Package"),
-                {
-                    "type": "object",
-                    "required": ["files"],
-                    "properties": {
-                        "files": {"type": "array", "items": _ref("schemas", "PackageFile")}
-                    },
-                },
-            ]
-        },
-        "PackageList": {
-            "type": "object",
-            "required": ["packages"],
-            "properties": {"packages": {"type": "array", "items": _ref("schemas", "Package")}},
-        },
-        "FileList": {
-            "type": "object",
-            "required": ["files"],
-            "properties": {"files": {"type": "array", "items": _ref("schemas", "PackageFile")}},
-        },
-        "Error": {
-            "type": "object",
-            "required": ["error"],
-            "properties": {
-                "error": {
-                    "type": "object",
-                    "required": ["code", "message"],
-                    "properties": {
-                        "code": {
-                            "type": "string",
-                            "description": "A stable error code, e.g. INVALID_PARAMETER_VALUE, "
-                            "RESOURCE_DOES_NOT_EXIST, RESOURCE_CONFLICT, "
-                            "RANGE_NOT_SATISFIABLE, TEMPORARILY_UNAVAILABLE.",
-                        },
-                        "message": {"type": "string"},
-                    },
-                }
-            },
-        },
-    }
-
-
-def _parameters() -> dict[str, Schema]:
-    return {
-        "Name": {
-            "name": "name",
-            "in": "path",
-            "required": True,
-            "description": "Package name: letters, digits, '.', '_' and '-', starting with a "
-            "letter or digit, at most 255 characters.",
-            "schema": {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9._-]{0,254}$"},
-        },
-        "Version": {
-            "name": "version",
-            "in": "path",
-            "required": True,
-            "description": "Package version: letters, digits, '.', '+', '_' and '-', starting "
-            "with a letter or digit, at most 128 characters.",
-            "schema": {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9.+_-]{0,127}$"},
-        },
-        "Path": {
-            "name": "path",
-            "in": "path",
-            "required": True,
-            "description": "The file's relative path; it may span several segments "
-            "(a/b/c.bin). Empty, '.' or '..' segments, a leading '/', backslashes, control "
-            "characters, '?' and '#' are refused, also when percent-encoded. A folder path "
-            "(on DELETE) means everything under it.",
-            "schema": {"type": "string", "maxLength": 1000},
-        },
+        "description": description,
+        "content": {JSON: {"schema": {"$ref": REF.format(model="Error")}}},
+        **extra,
     }
 
 
 def _responses() -> dict[str, Schema]:
-    def error(description: str) -> Schema:
-        return {"description": description, "content": _json(_ref("schemas", "Error"))}
-
     return {
-        "BadRequest": error("An invalid name, version, path or parameter."),
-        "NotFound": error("No such package version or file."),
-        "Conflict": error("The request contradicts the package's state."),
+        "BadRequest": _error(
+            "A parameter or body the route does not accept, or a Host header the server does "
+            "not answer to."
+        ),
+        "Unauthenticated": _error(
+            "No credentials, or a token that is unknown, expired or revoked.",
+            headers={"WWW-Authenticate": {"$ref": "#/components/headers/WWWAuthenticate"}},
+        ),
+        "Forbidden": _error(
+            "The caller's role, token scope or kind may not do this; or the request came from "
+            "another origin."
+        ),
+        "NotFound": _error("No such resource, or a project the caller may not read."),
+        "Conflict": _error("The request contradicts the resource's state (e.g. it exists)."),
+        "Slow": _error("The body did not arrive in time."),
+        "TooLarge": _error("The body is larger than the server accepts."),
+        "RangeNotSatisfiable": _error(
+            "The Range cannot be satisfied.",
+            headers={"Content-Range": {"$ref": "#/components/headers/ContentRange"}},
+        ),
+        "Unavailable": _error("The database is busy; retry."),
     }
 
 
 def _headers() -> dict[str, Schema]:
-    def header(description: str, schema: Schema | None = None) -> Schema:
-        return {"description": description, "schema": schema or {"type": "string"}}
+    def text(description: str, **schema: Any) -> Schema:
+        return {"description": description, "schema": {"type": "string", **schema}}
 
     return {
-        "ETag": header('The quoted SHA-256 of the file: "<sha256>".'),
-        "ContentDisposition": header('attachment; filename="<file name>"'),
-        "ContentRange": header("bytes <first>-<last>/<size>, or bytes */<size> on 416."),
-        "AcceptRanges": header("bytes", {"type": "string", "const": "bytes"}),
-        "ContentTypeOptions": header("nosniff", {"type": "string", "const": "nosniff"}),
-        "ContentLength": header("Bytes in the body.", {"type": "integer", "minimum": 0}),
+        "ETag": text('The quoted SHA-256 of the file: "<sha256>".'),
+        "ContentDisposition": text('attachment; filename="<file name>"'),
+        "ContentRange": text("bytes <first>-<last>/<size>, or bytes */<size> on 416."),
+        "AcceptRanges": text("bytes", const="bytes"),
+        "ContentTypeOptions": text("nosniff", const="nosniff"),
+        "ContentLength": {
+            "description": "Bytes in the body.",
+            "schema": {"type": "integer", "minimum": 0},
+        },
+        "WWWAuthenticate": text('Bearer realm="modelyard"'),
     }
 
 
-def _download_headers(*, ranged: bool = False) -> dict[str, Schema]:
-    headers = {
-        "ETag": _ref("headers", "ETag"),
-        "Content-Disposition": _ref("headers", "ContentDisposition"),
-        "Accept-Ranges": _ref("headers", "AcceptRanges"),
-        "X-Content-Type-Options": _ref("headers", "ContentTypeOptions"),
-        "Content-Length": _ref("headers", "ContentLength"),
-    }
-    if ranged:
-        headers["Content-Range"] = _ref("headers", "ContentRange")
-    return headers
+class ErrorDetail(BaseModel):
+    code: str
+    message: str
 
 
-_BYTES = {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}
+class Error(BaseModel):
+    """Every error answer: a stable code (INVALID_PARAMETER_VALUE, BAD_REQUEST,
+    RESOURCE_DOES_NOT_EXIST, RESOURCE_ALREADY_EXISTS, RESOURCE_CONFLICT, PERMISSION_DENIED,
+    UNAUTHENTICATED, RANGE_NOT_SATISFIABLE, TEMPORARILY_UNAVAILABLE, …) and a message."""
 
-_SERVED_AS = (
-    "The Content-Type is the file's media type, except that HTML, SVG, XML and script types "
-    "are served as application/octet-stream."
-)
+    error: ErrorDetail
 
 
-def _download_responses(*, body: bool) -> dict[str, Schema]:
-    def with_body(response: Schema) -> Schema:
-        return {**response, "content": _BYTES} if body else response
+class _Schemas:
+    """components/schemas, filled as models are referenced."""
 
+    def __init__(self) -> None:
+        self.found: dict[str, Schema] = {}
+
+    def of(self, model: type[BaseModel], mode: JsonSchemaMode) -> Schema:
+        schema = model.model_json_schema(ref_template=REF, schema_generator=_Generator, mode=mode)
+        for name, definition in schema.pop("$defs", {}).items():
+            self._add(name, definition)
+        return schema
+
+    def ref(self, model: type[BaseModel], mode: JsonSchemaMode) -> Schema:
+        self._add(model.__name__, self.of(model, mode))
+        return {"$ref": REF.format(model=model.__name__)}
+
+    def _add(self, name: str, schema: Schema) -> None:
+        known = self.found.setdefault(name, schema)
+        if known != schema:
+            raise ValueError(f"Two different schemas are named {name}")
+
+
+def _openapi_path(path: str) -> str:
+    return PREFIX + re.sub(r"\{(\w+):\w+\}", r"{\1}", path)
+
+
+def _parameters(endpoint: Endpoint[Any, Any], schemas: _Schemas) -> list[Schema]:
+    if not endpoint.fields:
+        return []
+    properties = schemas.of(endpoint.params, "validation").get("properties", {})
+    out = []
+    for param in endpoint.fields:
+        info = endpoint.params.model_fields[param.field]
+        schema = _not_null(dict(properties[param.field]))
+        description = schema.pop("description", None) or info.description
+        item: Schema = {
+            "name": param.wire,
+            "in": param.where.value,
+            "required": param.where.value == "path" or info.is_required(),
+            "schema": schema,
+        }
+        if description:
+            item["description"] = description
+        out.append(item)
+    return out
+
+
+def _not_null(schema: Schema) -> Schema:
+    """A parameter's schema without pydantic's ``null`` for optional values: a parameter left
+    out is absent, never null."""
+    options = schema.get("anyOf")
+    if isinstance(options, list) and {"type": "null"} in options:
+        kept = [o for o in options if o != {"type": "null"}]
+        rest = {k: v for k, v in schema.items() if k not in ("anyOf", "default")}
+        return {**rest, **kept[0]} if len(kept) == 1 else {**rest, "anyOf": kept}
+    return schema
+
+
+def _request_body(endpoint: Endpoint[Any, Any], schemas: _Schemas) -> Schema | None:
+    if endpoint.raw_body is not None:
+        # no body at all is an empty one
+        return {"required": False, "content": {endpoint.raw_body: {"schema": BINARY}}}
+    if endpoint.body is NoBody:
+        return None
     return {
-        "200": with_body(
-            {"description": "The file. " + _SERVED_AS, "headers": _download_headers()}
-        ),
-        "206": with_body(
-            {
-                "description": "The requested byte range of the file.",
-                "headers": _download_headers(ranged=True),
-            }
-        ),
-        "304": {
-            "description": "If-None-Match names the file's ETag: the client's copy is current.",
-            "headers": {"ETag": _ref("headers", "ETag")},
-        },
-        **_errors("400", "404"),
-        "416": {
-            "description": "The Range cannot be satisfied.",
-            "headers": {"Content-Range": _ref("headers", "ContentRange")},
-            "content": _json(_ref("schemas", "Error")) if body else {},
-        },
+        "required": True,
+        "content": {JSON: {"schema": schemas.ref(endpoint.body, "validation")}},
     }
 
 
-def _download_parameters() -> list[Schema]:
-    return [
-        *_FILE,
-        {
-            "name": "Range",
-            "in": "header",
-            "required": False,
-            "description": "One byte range: bytes=<first>-<last>, bytes=<first>- or "
-            "bytes=-<suffix length>. Other forms get the whole file.",
-            "schema": {"type": "string"},
-        },
-        {
-            "name": "If-Range",
-            "in": "header",
-            "required": False,
-            "description": "An ETag: the Range applies only while the file still has it.",
-            "schema": {"type": "string"},
-        },
-        {
-            "name": "If-None-Match",
-            "in": "header",
-            "required": False,
-            "description": "ETags (or *) the client holds; a match answers 304.",
-            "schema": {"type": "string"},
-        },
-    ]
+def _reply(reply: Reply, schemas: _Schemas, *, with_body: bool) -> Schema:
+    out: Schema = {"description": reply.description}
+    if reply.headers:
+        out["headers"] = {
+            name: {"$ref": f"#/components/headers/{ref}"} for name, ref in reply.headers.items()
+        }
+    if with_body and reply.media is not None:
+        schema = BINARY if reply.model is None else schemas.ref(reply.model, "serialization")
+        out["content"] = {reply.media: {"schema": schema}}
+    if reply.links:
+        out["links"] = {
+            name: {"operationId": link.operation, "parameters": dict(link.parameters)}
+            for name, link in reply.links.items()
+        }
+    return out
 
 
-def _archive_responses() -> dict[str, Schema]:
-    return {
-        "200": {
-            "description": "A tar archive (POSIX pax) of every file of the version under the "
-            "folder <name>-<version>/, led by <name>-<version>/SHA256SUMS, which lists "
-            "'<sha256>  <path>' for each file. Its length is known up front.",
-            "headers": {
-                "Content-Disposition": _ref("headers", "ContentDisposition"),
-                "Content-Length": _ref("headers", "ContentLength"),
-            },
-            "content": {"application/x-tar": {"schema": {"type": "string", "format": "binary"}}},
-        },
-        **_errors("400", "404"),
+def gate_statuses(endpoint: Endpoint[Any, Any]) -> set[int]:
+    """What may be answered before the page runs: the gate's statuses by the route's access
+    rule, and the body limits."""
+    rule = policy.rule_for(endpoint.method, PREFIX + endpoint.path)
+    statuses = set(COMMON)
+    if endpoint.raw_body is not None or endpoint.body is not NoBody:
+        statuses.update((408, 413))  # the server's body time and size limits
+    if rule is None or rule.capability is not Capability.PUBLIC:
+        statuses.add(401)
+    if rule is not None and rule.capability >= Capability.READ:
+        statuses.add(404)  # the project does not exist or the caller may not read it
+    return statuses
+
+
+def _operation(endpoint: Endpoint[Any, Any], schemas: _Schemas, *, head: bool = False) -> Schema:
+    responses: dict[str, Schema] = {
+        str(reply.status): _reply(reply, schemas, with_body=not head) for reply in endpoint.replies
     }
-
-
-def _paths() -> dict[str, Schema]:
-    package = "/api/v1/packages/{name}/{version}"
-    file = package + "/files/{path}"
-    return {
-        "/api/v1/packages": {
-            "get": {
-                "operationId": "listPackages",
-                "summary": "List packages, newest first",
-                "parameters": [
-                    {
-                        "name": "name",
-                        "in": "query",
-                        "required": False,
-                        "description": "Only the versions of this package.",
-                        "schema": {"type": "string"},
-                    },
-                    {
-                        "name": "limit",
-                        "in": "query",
-                        "required": False,
-                        "schema": {
-                            "type": "integer",
-                            "minimum": 1,
-                            "maximum": 1000,
-                            "default": 100,
-                        },
-                    },
-                    {
-                        "name": "offset",
-                        "in": "query",
-                        "required": False,
-                        "schema": {"type": "integer", "minimum": 0, "default": 0},
-                    },
-                ],
-                "responses": {"200": _ok("The packages.", "PackageList"), **_errors("400")},
-            }
-        },
-        package: {
-            "parameters": _IDENTITY,
-            "get": {
-                "operationId": "getPackage",
-                "summary": "A package version and its files",
-                "responses": {
-                    "200": _ok("The package and its files.", "PackageWithFiles"),
-                    **_errors("400", "404"),
-                },
-            },
-            "delete": {
-                "operationId": "deletePackage",
-                "summary": "Delete a package version",
-                "description": "Its files go; the version is never reused. A candidate's "
-                "package goes with its candidate and cannot be deleted here (409).",
-                "responses": {
-                    "204": {"description": "Deleted."},
-                    **_errors("400", "404", "409"),
-                },
-            },
-        },
-        package + "/files": {
-            "parameters": _IDENTITY,
-            "get": {
-                "operationId": "listFiles",
-                "summary": "Every file of a package version, by path",
-                "responses": {
-                    "200": _ok("The files.", "FileList"),
-                    **_errors("400", "404"),
-                },
-            },
-        },
-        file: {
-            "put": {
-                "operationId": "uploadFile",
-                "summary": "Upload a file",
-                "description": "The request body becomes the file at the path, replacing any "
-                "file there. The package version is created (open, kind generic) when it does "
-                "not exist. The request's Content-Type is kept as the file's media type.",
-                "parameters": [
-                    *_FILE,
-                    {
-                        "name": "X-Checksum-Sha256",
-                        "in": "header",
-                        "required": False,
-                        "description": "The expected SHA-256 of the body; on a mismatch "
-                        "nothing is stored and the answer is 400.",
-                        "schema": {"type": "string", "pattern": "^[0-9a-f]{64}$"},
-                    },
-                    {
-                        "name": "sha256",
-                        "in": "query",
-                        "required": False,
-                        "description": "The same as X-Checksum-Sha256 (the header wins).",
-                        "schema": {"type": "string", "pattern": "^[0-9a-f]{64}$"},
-                    },
-                ],
-                "requestBody": {
-                    "required": True,
-                    "content": {"*/*": {"schema": {"type": "string", "format": "binary"}}},
-                },
-                "responses": {
-                    "201": _ok("The stored file.", "PackageFile"),
-                    **_errors("400", "404", "409"),
-                },
-            },
-            "get": {
-                "operationId": "downloadFile",
-                "summary": "Download a file, or a byte range of it",
-                "parameters": _download_parameters(),
-                "responses": _download_responses(body=True),
-            },
-            "head": {
-                "operationId": "headFile",
-                "summary": "The headers a download would get, without its body",
-                "parameters": _download_parameters(),
-                "responses": _download_responses(body=False),
-            },
-            "delete": {
-                "operationId": "deleteFile",
-                "summary": "Delete a file, or every file under a folder",
-                "parameters": _FILE,
-                "responses": {
-                    "204": {"description": "Deleted."},
-                    **_errors("400", "404", "409"),
-                },
-            },
-        },
-        package + "/archive": {
-            "parameters": _IDENTITY,
-            "get": {
-                "operationId": "downloadArchive",
-                "summary": "The whole version as one tar archive",
-                "responses": _archive_responses(),
-            },
-            "head": {
-                "operationId": "headArchive",
-                "summary": "The headers the archive would get, without its body",
-                "responses": {
-                    "200": {
-                        "description": "The archive's headers; Content-Length is its size.",
-                        "headers": {"Content-Length": _ref("headers", "ContentLength")},
-                    },
-                    **_errors("400", "404"),
-                },
-            },
-        },
-        package + "/publish": {
-            "parameters": _IDENTITY,
-            "post": {
-                "operationId": "publishPackage",
-                "summary": "Publish (freeze) a package version",
-                "description": "Its files can no longer change. Publishing twice is harmless.",
-                "responses": {
-                    "200": _ok("The published package.", "Package"),
-                    **_errors("400", "404"),
-                },
-            },
-        },
-        "/api/v1/openapi.json": {
-            "get": {
-                "operationId": "openapi",
-                "summary": "This document",
-                "responses": {
-                    "200": {
-                        "description": "The OpenAPI 3.1 document.",
-                        "content": _json({"type": "object"}),
-                    }
-                },
-            }
-        },
+    gate = gate_statuses(endpoint)
+    for status in sorted(gate | set(endpoint.errors)):
+        described = endpoint.errors.get(status)
+        if described is not None and status in gate and _GATE_TOO[status]:
+            described += " " + _GATE_TOO[status]
+        if head:
+            responses[str(status)] = {"description": described or NAMED[status]}
+        elif described is None:
+            responses[str(status)] = {"$ref": f"#/components/responses/{NAMED[status]}"}
+        else:
+            responses[str(status)] = _error(described, **_error_headers(status))
+    operation: Schema = {
+        "operationId": endpoint.operation_id + ("Head" if head else ""),
+        "summary": endpoint.summary if not head else "Headers of: " + endpoint.summary.lower(),
+        "responses": dict(sorted(responses.items())),
     }
+    if endpoint.description:
+        operation["description"] = endpoint.description
+    parameters = _parameters(endpoint, schemas)
+    if parameters:
+        operation["parameters"] = parameters
+    body = _request_body(endpoint, schemas)
+    if body is not None and not head:
+        operation["requestBody"] = body
+    return operation
 
 
-@cache
-def document() -> dict[str, Any]:
-    """The OpenAPI document (built once; treat it as read-only)."""
+def _error_headers(status: int) -> dict[str, Any]:
+    if status == 416:
+        return {"headers": {"Content-Range": {"$ref": "#/components/headers/ContentRange"}}}
+    if status == 401:
+        return {"headers": {"WWW-Authenticate": {"$ref": "#/components/headers/WWWAuthenticate"}}}
+    return {}
+
+
+def document(endpoints: Iterable[Endpoint[Any, Any]]) -> dict[str, Any]:
+    schemas = _Schemas()
+    schemas.ref(Error, "serialization")
+    paths: dict[str, Schema] = {}
+    for endpoint in endpoints:
+        item = paths.setdefault(_openapi_path(endpoint.path), {})
+        item[endpoint.method.lower()] = _operation(endpoint, schemas)
+        if endpoint.head:
+            item["head"] = _operation(endpoint, schemas, head=True)
     return {
         "openapi": "3.1.0",
         "info": {
@@ -467,19 +294,29 @@ def document() -> dict[str, Any]:
             "version": __version__,
             "description": "Packages (named, versioned sets of files), the model registry, "
             "projects, members, tokens, users and the audit log. Errors answer "
-            '{"error": {"code": ..., "message": ...}}.',
+            '{"error": {"code": ..., "message": ...}}. A path under /projects/<name> '
+            "(e.g. /projects/churn/api/v1/models) works in that project; without it, in the "
+            "default project. A server started without --auth accepts calls without "
+            "credentials.",
         },
-        "security": [{openapi_access.BEARER: []}],
-        "paths": {**_paths(), **openapi_registry.paths(), **openapi_access.paths()},
+        "security": [{BEARER: []}, {BASIC: []}],
+        "paths": paths,
         "components": {
-            "schemas": {**_schemas(), **openapi_registry.schemas(), **openapi_access.schemas()},
-            "parameters": _parameters(),
-            "responses": {**_responses(), **openapi_access.responses()},
+            "schemas": dict(sorted(schemas.found.items())),
+            "responses": _responses(),
             "headers": _headers(),
-            "securitySchemes": openapi_access.security_schemes(),
+            "securitySchemes": {
+                BEARER: {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "A personal or project token (myd_…): "
+                    "'Authorization: Bearer <token>'.",
+                },
+                BASIC: {
+                    "type": "http",
+                    "scheme": "basic",
+                    "description": "Any user name, with a token as the password.",
+                },
+            },
         },
     }
-
-
-async def openapi_json(_request: Request, _ctx: Context) -> Response:
-    return respond(document())

@@ -1,45 +1,97 @@
 """Packages through the native API: list, upload, download, archive, publish and delete.
 
-Names and versions are checked by ``packages.check_name`` and file paths by
-``paths.safe_path`` before anything is looked up or written. Bytes are streamed both ways.
+Names, versions and file paths are checked by their declared types before anything is looked
+up or written (and again by the services). Bytes are streamed both ways.
 """
 
 from __future__ import annotations
 
 import logging
-import re
 from functools import partial
-from typing import Any
+from typing import Annotated, Any, Literal
 
-from starlette.requests import Request
+from pydantic import Field
 from starlette.responses import Response
 
 from modelyard.api import archive
+from modelyard.api.declare import (
+    PATH,
+    QUERY,
+    Args,
+    Endpoint,
+    Input,
+    Link,
+    NoBody,
+    Out,
+    Reply,
+    endpoint,
+    header,
+)
+from modelyard.api.fields import FilePath, Millis, PackageName, PackageVersion, Sha256
 from modelyard.api.wire import error, respond
 from modelyard.blobs import StoredBlob
-from modelyard.errors import Conflict, InvalidParameter, NotFound
+from modelyard.errors import Conflict, NotFound
 from modelyard.mlflow_api.artifacts import download_headers, media_type_of
 from modelyard.mlflow_api.wire import Context, call
 from modelyard.services import packages
-from modelyard.services.packages import Package, PackageFile
-from modelyard.services.paths import safe_path
+from modelyard.services.packages import Package as Stored
+from modelyard.services.packages import PackageFile as StoredFile
 from modelyard.web.transfer import BlobResponse, parse_range, store_stream
 
 log = logging.getLogger(__name__)
 
 MAX_LIMIT = 1000
 DEFAULT_LIMIT = 100
-CHECKSUM_HEADER = "x-checksum-sha256"
-_SHA256 = re.compile(r"^[0-9a-f]{64}$")
 _ACTIVE_MARKERS = ("html", "xml", "javascript", "ecmascript")
 SAFE_MEDIA_TYPE = "application/octet-stream"
 RANGE_NOT_SATISFIABLE = "RANGE_NOT_SATISFIABLE"
+PACKAGE = "/packages/{name}/{version}"
+FILE = PACKAGE + "/files/{path:anypath}"
 
 
-# JSON shapes ------------------------------------------------------------------------------------
+# Shapes -----------------------------------------------------------------------------------------
 
 
-def package_json(package: Package, file_count: int, size: int) -> dict[str, Any]:
+class Package(Out):
+    name: str
+    version: str
+    kind: Literal["generic", "candidate", "logged_model", "model_version"] = Field(
+        description="generic: made through this API; candidate: a candidate's files, which go "
+        "with it; logged_model: an MLflow logged model's files, named by its id; "
+        "model_version: a model version's files."
+    )
+    status: Literal["open", "published"] = Field(
+        description="An open package's files may change; a published one is frozen."
+    )
+    created_at: Millis
+    published_at: Millis | None = Field(description="null while the package is open.")
+    file_count: int = Field(ge=0)
+    size: int = Field(ge=0, description="Bytes.")
+
+
+class PackageFile(Out):
+    path: str = Field(description="Relative path inside the package, '/' between folders.")
+    size: int = Field(ge=0)
+    sha256: Sha256
+    media_type: str = Field(
+        description="The Content-Type the file was uploaded with (or guessed from its name)."
+    )
+    created_at: Millis
+
+
+class PackageWithFiles(Package):
+    files: list[PackageFile]
+
+
+class PackageList(Out):
+    packages: list[Package]
+
+
+class FileList(Out):
+    files: list[PackageFile]
+
+
+def package_json(package: Stored, file_count: int, size: int) -> dict[str, Any]:
     return {
         "name": package.name,
         "version": package.version,
@@ -52,7 +104,7 @@ def package_json(package: Package, file_count: int, size: int) -> dict[str, Any]
     }
 
 
-def file_json(file: PackageFile) -> dict[str, Any]:
+def file_json(file: StoredFile) -> dict[str, Any]:
     return {
         "path": file.path,
         "size": file.size,
@@ -62,47 +114,73 @@ def file_json(file: PackageFile) -> dict[str, Any]:
     }
 
 
-def _with_files(package: Package, listed: list[PackageFile]) -> dict[str, Any]:
+def _with_files(package: Stored, listed: list[StoredFile]) -> dict[str, Any]:
     return package_json(package, len(listed), sum(f.size for f in listed))
 
 
-# Request parts ----------------------------------------------------------------------------------
+# Parameters -------------------------------------------------------------------------------------
 
 
-def _identity(request: Request) -> tuple[str, str]:
-    name = str(request.path_params["name"])
-    version = str(request.path_params["version"])
-    packages.check_name(name, version)
-    return name, version
+class Listing(Input):
+    name: Annotated[str | None, QUERY, Field(description="Only the versions of this package.")] = (
+        None
+    )
+    limit: Annotated[int, QUERY, Field(ge=1, le=MAX_LIMIT)] = DEFAULT_LIMIT
+    offset: Annotated[int, QUERY, Field(ge=0, le=2**62)] = 0
 
 
-def _file_path(request: Request) -> str:
-    return safe_path(str(request.path_params.get("path", "")))
+class PackageRef(Input):
+    name: Annotated[PackageName, PATH]
+    version: Annotated[PackageVersion, PATH]
 
 
-def _int_param(request: Request, name: str, default: int, low: int, high: int) -> int:
-    raw = request.query_params.get(name)
-    if raw is None or raw == "":
-        return default
-    if not raw.isdigit() or not low <= int(raw) <= high:
-        raise InvalidParameter(
-            f"Invalid value {raw[:50]!r} for parameter '{name}': "
-            f"expected an integer from {low} to {high}."
-        )
-    return int(raw)
+class FileRef(PackageRef):
+    path: Annotated[FilePath, PATH]
 
 
-def _expected_sha256(request: Request) -> str | None:
-    raw = request.headers.get(CHECKSUM_HEADER)
-    if raw is None:
-        raw = request.query_params.get("sha256")
-    if raw is None:
-        return None
-    if not _SHA256.match(raw):
-        raise InvalidParameter(
-            f"Invalid sha256 {raw[:100]!r}: expected 64 lowercase hexadecimal digits."
-        )
-    return raw
+class Upload(FileRef):
+    checksum: Annotated[
+        Sha256 | None,
+        header("X-Checksum-Sha256"),
+        Field(description="The body's SHA-256; on a mismatch nothing is stored (400)."),
+    ] = None
+    sha256: Annotated[
+        Sha256 | None,
+        QUERY,
+        Field(description="The same as X-Checksum-Sha256 (the header wins)."),
+    ] = None
+
+
+RANGE_RULE = (
+    "One byte range: bytes=<first>-<last>, bytes=<first>- or bytes=-<suffix length>. Other "
+    "forms get the whole file."
+)
+IF_RANGE_RULE = "An ETag: the Range applies only while the file still has it."
+IF_NONE_MATCH_RULE = "ETags (or *) the client holds; a match answers 304."
+
+
+class Download(FileRef):
+    range: Annotated[str | None, header("Range"), Field(description=RANGE_RULE)] = None
+    if_range: Annotated[str | None, header("If-Range"), Field(description=IF_RANGE_RULE)] = None
+    if_none_match: Annotated[
+        str | None, header("If-None-Match"), Field(description=IF_NONE_MATCH_RULE)
+    ] = None
+
+
+_DOWNLOAD_HEADERS = {
+    "ETag": "ETag",
+    "Content-Disposition": "ContentDisposition",
+    "Accept-Ranges": "AcceptRanges",
+    "X-Content-Type-Options": "ContentTypeOptions",
+    "Content-Length": "ContentLength",
+}
+_NO_PACKAGE = {404: "No such package version."}
+_NO_FILE = {404: "No such package version or file."}
+_TO_PACKAGE = {
+    "name": "$request.path.name",
+    "version": "$request.path.version",
+}
+_TO_FILE = {**_TO_PACKAGE, "path": "$request.path.path"}
 
 
 def served_media_type(stored: str) -> str:
@@ -114,24 +192,23 @@ def served_media_type(stored: str) -> str:
     return stored or SAFE_MEDIA_TYPE
 
 
-async def _package(ctx: Context, request: Request) -> Package:
-    name, version = _identity(request)
-    return await call(ctx, packages.get, ctx.db, ctx.project_id, name, version)
+async def _package(ctx: Context, ref: PackageRef) -> Stored:
+    return await call(ctx, packages.get, ctx.db, ctx.project_id, ref.name, ref.version)
 
 
-def _ensure(ctx: Context, name: str, version: str) -> Package:
+def _ensure(ctx: Context, name: str, version: str) -> Stored:
     with ctx.db.write() as conn:
         return packages.ensure(conn, ctx.project_id, name, version, kind=packages.GENERIC)
 
 
-def _published(package: Package) -> Conflict:
+def _published(package: Stored) -> Conflict:
     return Conflict(
         f"Package '{package.name}' version '{package.version}' is published; its files "
         "cannot change."
     )
 
 
-def _no_file(package: Package, path: str) -> NotFound:
+def _no_file(package: Stored, path: str) -> NotFound:
     return NotFound(
         f"No file '{path[:500]}' in package '{package.name}' version '{package.version}'."
     )
@@ -140,45 +217,116 @@ def _no_file(package: Package, path: str) -> NotFound:
 # Pages ------------------------------------------------------------------------------------------
 
 
-async def list_packages(request: Request, ctx: Context) -> Response:
-    name = request.query_params.get("name") or None
-    limit = _int_param(request, "limit", DEFAULT_LIMIT, 1, MAX_LIMIT)
-    offset = _int_param(request, "offset", 0, 0, 2**62)
-    listing = partial(packages.list_packages, name=name, limit=limit, offset=offset)
+@endpoint(
+    "GET",
+    "/packages",
+    "listPackages",
+    "List packages, newest first",
+    params=Listing,
+    ok=Reply(
+        200,
+        "The packages.",
+        PackageList,
+        links={
+            "first": Link(
+                "getPackage",
+                {
+                    "name": "$response.body#/packages/0/name",
+                    "version": "$response.body#/packages/0/version",
+                },
+            )
+        },
+    ),
+)
+async def list_packages(args: Args[Listing, NoBody]) -> Response:
+    ctx, query = args.ctx, args.params
+    listing = partial(
+        packages.list_packages, name=query.name or None, limit=query.limit, offset=query.offset
+    )
     found = await call(ctx, listing, ctx.db, ctx.project_id)
     return respond({"packages": [package_json(p, count, size) for p, count, size in found]})
 
 
-async def get_package(request: Request, ctx: Context) -> Response:
-    package = await _package(ctx, request)
+@endpoint(
+    "GET",
+    PACKAGE,
+    "getPackage",
+    "A package version and its files",
+    params=PackageRef,
+    ok=Reply(200, "The package and its files.", PackageWithFiles),
+    errors=_NO_PACKAGE,
+)
+async def get_package(args: Args[PackageRef, NoBody]) -> Response:
+    ctx = args.ctx
+    package = await _package(ctx, args.params)
     listed = await call(ctx, packages.files, ctx.db, package.id)
     return respond({**_with_files(package, listed), "files": [file_json(f) for f in listed]})
 
 
-async def list_files(request: Request, ctx: Context) -> Response:
-    package = await _package(ctx, request)
+@endpoint(
+    "GET",
+    PACKAGE + "/files",
+    "listFiles",
+    "Every file of a package version, by path",
+    params=PackageRef,
+    ok=Reply(200, "The files.", FileList),
+    errors=_NO_PACKAGE,
+)
+async def list_files(args: Args[PackageRef, NoBody]) -> Response:
+    ctx = args.ctx
+    package = await _package(ctx, args.params)
     listed = await call(ctx, packages.files, ctx.db, package.id)
     return respond({"files": [file_json(f) for f in listed]})
 
 
-async def upload(request: Request, ctx: Context) -> Response:
-    name, version = _identity(request)
-    path = _file_path(request)
-    expected = _expected_sha256(request)
-    package = await call(ctx, _ensure, ctx, name, version)
+@endpoint(
+    "PUT",
+    FILE,
+    "uploadFile",
+    "Upload a file",
+    description="The request body becomes the file at the path, replacing any file there. The "
+    "package version is created (open, kind generic) when it does not exist. The request's "
+    "Content-Type is kept as the file's media type.",
+    params=Upload,
+    raw_body="application/octet-stream",
+    ok=Reply(
+        201,
+        "The stored file.",
+        PackageFile,
+        links={
+            "download": Link("downloadFile", _TO_FILE),
+            "delete": Link("deleteFile", _TO_FILE),
+            "package": Link("getPackage", _TO_PACKAGE),
+            "files": Link("listFiles", _TO_PACKAGE),
+            "archive": Link("downloadArchive", _TO_PACKAGE),
+            "publish": Link("publishPackage", _TO_PACKAGE),
+            "deletePackage": Link("deletePackage", _TO_PACKAGE),
+        },
+    ),
+    errors={
+        400: "An invalid name, version, path or checksum, or a body whose SHA-256 is not the "
+        "one given (nothing is stored).",
+        409: "The package version is published, or the path clashes with a file or folder.",
+        413: "The body is larger than the server accepts.",
+    },
+)
+async def upload(args: Args[Upload, NoBody]) -> Response:
+    ctx, ref, request = args.ctx, args.params, args.request
+    expected = ref.checksum or ref.sha256
+    package = await call(ctx, _ensure, ctx, ref.name, ref.version)
     if package.status == packages.PUBLISHED:
         raise _published(package)
     blob = await store_stream(ctx.store, request.stream())
     if expected is not None and blob.sha256 != expected:
         await call(ctx, ctx.store.delete, blob.location)
-        raise packages.digest_mismatch(path, expected, blob)
-    file = await _record(ctx, package, path, blob, media_type_of(request, path))
+        raise packages.digest_mismatch(ref.path, expected, blob)
+    file = await _record(ctx, package, ref.path, blob, media_type_of(request, ref.path))
     return respond(file_json(file), 201)
 
 
 async def _record(
-    ctx: Context, package: Package, path: str, blob: StoredBlob, media: str
-) -> PackageFile:
+    ctx: Context, package: Stored, path: str, blob: StoredBlob, media: str
+) -> StoredFile:
     try:
         file, redundant = await call(ctx, packages.add_file, ctx.db, package.id, path, blob, media)
     except BaseException:
@@ -189,23 +337,60 @@ async def _record(
     return file
 
 
-async def download(request: Request, ctx: Context) -> Response:
-    path = _file_path(request)
-    package = await _package(ctx, request)
-    found = await call(ctx, packages.get_file, ctx.db, package.id, path)
+DOWNLOAD_REPLIES = (
+    Reply(
+        200,
+        "The file. Its Content-Type is the file's media type, except that HTML, SVG, XML and "
+        "script types are served as application/octet-stream.",
+        media="*/*",
+        headers=_DOWNLOAD_HEADERS,
+    ),
+    Reply(
+        206,
+        "The requested byte range of the file.",
+        media="*/*",
+        headers={**_DOWNLOAD_HEADERS, "Content-Range": "ContentRange"},
+    ),
+    Reply(
+        304,
+        "If-None-Match names the file's ETag: the client's copy is current.",
+        media=None,
+        headers={"ETag": "ETag"},
+    ),
+)
+
+
+@endpoint(
+    "GET",
+    FILE,
+    "downloadFile",
+    "Download a file, or a byte range of it",
+    params=Download,
+    head=True,
+    ok=DOWNLOAD_REPLIES,
+    errors={**_NO_FILE, 416: "The Range cannot be satisfied."},
+)
+async def download(args: Args[Download, NoBody]) -> Response:
+    ctx, ref = args.ctx, args.params
+    package = await _package(ctx, ref)
+    found = await call(ctx, packages.get_file, ctx.db, package.id, ref.path)
     if found is None:
-        raise _no_file(package, path)
-    return serve_file(request, ctx, found)
+        raise _no_file(package, ref.path)
+    return serve_file(ctx, found, ref.range, ref.if_range, ref.if_none_match)
 
 
-def serve_file(request: Request, ctx: Context, found: PackageFile) -> Response:
+def serve_file(
+    ctx: Context,
+    found: StoredFile,
+    wanted: str | None,
+    if_range: str | None,
+    if_none_match: str | None,
+) -> Response:
     """A file's bytes: whole, a range (``Range``, honouring ``If-Range``) or 304 when the
     client holds them (``If-None-Match``); the ETag is the file's sha256."""
     headers = download_headers(found.path, found.sha256)
-    if _matches(request.headers.get("if-none-match"), found.sha256):
+    if _matches(if_none_match, found.sha256):
         return Response(status_code=304, headers=headers)
-    wanted = request.headers.get("range")
-    if_range = request.headers.get("if-range")
     if wanted and if_range is not None and if_range.strip() != headers["etag"]:
         wanted = None  # the client's copy is stale: send the whole file
     try:
@@ -239,21 +424,47 @@ def _matches(if_none_match: str | None, sha256: str) -> bool:
     return False
 
 
-async def delete_file(request: Request, ctx: Context) -> Response:
-    path = _file_path(request)
-    package = await _package(ctx, request)
-    deleted = await call(ctx, packages.delete_files, ctx.db, package.id, path)
+@endpoint(
+    "DELETE",
+    FILE,
+    "deleteFile",
+    "Delete a file, or every file under a folder",
+    params=FileRef,
+    ok=Reply(204, "Deleted.", media=None),
+    errors={**_NO_FILE, 409: "The package version is published."},
+)
+async def delete_file(args: Args[FileRef, NoBody]) -> Response:
+    ctx, ref = args.ctx, args.params
+    package = await _package(ctx, ref)
+    deleted = await call(ctx, packages.delete_files, ctx.db, package.id, ref.path)
     if deleted == 0:
-        raise _no_file(package, path)
+        raise _no_file(package, ref.path)
     return Response(status_code=204)
 
 
-async def download_archive(request: Request, ctx: Context) -> Response:
-    package = await _package(ctx, request)
-    return await package_archive(ctx, package, f"{package.name}-{package.version}")
+@endpoint(
+    "GET",
+    PACKAGE + "/archive",
+    "downloadArchive",
+    "The whole version as one tar archive",
+    params=PackageRef,
+    head=True,
+    ok=Reply(
+        200,
+        "A tar archive (POSIX pax) of every file of the version under the folder "
+        "<name>-<version>/, led by <name>-<version>/SHA256SUMS, which lists '<sha256>  <path>' "
+        "for each file. Its length is known up front.",
+        media=archive.MEDIA_TYPE,
+        headers={"Content-Disposition": "ContentDisposition", "Content-Length": "ContentLength"},
+    ),
+    errors=_NO_PACKAGE,
+)
+async def download_archive(args: Args[PackageRef, NoBody]) -> Response:
+    package = await _package(args.ctx, args.params)
+    return await package_archive(args.ctx, package, f"{package.name}-{package.version}")
 
 
-async def package_archive(ctx: Context, package: Package, root: str) -> Response:
+async def package_archive(ctx: Context, package: Stored, root: str) -> Response:
     """The package's files as one tar under ``root/``, with a SHA256SUMS manifest first."""
     listed = await call(ctx, packages.files, ctx.db, package.id)
     manifest = "".join(f"{f.sha256}  {f.path}\n" for f in listed).encode()
@@ -271,21 +482,47 @@ async def package_archive(ctx: Context, package: Package, root: str) -> Response
     return archive.TarResponse(ctx.store, members, headers=headers)
 
 
-async def publish(request: Request, ctx: Context) -> Response:
-    package = await _package(ctx, request)
+@endpoint(
+    "POST",
+    PACKAGE + "/publish",
+    "publishPackage",
+    "Publish (freeze) a package version",
+    description="Its files can no longer change. Publishing twice is harmless.",
+    params=PackageRef,
+    ok=Reply(200, "The published package.", Package),
+    errors=_NO_PACKAGE,
+)
+async def publish(args: Args[PackageRef, NoBody]) -> Response:
+    ctx = args.ctx
+    package = await _package(ctx, args.params)
     published = await call(ctx, packages.publish, ctx.db, package)
     listed = await call(ctx, packages.files, ctx.db, package.id)
     return respond(_with_files(published, listed))
 
 
-async def delete_package(request: Request, ctx: Context) -> Response:
-    package = await _package(ctx, request)
-    if package.kind in (packages.CANDIDATE, packages.LOGGED_MODEL, packages.MODEL_VERSION):
-        owner = {
-            packages.CANDIDATE: "candidate",
-            packages.LOGGED_MODEL: "logged model",
-            packages.MODEL_VERSION: "model version",
-        }[package.kind]
+_OWNERS = {
+    packages.CANDIDATE: "candidate",
+    packages.LOGGED_MODEL: "logged model",
+    packages.MODEL_VERSION: "model version",
+}
+
+
+@endpoint(
+    "DELETE",
+    PACKAGE,
+    "deletePackage",
+    "Delete a package version",
+    description="Its files go; the version is never reused. A package that holds a candidate's, "
+    "logged model's or model version's files goes with it and cannot be deleted here (409).",
+    params=PackageRef,
+    ok=Reply(204, "Deleted.", media=None),
+    errors={**_NO_PACKAGE, 409: "The package belongs to a candidate, logged model or version."},
+)
+async def delete_package(args: Args[PackageRef, NoBody]) -> Response:
+    ctx = args.ctx
+    package = await _package(ctx, args.params)
+    owner = _OWNERS.get(package.kind)
+    if owner is not None:
         raise Conflict(
             f"Package '{package.name}' version '{package.version}' holds a {owner}'s files; "
             f"it goes with its {owner} and cannot be deleted on its own."
@@ -295,6 +532,19 @@ async def delete_package(request: Request, ctx: Context) -> Response:
         for leftover in pending:
             await _abort(ctx, leftover)
     return Response(status_code=204)
+
+
+ENDPOINTS: tuple[Endpoint[Any, Any], ...] = (
+    list_packages,
+    get_package,
+    delete_package,
+    list_files,
+    upload,
+    download,
+    delete_file,
+    download_archive,
+    publish,
+)
 
 
 async def _abort(ctx: Context, upload: packages.Upload) -> None:

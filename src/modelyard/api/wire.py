@@ -1,22 +1,24 @@
-"""The native API's JSON: responses, and errors as ``{"error": {"code", "message"}}``."""
+"""The native API's wire: JSON responses, errors as ``{"error": {"code", "message"}}``, and
+the Starlette route that runs declared endpoints (one route per path, so that a method the
+path does not have answers 405 with every method it does have in ``Allow``)."""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import orjson
 from starlette.requests import Request
 from starlette.responses import Response
+from starlette.routing import Route
 
-from modelyard.errors import ModelyardError
+from modelyard.api.declare import JSON, Args, Endpoint
+from modelyard.errors import ErrorCode, ModelyardError
 from modelyard.mlflow_api.wire import Context, audited, call
 from modelyard.services import audit
 
-JSON = "application/json"
-
-Page = Callable[[Request, Context], Awaitable[Response]]
-Endpoint = Callable[[Request], Awaitable[Response]]
+#: The native API answers "already exists" as a conflict with the state, not a bad request.
+_STATUS = {ErrorCode.RESOURCE_ALREADY_EXISTS: 409}
 
 
 def respond(payload: dict[str, Any], status: int = 200, **headers: str) -> Response:
@@ -32,37 +34,40 @@ def error(code: str, message: str, status: int, headers: dict[str, str] | None =
     )
 
 
+def status_of(code: ErrorCode) -> int:
+    return _STATUS.get(code, code.http_status)
+
+
 def failure(exc: ModelyardError) -> Response:
-    return error(exc.code.value, exc.message, exc.code.http_status)
+    return error(exc.code.value, exc.message, status_of(exc.code))
 
 
-def _json_body(request: Request) -> dict[str, Any]:
-    """The request's JSON object body if the page has read it (for the audit log)."""
-    raw = getattr(request, "_body", None)
-    if not isinstance(raw, bytes) or not raw or len(raw) > 65536:
-        return {}
-    try:
-        body = orjson.loads(raw)
-    except orjson.JSONDecodeError:
-        return {}
-    return body if isinstance(body, dict) else {}
+async def run(endpoint: Endpoint[Any, Any], request: Request, context: Context) -> Response:
+    """Validate the request against the declaration, run the page, record audited calls."""
+    params = endpoint.parse_params(request)
+    body, raw = await endpoint.parse_body(request)
+    response = await endpoint.page(Args(request, context, params, body, raw))
+    action = audited(request)
+    if action is not None and response.status_code < 400:
+        data: dict[str, Any] = dict(request.path_params)
+        data.update(raw)
+        await call(context, audit.record_call, context, action, data)
+    return response
 
 
-def guarded(page: Page, context_of: Callable[[Request], Context]) -> Endpoint:
-    """Bind a page to the request's context; domain errors become the native error JSON."""
+def route(
+    path: str, endpoints: Sequence[Endpoint[Any, Any]], context_of: Callable[[Request], Context]
+) -> Route:
+    """One route for every endpoint of ``path`` (a GET endpoint also answers HEAD)."""
+    by_method = {e.method: e for e in endpoints}
+    if "GET" in by_method:
+        by_method.setdefault("HEAD", by_method["GET"])
 
-    async def route(request: Request) -> Response:
+    async def handle(request: Request) -> Response:
         try:
-            context = context_of(request)
-            response = await page(request, context)
-            action = audited(request)
-            if action is not None and response.status_code < 400:
-                data: dict[str, Any] = dict(request.path_params)
-                data.update(_json_body(request))
-                await call(context, audit.record_call, context, action, data)
-            return response
+            return await run(by_method[request.method], request, context_of(request))
         except ModelyardError as exc:
             return failure(exc)
 
-    route.__name__ = page.__name__
-    return route
+    handle.__name__ = "_".join(e.page.__name__ for e in endpoints)
+    return Route(path, handle, methods=[e.method for e in endpoints])

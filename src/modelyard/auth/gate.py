@@ -96,12 +96,12 @@ def _host_name(value: str) -> str:
     return value.rsplit(":", 1)[0] if value.count(":") == 1 else value
 
 
-def _native(path: str) -> bool:
+def is_native(path: str) -> bool:
     return path.startswith(policy.NATIVE_FAMILY + "/")
 
 
 def error_body(path: str, code: ErrorCode, message: str) -> bytes:
-    if _native(path):
+    if is_native(path):
         return orjson.dumps({"error": {"code": code.value, "message": message}})
     return orjson.dumps({"error_code": code.value, "message": message})
 

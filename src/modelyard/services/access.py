@@ -25,7 +25,7 @@ from modelyard.db.schema import (
 )
 from modelyard.errors import (
     AlreadyExists,
-    BadRequest,
+    Conflict,
     InvalidParameter,
     NotFound,
     PermissionDenied,
@@ -135,7 +135,7 @@ def delete_project(db: Database, project_id: int, *, actor: str, address: str = 
     """Mark a project deleted: it answers 404 from now on, its tokens stop working, and
     ``modelyard gc`` purges its data and releases its blobs. Its name is free again."""
     if project_id == DEFAULT_PROJECT_ID:
-        raise BadRequest("The default project cannot be deleted.")
+        raise Conflict("The default project cannot be deleted.")
     now = now_ms()
     with db.write() as conn:
         row = conn.execute(select(projects).where(projects.c.id == project_id, _LIVE)).first()
@@ -380,7 +380,7 @@ def _keep_an_owner(conn: Connection, project_id: int, leaving: int) -> None:
         )
     ).scalar_one()
     if project_id != DEFAULT_PROJECT_ID and not others:
-        raise BadRequest("A project keeps at least one owner; appoint another owner first.")
+        raise Conflict("A project keeps at least one owner; appoint another owner first.")
 
 
 # ----------------------------------------------------------------------------------- tokens

@@ -30,8 +30,10 @@ LOGGED_MODEL = "logged_model"
 MODEL_VERSION = "model_version"
 CANDIDATE_VERSION = "0"
 
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,254}$")
-_VERSION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9.+_-]{0,127}$")
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,254}$"
+VERSION_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9.+_-]{0,127}$"
+_NAME = re.compile(NAME_PATTERN)
+_VERSION = re.compile(VERSION_PATTERN)
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,7 +15,7 @@ from modelyard.db.schema import (
     run_tags,
     runs,
 )
-from modelyard.errors import AlreadyExists, InvalidParameter, NotFound
+from modelyard.errors import AlreadyExists, Conflict, InvalidParameter, NotFound
 from modelyard.services import aliases, packages, semver, uploads
 from modelyard.services.aliases import alias_history
 from modelyard.services.paths import safe_path
@@ -121,7 +121,7 @@ def promote_upload(
     held = {(f.path, f.sha256) for f in packages.files(db, staged.id)}
     if not files or held != set(files):
         missing = len(set(files) - held)
-        raise InvalidParameter(
+        raise Conflict(
             f"The upload is incomplete: {missing} of {len(files)} announced files have not "
             f"arrived in package {package!r} (and {len(held - set(files))} others are there); "
             "send them, then create the version."

@@ -107,15 +107,36 @@ _MODEL_ORDER = {
 }
 
 
-def search_models(
-    db: Database,
-    project_id: int,
-    filter_text: str | None,
-    order_by: list[str],
-    max_results: int,
-    token: str | None,
-) -> tuple[list[RegisteredModel], str | None]:
+def _comparisons(node: Node | None) -> list[Comparison]:
+    if node is None:
+        return []
+    if isinstance(node, Comparison):
+        return [node]
+    return [c for item in node.items for c in _comparisons(item)]
+
+
+def model_filter(filter_text: str | None) -> Node | None:
+    """A registered-model filter, parsed and checked whole (not only where a model makes it
+    evaluate a clause): names and tags compared with strings."""
     node = parse_filter(filter_text)
+    for comparison in _comparisons(node):
+        ident = comparison.ident
+        if ident.entity not in ("attribute", "tag") or (
+            ident.entity == "attribute" and ident.key != "name"
+        ):
+            _model_value(RegisteredModel("", 0, 0, ""), ident)  # raises the error
+        if isinstance(comparison.value, float | int):
+            raise InvalidParameter(
+                f"Expected a quoted string, got {comparison.value!r} for '{ident.key}'."
+            )
+    return node
+
+
+def find_models(
+    db: Database, project_id: int, filter_text: str | None, order_by: list[str]
+) -> list[RegisteredModel]:
+    """Every model of the project the filter matches, in order."""
+    node = model_filter(filter_text)
     keys = _check_keys(parse_order_by(order_by), _MODEL_ORDER, "registered models")
     keys.append(OrderKey(Ident("attribute", "name"), False))
     models = [
@@ -129,7 +150,18 @@ def search_models(
             "creation_timestamp": model.creation_time,
         }[key]
 
-    ordered = _sorted(models, keys, value)
+    return _sorted(models, keys, value)
+
+
+def search_models(
+    db: Database,
+    project_id: int,
+    filter_text: str | None,
+    order_by: list[str],
+    max_results: int,
+    token: str | None,
+) -> tuple[list[RegisteredModel], str | None]:
+    ordered = find_models(db, project_id, filter_text, order_by)
     return _page(ordered, max_results, MAX_MODELS, token, fingerprint(filter_text, order_by))
 
 

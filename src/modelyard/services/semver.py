@@ -92,6 +92,8 @@ def from_alias(alias: str) -> tuple[str, SemVer | None, str | None]:
     major, minor, patch, pre = match.groups()
     if patch is not None:
         text = f"{major}.{minor}.{patch}" + (f"-{pre.replace('_', '.')}" if pre else "")
+        if not _SEMVER.match(text):  # v01_0_0 is a name, not a version
+            return "none", None, None
         return "exact", parse(text), None
     if pre:
         return "none", None, None

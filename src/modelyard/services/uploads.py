@@ -9,7 +9,7 @@ import contextlib
 
 from modelyard.blobs import BlobStore, StoredBlob
 from modelyard.db.engine import Database
-from modelyard.errors import InvalidParameter
+from modelyard.errors import Conflict, InvalidParameter
 from modelyard.services import packages
 from modelyard.services.packages import Package
 
@@ -23,7 +23,7 @@ def staging(db: Database, project_id: int, name: str, version: str) -> Package:
     version this way)."""
     found = packages.get(db, project_id, name, version)
     if found.kind != packages.GENERIC:
-        raise InvalidParameter(f"Package {name[:100]!r} is not an upload.")
+        raise Conflict(f"Package {name[:100]!r} is not an upload.")
     return found
 
 
@@ -41,7 +41,7 @@ def assemble(
     wanted = [held.get(part_path(sha256, i)) for i in range(parts)]
     missing = sum(1 for w in wanted if w is None)
     if missing:
-        raise InvalidParameter(
+        raise Conflict(
             f"The upload is incomplete: {missing} of {parts} parts of {path[:300]!r} have not "
             "arrived; send them, then create the version."
         )
