@@ -119,13 +119,28 @@ AliasName = Annotated[
 _SEMVER = (
     f"{_N}\\.{_N}\\.{_N}(?:-{_PRE_ID}(?:\\.{_PRE_ID})*)?(?:\\+[0-9A-Za-z-]+(?:\\.[0-9A-Za-z-]+)*)?"
 )
+_SEMVER_RE = re.compile(_SEMVER)
+_SEMVER_RULE = (
+    "MAJOR.MINOR.PATCH with an optional -prerelease and +build, e.g. 1.4.0 or 2.0.0-rc1."
+)
+
+
+def _semver(text: str) -> str:
+    if not _SEMVER_RE.fullmatch(text):
+        raise ValueError(f"Invalid semantic version {text[:100]!r}: expected {_SEMVER_RULE}")
+    return text
+
+
 Semver = Annotated[
     str,
-    Field(
-        pattern=_anchored(_SEMVER),
-        examples=["1.4.0"],
-        description="A semantic version: MAJOR.MINOR.PATCH with an optional -prerelease and "
-        "+build, e.g. 1.4.0 or 2.0.0-rc1.",
+    AfterValidator(_semver),
+    WithJsonSchema(
+        {
+            "type": "string",
+            "pattern": _anchored(_SEMVER),
+            "description": "A semantic version: " + _SEMVER_RULE,
+            "examples": ["1.4.0"],
+        }
     ),
 ]
 

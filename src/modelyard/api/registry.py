@@ -293,9 +293,7 @@ class Promotion(Input):
         default_factory=list,
         description="With package: the files the upload holds, each with its sha256.",
     )
-    semver: Semver | None = Field(
-        default=None, description="The version's semver; default: the latest one bumped."
-    )
+    semver: Semver | None = None  # default: the latest one bumped
     bump: Bump = "patch"
     description: str = ""
 
