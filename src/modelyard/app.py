@@ -34,7 +34,8 @@ from modelyard.mlflow_api import webhooks as mlflow_webhooks
 from modelyard.mlflow_api.wire import JSON, Context
 from modelyard.services.outbox import Policy
 from modelyard.settings import Settings
-from modelyard.web import login
+from modelyard.web import limits, login
+from modelyard.web.limits import BodyLimits
 from modelyard.webhooks.worker import DeliveryWorker, WorkerSettings
 
 logger = logging.getLogger("modelyard")
@@ -166,6 +167,8 @@ def create_app(settings: Settings, *, database: Database | None = None) -> Starl
     app = Starlette(
         routes=gate_routes(routes, db),
         middleware=[
+            # outermost: also closes connections whose body the gate refused unread
+            Middleware(BodyLimits, db=db, **limits.middleware_options(settings)),
             Middleware(
                 Gate,
                 db=db,

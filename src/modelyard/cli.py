@@ -148,6 +148,34 @@ class StorageGroup(click.Group):
     default=None,
     help="Deliveries each server process sends at once [env MODELYARD_WEBHOOK_SENDERS; 4].",
 )
+@click.option(
+    "--header-timeout",
+    type=float,
+    default=None,
+    help="Seconds a client has to send a request's headers; then 408 "
+    "[env MODELYARD_HEADER_TIMEOUT; 20; 0: no limit].",
+)
+@click.option(
+    "--body-timeout",
+    type=float,
+    default=None,
+    help="Seconds a request body may stall before 408 [env MODELYARD_BODY_TIMEOUT; 60; 0: no "
+    "limit].",
+)
+@click.option(
+    "--max-upload-mib",
+    type=int,
+    default=None,
+    help="Largest request body in MiB; larger ones get 413 [env MODELYARD_MAX_UPLOAD_MIB; "
+    "51200; 0: no limit].",
+)
+@click.option(
+    "--project-quota-mib",
+    type=int,
+    default=None,
+    help="Storage quota of every project in MiB; uploads over it get 413 "
+    "[env MODELYARD_PROJECT_QUOTA_MIB; 0: none].",
+)
 @storage_options
 def server(**options: Any) -> None:
     """Start the server (creating the database on first start)."""
@@ -206,7 +234,10 @@ def db_upgrade(**options: Any) -> None:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
     database = settings.database()
     before = current_revision(database)
-    upgrade(database)
+    try:
+        upgrade(database)
+    except ModelyardError as exc:
+        raise click.ClickException(exc.message) from None
     click.echo(f"schema upgraded: {before or 'empty'} -> {HEAD_REVISION}")
 
 

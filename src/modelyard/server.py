@@ -14,6 +14,7 @@ import uvicorn
 from modelyard.app import create_app
 from modelyard.db.migrate import ensure_schema
 from modelyard.settings import Settings
+from modelyard.web import limits
 
 
 def _bind(settings: Settings, *, reuse_port: bool) -> socket.socket:
@@ -36,7 +37,7 @@ def serve_one(settings: Settings, *, reuse_port: bool = False) -> None:
         log_level=settings.log_level,
         access_log=False,
         loop="uvloop",
-        http="httptools",
+        http=limits.protocol(settings.header_timeout),
         lifespan="on",
         timeout_keep_alive=30,
     )

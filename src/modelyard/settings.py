@@ -120,6 +120,36 @@ class Settings:
             "Seconds a write waits for a busy SQLite database before answering a retryable 503."
         ),
     )
+    header_timeout: float = field(
+        default=20.0,
+        metadata=_meta(
+            "Seconds a connection has to send a request's headers, counted from the request's "
+            "first byte (or from the connection's opening); then it gets 408 and is closed. "
+            "0 means no limit."
+        ),
+    )
+    body_timeout: float = field(
+        default=60.0,
+        metadata=_meta(
+            "Seconds a request body may stall (no byte arriving while the server waits for "
+            "one) before the request gets 408 and nothing of it is kept. 0 means no limit."
+        ),
+    )
+    max_upload_mib: int = field(
+        default=50 * 1024,
+        metadata=_meta(
+            "Largest request body in MiB (an artifact or package file sent through the "
+            "server); larger ones get 413 and nothing of them is kept. 0 means no limit."
+        ),
+    )
+    project_quota_mib: int = field(
+        default=0,
+        metadata=_meta(
+            "Storage quota of every project in MiB: the files of its candidates, logged "
+            "models and packages together (a model version's files are its source's and "
+            "count once). An upload that would go over it gets 413. 0 means no quota."
+        ),
+    )
 
     @property
     def effective_database_url(self) -> str:

@@ -196,18 +196,6 @@ async def _package(ctx: Context, ref: PackageRef) -> Stored:
     return await call(ctx, packages.get, ctx.db, ctx.project_id, ref.name, ref.version)
 
 
-def _ensure(ctx: Context, name: str, version: str) -> Stored:
-    with ctx.db.write() as conn:
-        return packages.ensure(conn, ctx.project_id, name, version, kind=packages.GENERIC)
-
-
-def _published(package: Stored) -> Conflict:
-    return Conflict(
-        f"Package '{package.name}' version '{package.version}' is published; its files "
-        "cannot change."
-    )
-
-
 def _no_file(package: Stored, path: str) -> NotFound:
     return NotFound(
         f"No file '{path[:500]}' in package '{package.name}' version '{package.version}'."
@@ -306,29 +294,36 @@ async def list_files(args: Args[PackageRef, NoBody]) -> Response:
     errors={
         400: "An invalid name, version, path or checksum, or a body whose SHA-256 is not the "
         "one given (nothing is stored).",
-        409: "The package version is published, or the path clashes with a file or folder.",
-        413: "The body is larger than the server accepts.",
+        408: "The body stalled for longer than the server waits (nothing is stored).",
+        409: "The package version is published, or the path clashes with a file or folder, or "
+        "the name is one the server keeps for its own packages (a run id, a logged model id, "
+        "model-<key>).",
+        413: "The body is larger than the server accepts, or would take the project over its "
+        "storage quota (nothing is stored).",
     },
 )
 async def upload(args: Args[Upload, NoBody]) -> Response:
     ctx, ref, request = args.ctx, args.params, args.request
     expected = ref.checksum or ref.sha256
-    package = await call(ctx, _ensure, ctx, ref.name, ref.version)
-    if package.status == packages.PUBLISHED:
-        raise _published(package)
+    await call(ctx, packages.check_writable, ctx.db, ctx.project_id, ref.name, ref.version)
     blob = await store_stream(ctx.store, request.stream())
     if expected is not None and blob.sha256 != expected:
         await call(ctx, ctx.store.delete, blob.location)
         raise packages.digest_mismatch(ref.path, expected, blob)
-    file = await _record(ctx, package, ref.path, blob, media_type_of(request, ref.path))
+    identity = (ref.name, ref.version)
+    file = await _record(ctx, identity, ref.path, blob, media_type_of(request, ref.path))
     return respond(file_json(file), 201)
 
 
 async def _record(
-    ctx: Context, package: Stored, path: str, blob: StoredBlob, media: str
+    ctx: Context, identity: tuple[str, str], path: str, blob: StoredBlob, media: str
 ) -> StoredFile:
+    """The file recorded, its package created with it when new (no empty package is left
+    behind by an upload that fails)."""
     try:
-        file, redundant = await call(ctx, packages.add_file, ctx.db, package.id, path, blob, media)
+        file, redundant = await call(
+            ctx, packages.store_file, ctx.db, ctx.project_id, *identity, path, blob, media
+        )
     except BaseException:
         await call(ctx, ctx.store.delete, blob.location)
         raise
@@ -490,7 +485,10 @@ async def package_archive(ctx: Context, package: Stored, root: str) -> Response:
     description="Its files can no longer change. Publishing twice is harmless.",
     params=PackageRef,
     ok=Reply(200, "The published package.", Package),
-    errors=_NO_PACKAGE,
+    errors={
+        **_NO_PACKAGE,
+        409: "The package holds a candidate's, logged model's or version's files.",
+    },
 )
 async def publish(args: Args[PackageRef, NoBody]) -> Response:
     ctx = args.ctx

@@ -21,9 +21,10 @@ from modelyard.db.dialect import driver_sql
 from modelyard.db.engine import Database
 from modelyard.db.schema import DEFAULT_PROJECT_ID
 from modelyard.errors import Unauthenticated
+from modelyard.services import canonical
 from modelyard.services.entities import now_ms
 
-_PROJECT_BY_NAME = "p.name = ?"
+_PROJECT_BY_NAME = "p.name_key = ?"
 _PROJECT_BY_ID = "p.id = ?"
 
 _BEARER_SQL = """
@@ -135,6 +136,8 @@ class Lookup:
         """``project``: a project name (from the URL) or the default project's id. A token
         sent with Basic credentials must be the named user's (any name for a project token)."""
         by_name = isinstance(project, str)
+        if isinstance(project, str):
+            project = canonical.folded_key(project, "project name")
         if token is not None:
             rows = self._rows(_STATEMENTS[by_name][0], (project, secrets.digest(token)))
             found = token_found(rows[0] if rows else None)

@@ -21,10 +21,14 @@ class Rule:
     audit: str | None = None
     #: HTML form posts are allowed (the handler checks the CSRF token itself)
     forms: bool = False
+    #: the route stores bytes in the project: refused once the project's quota is reached
+    quota: bool = False
 
 
-def _r(capability: Capability, audit: str | None = None, *, forms: bool = False) -> Rule:
-    return Rule(capability, audit, forms)
+def _r(
+    capability: Capability, audit: str | None = None, *, forms: bool = False, quota: bool = False
+) -> Rule:
+    return Rule(capability, audit, forms, quota)
 
 
 MLFLOW_FAMILIES = (
@@ -112,15 +116,15 @@ MLFLOW: dict[tuple[str, str], Rule] = {
     ("GET", "/get-artifact"): _r(C.DOWNLOAD),
     # MLflow's web UI: the datasets of experiments, uploads into a candidate's files
     ("POST", "/experiments/search-datasets"): _r(C.READ),
-    ("POST", "/upload-artifact"): _r(C.WRITE),
+    ("POST", "/upload-artifact"): _r(C.WRITE, quota=True),
 }
 
 ARTIFACTS: dict[tuple[str, str], Rule] = {
-    ("PUT", "/artifacts/{path:anypath}"): _r(C.WRITE),
+    ("PUT", "/artifacts/{path:anypath}"): _r(C.WRITE, quota=True),
     ("GET", "/artifacts/{path:anypath}"): _r(C.DOWNLOAD),
     ("DELETE", "/artifacts/{path:anypath}"): _r(C.WRITE),
     ("GET", "/artifacts"): _r(C.READ),
-    ("POST", "/mpu/create/{path:anypath}"): _r(C.WRITE),
+    ("POST", "/mpu/create/{path:anypath}"): _r(C.WRITE, quota=True),
     ("POST", "/mpu/complete/{path:anypath}"): _r(C.WRITE),
     ("POST", "/mpu/abort/{path:anypath}"): _r(C.WRITE),
     ("GET", "/presigned/{path:anypath}"): _r(C.DOWNLOAD),
@@ -135,7 +139,7 @@ NATIVE: dict[tuple[str, str], Rule] = {
     ("GET", _PACKAGE): _r(C.READ),
     ("DELETE", _PACKAGE): _r(C.MAINTAIN, "package.delete"),
     ("GET", _PACKAGE + "/files"): _r(C.READ),
-    ("PUT", _PACKAGE + "/files/{path:anypath}"): _r(C.WRITE),
+    ("PUT", _PACKAGE + "/files/{path:anypath}"): _r(C.WRITE, quota=True),
     ("GET", _PACKAGE + "/files/{path:anypath}"): _r(C.DOWNLOAD),
     ("DELETE", _PACKAGE + "/files/{path:anypath}"): _r(C.WRITE),
     ("GET", _PACKAGE + "/archive"): _r(C.DOWNLOAD),

@@ -7,15 +7,18 @@ timeout raises :class:`~modelyard.errors.Unavailable` (a retryable 503), never a
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
 from sqlalchemy import Connection, Engine, create_engine, event
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DataError, DBAPIError, IntegrityError
 
-from modelyard.errors import Unavailable
+from modelyard.errors import Conflict, InvalidParameter, Unavailable
+
+log = logging.getLogger(__name__)
 
 DEFAULT_BUSY_TIMEOUT = 15.0
 #: set in ``conn.info`` by a write whose commit others want to hear of (the webhook outbox)
@@ -126,8 +129,22 @@ _BUSY_MARKERS = (
 
 @contextmanager
 def _translate_busy() -> Iterator[None]:
+    """Database errors a request can cause become domain errors: busy → 503 (retry), a
+    unique or other constraint a service did not foresee → 409, a value too long for its
+    column → 400. Nothing a client sends ends as a 500 from here."""
     try:
         yield
+    except IntegrityError as exc:
+        log.warning("Constraint violation answered as a conflict: %s", exc.orig)
+        raise Conflict(
+            "The change conflicts with data already stored (or stored at the same moment); "
+            "nothing was changed."
+        ) from exc
+    except DataError as exc:
+        log.warning("Value refused by the database: %s", exc.orig)
+        raise InvalidParameter(
+            "A value is too long or malformed for where it is stored; nothing was changed."
+        ) from exc
     except DBAPIError as exc:
         text = str(exc.orig if exc.orig is not None else exc).lower()
         if any(marker in text for marker in _BUSY_MARKERS):

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from sqlalchemy import inspect, text
+from sqlalchemy import Connection, inspect, text
 
 from modelyard.db.engine import Database
 from modelyard.errors import ModelyardError
 
-HEAD_REVISION = "0005"
+HEAD_REVISION = "0006"
 _MIGRATIONS = Path(__file__).parent / "migrations"
 
 
@@ -32,9 +32,36 @@ def upgrade(db: Database, revision: str = "head") -> None:
 
     config = Config()
     config.set_main_option("script_location", str(_MIGRATIONS))
-    with db.engine.begin() as conn:
-        config.attributes["connection"] = conn
-        command.upgrade(config, revision)
+    with db.engine.connect() as conn:
+        if db.is_sqlite:
+            # SQLite changes a table by copying it; foreign keys are checked once at the end
+            # instead of during the copy (SQLite's documented procedure). The pragma only
+            # works outside a transaction: it goes to the driver's connection directly.
+            _pragma(conn, "foreign_keys=OFF")
+        try:
+            with conn.begin():
+                config.attributes["connection"] = conn
+                command.upgrade(config, revision)
+                if db.is_sqlite:
+                    _check_foreign_keys(conn)
+        finally:
+            if db.is_sqlite:
+                _pragma(conn, "foreign_keys=ON")
+
+
+def _pragma(conn: Connection, setting: str) -> None:
+    driver = conn.connection.dbapi_connection
+    assert driver is not None
+    driver.execute(f"PRAGMA {setting}")
+
+
+def _check_foreign_keys(conn: Connection) -> None:
+    broken = conn.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
+    if broken:
+        raise ModelyardError(
+            f"The upgrade would leave {len(broken)} rows pointing at missing rows (first: "
+            f"{tuple(broken[0])}); nothing was changed."
+        )
 
 
 def ensure_schema(db: Database) -> None:

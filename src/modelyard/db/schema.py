@@ -22,17 +22,23 @@ metadata = MetaData()
 
 DEFAULT_PROJECT_ID = 1
 DEFAULT_PROJECT_NAME = "default"
+# A name's key (``services.canonical``): what makes two names the same name. Unique indexes
+# are on keys, so names that differ only in case, width or Unicode form, or in an invisible
+# character, cannot name two things.
+KEY_LENGTH = 2000
 
 projects = Table(
     "projects",
     metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),
     Column("name", String(255), nullable=False, unique=True),
+    Column("name_key", String(255), nullable=False),
     Column("created_at", BigInteger, nullable=False),
     # Set when the project is deleted: it answers 404 at once, and gc purges its data.
     Column("deleted_at", BigInteger, nullable=True),
     # The experiment MLflow's id "0" stands for in this project (its "Default" experiment).
     Column("default_experiment_id", Integer, nullable=True),
+    UniqueConstraint("name_key", name="uq_projects_name_key"),
 )
 
 experiments = Table(
@@ -41,11 +47,12 @@ experiments = Table(
     Column("id", Integer, primary_key=True, autoincrement=True),
     Column("project_id", Integer, ForeignKey("projects.id"), nullable=False),
     Column("name", String(500), nullable=False),
+    Column("name_key", String(KEY_LENGTH), nullable=False),
     Column("artifact_location", Text, nullable=True),
     Column("lifecycle_stage", String(32), nullable=False),
     Column("creation_time", BigInteger, nullable=False),
     Column("last_update_time", BigInteger, nullable=False),
-    UniqueConstraint("project_id", "name", name="uq_experiments_project_name"),
+    UniqueConstraint("project_id", "name_key", name="uq_experiments_project_name_key"),
     Index("ix_experiments_project_created", "project_id", "creation_time"),
 )
 
@@ -186,19 +193,25 @@ blobs = Table(
 )
 
 # A named, versioned set of files. A candidate's artifacts form one package (run_pk set).
+# ``kind`` is the package's namespace: the names the server gives the packages of candidates,
+# logged models and model versions are reserved, and the packages API writes only ``generic``
+# packages, so it cannot squat them.
 packages = Table(
     "packages",
     metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),
     Column("project_id", Integer, ForeignKey("projects.id"), nullable=False),
     Column("name", String(255), nullable=False),
+    Column("name_key", String(255), nullable=False),
     Column("version", String(128), nullable=False),
     Column("kind", String(32), nullable=False),
     Column("status", String(16), nullable=False),
     Column("run_pk", Integer, ForeignKey("runs.pk"), nullable=True, unique=True),
     Column("created_at", BigInteger, nullable=False),
     Column("published_at", BigInteger, nullable=True),
-    UniqueConstraint("project_id", "name", "version", name="uq_packages_identity"),
+    UniqueConstraint(
+        "project_id", "kind", "name_key", "version", name="uq_packages_kind_name_version"
+    ),
 )
 
 package_files = Table(
@@ -272,12 +285,13 @@ registered_models = Table(
     Column("id", Integer, primary_key=True, autoincrement=True),
     Column("project_id", Integer, ForeignKey("projects.id"), nullable=False),
     Column("name", String(256), nullable=False),
+    Column("name_key", String(KEY_LENGTH), nullable=False),
     Column("description", Text, nullable=False),
     Column("creation_time", BigInteger, nullable=False),
     Column("last_updated_time", BigInteger, nullable=False),
     Column("next_version", Integer, nullable=False),
     Column("highest_semver", String(128), nullable=True),
-    UniqueConstraint("project_id", "name", name="uq_registered_models_name"),
+    UniqueConstraint("project_id", "name_key", name="uq_registered_models_name_key"),
 )
 registered_model_tags = _owned_key_values(
     "registered_model_tags", "registered_models.id", Integer()
@@ -312,8 +326,10 @@ registered_model_aliases = Table(
     metadata,
     Column("model_pk", Integer, ForeignKey("registered_models.id"), nullable=False),
     Column("alias", String(256), nullable=False),
+    Column("alias_key", String(KEY_LENGTH), nullable=False),
     Column("version", Integer, nullable=False),
     PrimaryKeyConstraint("model_pk", "alias", name="pk_registered_model_aliases"),
+    UniqueConstraint("model_pk", "alias_key", name="uq_registered_model_aliases_key"),
 )
 
 # Every alias move: who, when, from which version to which (None = created / deleted).
@@ -323,11 +339,12 @@ alias_events = Table(
     Column("id", Integer, primary_key=True, autoincrement=True),
     Column("model_pk", Integer, ForeignKey("registered_models.id"), nullable=False),
     Column("alias", String(256), nullable=False),
+    Column("alias_key", String(KEY_LENGTH), nullable=False),
     Column("from_version", Integer, nullable=True),
     Column("to_version", Integer, nullable=True),
     Column("actor", String(256), nullable=False),
     Column("at", BigInteger, nullable=False),
-    Index("ix_alias_events_model_alias_at", "model_pk", "alias", "at"),
+    Index("ix_alias_events_model_alias_key_at", "model_pk", "alias_key", "at"),
 )
 
 Index("ix_metrics_model_id", metrics.c.model_id)

@@ -31,7 +31,7 @@ from modelyard.errors import (
     PermissionDenied,
     Unauthenticated,
 )
-from modelyard.services import audit, experiments
+from modelyard.services import audit, canonical, experiments
 from modelyard.services.entities import now_ms
 
 NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
@@ -68,13 +68,22 @@ def _project(row: Any) -> Project:
 _LIVE = projects.c.deleted_at.is_(None)
 
 
+def project_key(name: str) -> str:
+    """What makes two project names the same: their case is not (``services.canonical``)."""
+    return canonical.folded_key(name, "project name")
+
+
+def _by_name(name: str) -> Any:
+    return projects.c.name_key == project_key(name)
+
+
 def project_id_by_name(conn: Connection, name: str) -> int | None:
-    return conn.execute(select(projects.c.id).where(projects.c.name == name, _LIVE)).scalar()
+    return conn.execute(select(projects.c.id).where(_by_name(name), _LIVE)).scalar()
 
 
 def find_project(db: Database, name: str) -> Project:
     with db.read() as conn:
-        row = conn.execute(select(projects).where(projects.c.name == name, _LIVE)).first()
+        row = conn.execute(select(projects).where(_by_name(name), _LIVE)).first()
     if row is None:
         raise NotFound(f"Project '{name}' does not exist.")
     return _project(row)
@@ -98,10 +107,11 @@ def create_project(
     check_name(name, "project")
     now = now_ms()
     with db.write() as conn:
-        if conn.execute(select(projects.c.id).where(projects.c.name == name)).first():
-            raise AlreadyExists(f"Project '{name}' already exists.")
+        _check_free(conn, name)
         project_id = conn.execute(
-            insert(projects).values(name=name, created_at=now).returning(projects.c.id)
+            insert(projects)
+            .values(name=name, name_key=project_key(name), created_at=now)
+            .returning(projects.c.id)
         ).scalar_one()
         experiments.create_default(conn, project_id, now)
         if owner is not None:
@@ -114,6 +124,18 @@ def create_project(
     return Project(id=project_id, name=name, created_at=now)
 
 
+def _check_free(conn: Connection, name: str, renamed: int | None = None) -> None:
+    row = conn.execute(select(projects.c.id, projects.c.name).where(_by_name(name))).first()
+    if row is None or row.id == renamed:
+        return
+    if row.name == name:
+        raise AlreadyExists(f"Project '{name}' already exists.")
+    raise AlreadyExists(
+        f"Project '{name}' already exists as '{row.name}': project names differ by more than "
+        "their case."
+    )
+
+
 def rename_project(
     db: Database, project_id: int, new_name: str, *, actor: str, address: str = ""
 ) -> Project:
@@ -122,9 +144,12 @@ def rename_project(
         row = conn.execute(select(projects).where(projects.c.id == project_id, _LIVE)).first()
         if row is None:
             raise NotFound(f"Project {project_id} does not exist.")
-        if conn.execute(select(projects.c.id).where(projects.c.name == new_name)).first():
-            raise AlreadyExists(f"Project '{new_name}' already exists.")
-        conn.execute(update(projects).where(projects.c.id == project_id).values(name=new_name))
+        _check_free(conn, new_name, project_id)
+        conn.execute(
+            update(projects)
+            .where(projects.c.id == project_id)
+            .values(name=new_name, name_key=project_key(new_name))
+        )
         audit.record(
             conn, project_id, actor, "project.rename", new_name, {"from": row.name}, address
         )
@@ -141,10 +166,11 @@ def delete_project(db: Database, project_id: int, *, actor: str, address: str = 
         row = conn.execute(select(projects).where(projects.c.id == project_id, _LIVE)).first()
         if row is None:
             raise NotFound(f"Project {project_id} does not exist.")
+        gone = f"{row.name}~deleted~{project_id}"
         conn.execute(
             update(projects)
             .where(projects.c.id == project_id)
-            .values(deleted_at=now, name=f"{row.name}~deleted~{project_id}")
+            .values(deleted_at=now, name=gone, name_key=project_key(gone))
         )
         conn.execute(
             update(tokens)

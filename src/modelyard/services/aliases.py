@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import delete, insert, select
+from sqlalchemy import bindparam, delete, insert, select
 
 from modelyard.db.engine import Database
 from modelyard.db.schema import alias_events, registered_model_aliases
@@ -20,11 +20,20 @@ from modelyard.services.registry import (
     _touch,
     _version_row,
     _versions,
+    alias_key,
     alias_name,
     model_name,
     record_alias_event,
     version_number,
 )
+
+_SAME_ALIAS = (
+    registered_model_aliases.c.model_pk == bindparam("model_pk"),
+    registered_model_aliases.c.alias_key == bindparam("key"),
+)
+_ALIAS = select(registered_model_aliases).where(*_SAME_ALIAS)
+_ALIAS_VERSION = select(registered_model_aliases.c.version).where(*_SAME_ALIAS)
+_DELETE_ALIAS = delete(registered_model_aliases).where(*_SAME_ALIAS)
 
 
 def set_alias(
@@ -42,23 +51,16 @@ def set_alias(
     with db.write() as conn:
         model = _model_row(conn, project_id, name)
         _version_row(conn, model.id, name, number)
-        before = conn.execute(
-            select(registered_model_aliases.c.version).where(
-                registered_model_aliases.c.model_pk == model.id,
-                registered_model_aliases.c.alias == alias,
-            )
-        ).scalar()
-        registry_events.alias_set(conn, project_id, name, alias, number)
+        key = alias_key(alias)
+        before = conn.execute(_ALIAS_VERSION, {"model_pk": model.id, "key": key}).scalar()
+        registry_events.alias_set(conn, project_id, model.name, alias, number)
         if before == number:
             return
+        conn.execute(_DELETE_ALIAS, {"model_pk": model.id, "key": key})
         conn.execute(
-            delete(registered_model_aliases).where(
-                registered_model_aliases.c.model_pk == model.id,
-                registered_model_aliases.c.alias == alias,
+            insert(registered_model_aliases).values(
+                model_pk=model.id, alias=alias, alias_key=key, version=number
             )
-        )
-        conn.execute(
-            insert(registered_model_aliases).values(model_pk=model.id, alias=alias, version=number)
         )
         record_alias_event(conn, model.id, alias, before, number, actor, now)
         _touch(conn, model.id, now)
@@ -71,22 +73,13 @@ def delete_alias(
     now = now_ms()
     with db.write() as conn:
         model = _model_row(conn, project_id, name)
-        before = conn.execute(
-            select(registered_model_aliases.c.version).where(
-                registered_model_aliases.c.model_pk == model.id,
-                registered_model_aliases.c.alias == (alias or ""),
-            )
-        ).scalar()
-        if before is None:
+        key = {"model_pk": model.id, "key": alias_key(alias or "")}
+        found = conn.execute(_ALIAS, key).first()
+        if found is None:
             raise NotFound(f"Registered model alias {alias} not found.")
-        conn.execute(
-            delete(registered_model_aliases).where(
-                registered_model_aliases.c.model_pk == model.id,
-                registered_model_aliases.c.alias == alias,
-            )
-        )
-        record_alias_event(conn, model.id, alias or "", before, None, actor, now)
-        registry_events.alias_deleted(conn, project_id, name, alias or "")
+        conn.execute(_DELETE_ALIAS, key)
+        record_alias_event(conn, model.id, found.alias, found.version, None, actor, now)
+        registry_events.alias_deleted(conn, project_id, model.name, found.alias)
         _touch(conn, model.id, now)
 
 
@@ -106,12 +99,8 @@ def lookup(db: Database, project_id: int, name: str | None, ref: str) -> ModelVe
     name = model_name(name)
     with db.read() as conn:
         model = _model_row(conn, project_id, name)
-        number = conn.execute(
-            select(registered_model_aliases.c.version).where(
-                registered_model_aliases.c.model_pk == model.id,
-                registered_model_aliases.c.alias == ref,
-            )
-        ).scalar()
+        key = {"model_pk": model.id, "key": alias_key(ref)}
+        number = conn.execute(_ALIAS_VERSION, key).scalar()
         if number is not None:
             return _versions(conn, BY_NUMBER, (model.id, number), {model.id: model.name})[0]
         versions = _versions(conn, BY_MODEL, (model.id,), {model.id: model.name})
@@ -146,7 +135,7 @@ def alias_history(
             .order_by(alias_events.c.at, alias_events.c.id)
         )
         if alias:
-            query = query.where(alias_events.c.alias == alias)
+            query = query.where(alias_events.c.alias_key == alias_key(alias))
         return [
             {
                 "alias": r.alias,

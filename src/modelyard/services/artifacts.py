@@ -127,11 +127,6 @@ def _model_target_for_write(
                 LOGGED_MODEL_VERSION,
                 kind=packages.LOGGED_MODEL,
             )
-            if package.kind != packages.LOGGED_MODEL:
-                raise Conflict(
-                    f"Package '{model_id}' version '{LOGGED_MODEL_VERSION}' exists "
-                    "and does not hold a logged model's files."
-                )
     return Target(package, inner, "", uri, model_id)
 
 
@@ -168,8 +163,10 @@ def _version_target(db: Database, project_id: int, path: str) -> Target | None:
     if len(parts) < 3 or not parts[1].isdigit() or not parts[2].isdigit():
         return None
     with db.read() as conn:
-        package = packages.find(conn, project_id, f"model-{parts[1]}", parts[2])
-    if package is None or package.kind != packages.MODEL_VERSION:
+        package = packages.find(
+            conn, project_id, f"model-{parts[1]}", parts[2], packages.MODEL_VERSION
+        )
+    if package is None:
         raise NotFound(f"No such model version files: '{path[:200]}'")
     return Target(package, parts[3] if len(parts) == 4 else "", "", "")
 

@@ -20,7 +20,7 @@ from modelyard.db.schema import (
     runs,
 )
 from modelyard.errors import AlreadyExists, InvalidParameter, NotFound
-from modelyard.services import validation
+from modelyard.services import canonical, validation
 from modelyard.services.entities import Experiment, Page, now_ms
 from modelyard.services.search import experiments as compile_experiments
 from modelyard.services.search import sql
@@ -48,7 +48,7 @@ def create(
     artifact_location: str | None = None,
     tags: dict[str, str] | None = None,
 ) -> int:
-    name = validation.experiment_name(name)
+    name = _checked_name(name)
     if artifact_location:
         raise InvalidParameter(
             "modelyard chooses every artifact location itself (mlflow-artifacts:/<experiment "
@@ -57,18 +57,16 @@ def create(
     checked_tags = {k: _tag_value(k, v) for k, v in (tags or {}).items()}
     now = now_ms()
     with db.write() as conn:
-        if conn.execute(
-            select(experiments.c.id).where(
-                experiments.c.project_id == project_id, experiments.c.name == name
-            )
-        ).first():
-            raise _duplicate(name)
+        existing = conn.execute(_BY_NAME, {"key": key(name), "project_id": project_id}).first()
+        if existing is not None:
+            raise _duplicate(name, existing.name)
         try:
             new_id = conn.execute(
                 insert(experiments)
                 .values(
                     project_id=project_id,
                     name=name,
+                    name_key=key(name),
                     lifecycle_stage=ACTIVE,
                     creation_time=now,
                     last_update_time=now,
@@ -90,8 +88,22 @@ def create(
     return int(new_id)
 
 
-def _duplicate(name: str) -> AlreadyExists:
-    return AlreadyExists(f"Experiment(name={name}) already exists.")
+def key(name: str) -> str:
+    """What makes two experiment names the same (``services.canonical``)."""
+    return canonical.normalized_key(name, "experiment name")
+
+
+def _checked_name(name: str | None) -> str:
+    return canonical.check_visible(validation.experiment_name(name), "experiment name")
+
+
+def _duplicate(name: str, existing: str | None = None) -> AlreadyExists:
+    if existing is None or existing == name:
+        return AlreadyExists(f"Experiment(name={name}) already exists.")
+    return AlreadyExists(
+        f"Experiment(name={name}) already exists as {existing!r}: names that differ only in "
+        "Unicode form or in invisible characters are the same name."
+    )
 
 
 def _tag_value(key: str, value: str | None) -> str:
@@ -115,7 +127,7 @@ def _from_row(row: Row[Any], tags: dict[str, str]) -> Experiment:
 
 _IN_PROJECT = experiments.c.project_id == bindparam("project_id")
 _BY_ID = select(experiments).where(experiments.c.id == bindparam("id"), _IN_PROJECT)
-_BY_NAME = select(experiments).where(experiments.c.name == bindparam("name"), _IN_PROJECT)
+_BY_NAME = select(experiments).where(experiments.c.name_key == bindparam("key"), _IN_PROJECT)
 _TAGS_OF = select(experiment_tags).where(
     experiment_tags.c.experiment_id.in_(bindparam("ids", expanding=True))
 )
@@ -147,6 +159,7 @@ def create_default(conn: Connection, project_id: int, now: int) -> int:
         .values(
             project_id=project_id,
             name="Default",
+            name_key=key("Default"),
             lifecycle_stage=ACTIVE,
             creation_time=now,
             last_update_time=now,
@@ -184,7 +197,7 @@ def get_by_name(db: Database, project_id: int, name: str | None) -> Experiment:
     if not name:
         raise InvalidParameter("Missing value for required parameter 'experiment_name'.")
     with db.read() as conn:
-        row = conn.execute(_BY_NAME, {"name": name, "project_id": project_id}).first()
+        row = conn.execute(_BY_NAME, {"key": key(name), "project_id": project_id}).first()
         if row is None:
             raise NotFound(f"Could not find experiment with name '{name}'")
         return _from_row(row, _tags_of(conn, [row.id])[row.id])
@@ -228,24 +241,18 @@ def search(
 
 def rename(db: Database, project_id: int, experiment_id: str | None, new_name: str | None) -> None:
     number = validation.experiment_id(experiment_id)
-    name = validation.experiment_name(new_name)
+    name = _checked_name(new_name)
     with db.write() as conn:
         row = load_row(conn, project_id, number)
         if row.lifecycle_stage != ACTIVE:
             raise InvalidParameter("Cannot rename a non-active experiment.")
-        clash = conn.execute(
-            select(experiments.c.id).where(
-                experiments.c.project_id == project_id,
-                experiments.c.name == name,
-                experiments.c.id != number,
-            )
-        ).first()
-        if clash:
-            raise _duplicate(name)
+        clash = conn.execute(_BY_NAME, {"key": key(name), "project_id": project_id}).first()
+        if clash is not None and clash.id != row.id:
+            raise _duplicate(name, clash.name)
         conn.execute(
             update(experiments)
-            .where(experiments.c.id == number)
-            .values(name=name, last_update_time=now_ms())
+            .where(experiments.c.id == row.id)
+            .values(name=name, name_key=key(name), last_update_time=now_ms())
         )
 
 

@@ -173,7 +173,9 @@ def _purge_logged_models(db: Database, store: BlobStore, cutoff_ms: int, report:
 def _purge_logged_model(
     conn: Connection, project_id: int, model_id: str
 ) -> list[package_service.Upload]:
-    package = package_service.find(conn, project_id, model_id, LOGGED_MODEL_VERSION)
+    package = package_service.find(
+        conn, project_id, model_id, LOGGED_MODEL_VERSION, package_service.LOGGED_MODEL
+    )
     pending = [] if package is None else package_service.purge_package(conn, package.id)
     for table in (logged_model_tags, logged_model_params):
         conn.execute(delete(table).where(table.c.owner == model_id))

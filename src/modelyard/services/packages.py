@@ -19,6 +19,7 @@ from modelyard.db.dialect import driver_rows
 from modelyard.db.engine import Database
 from modelyard.db.schema import blobs, package_files, packages, uploads
 from modelyard.errors import Conflict, DigestInvalid, InvalidParameter, NotFound
+from modelyard.services import canonical
 from modelyard.services.entities import now_ms
 
 OPEN = "open"
@@ -34,6 +35,13 @@ NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,254}$"
 VERSION_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9.+_-]{0,127}$"
 _NAME = re.compile(NAME_PATTERN)
 _VERSION = re.compile(VERSION_PATTERN)
+# The names the server gives its own packages (by their key): a model version's files
+# (model-<model key>), a candidate's (its run id) and a logged model's (its id).
+_RESERVED = (
+    (re.compile(r"model-[0-9]+"), MODEL_VERSION, "a model version's files"),
+    (re.compile(r"[0-9a-f]{32}"), CANDIDATE, "a candidate's files (its run id)"),
+    (re.compile(r"m-[0-9a-f]{32}"), LOGGED_MODEL, "a logged model's files (its id)"),
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +49,7 @@ class Package:
     id: int
     project_id: int
     name: str
+    name_key: str
     version: str
     kind: str
     status: str
@@ -95,6 +104,24 @@ def check_name(name: str, version: str) -> None:
         )
 
 
+_STORED = (
+    select(func.coalesce(func.sum(package_files.c.size), 0))
+    .join(packages, packages.c.id == package_files.c.package_id)
+    .where(
+        packages.c.project_id == bindparam("project_id"),
+        packages.c.kind != MODEL_VERSION,
+        packages.c.status != DELETED,
+    )
+)
+
+
+def stored_bytes(db: Database, project_id: int) -> int:
+    """The size of the project's files, as its storage quota counts them: every file of its
+    candidates, logged models and packages; a model version's files are its source's."""
+    with db.read() as conn:
+        return int(conn.execute(_STORED, {"project_id": project_id}).scalar_one())
+
+
 def digest_mismatch(path: str, expected: str, blob: StoredBlob) -> DigestInvalid:
     """The error for an upload whose bytes do not hash to the checksum sent with them."""
     return DigestInvalid(
@@ -103,11 +130,43 @@ def digest_mismatch(path: str, expected: str, blob: StoredBlob) -> DigestInvalid
     )
 
 
-def find(conn: Connection, project_id: int, name: str, version: str) -> Package | None:
+def key(name: str) -> str:
+    """What makes two package names the same: not their case (``services.canonical``)."""
+    return canonical.folded_key(name, "package name")
+
+
+def kind_of(name: str) -> str:
+    """The kind of the packages a name can belong to. Each kind is a namespace; names of the
+    server's own kinds are reserved, so a name read through the packages API always means one
+    package, and the packages API can never write one of the server's packages."""
+    folded = key(name)
+    for pattern, kind, _what in _RESERVED:
+        if pattern.fullmatch(folded):
+            return kind
+    return GENERIC
+
+
+def check_generic(name: str) -> None:
+    """Refuse a name the server keeps for its own packages (for packages API writes)."""
+    folded = key(name)
+    for pattern, _kind, what in _RESERVED:
+        if pattern.fullmatch(folded):
+            raise Conflict(
+                f"The package name {name[:300]!r} is reserved: names of this form hold "
+                f"{what}, which only the server writes. Choose another name."
+            )
+
+
+def find(
+    conn: Connection, project_id: int, name: str, version: str, kind: str = GENERIC
+) -> Package | None:
+    """The package of that name and version among those of ``kind``: each kind is a
+    namespace of its own, and the packages API only ever names ``generic`` ones."""
     row = conn.execute(
         select(packages).where(
             packages.c.project_id == project_id,
-            packages.c.name == name,
+            packages.c.kind == kind,
+            packages.c.name_key == key(name),
             packages.c.version == version,
         )
     ).first()
@@ -115,8 +174,9 @@ def find(conn: Connection, project_id: int, name: str, version: str) -> Package 
 
 
 def get(db: Database, project_id: int, name: str, version: str) -> Package:
+    """The package a name means in the packages API (see ``kind_of``)."""
     with db.read() as conn:
-        package = find(conn, project_id, name, version)
+        package = find(conn, project_id, name, version, kind_of(name))
     if package is None or package.status == DELETED:
         raise NotFound(f"Package '{name}' version '{version}' not found.")
     return package
@@ -152,7 +212,7 @@ def list_packages(
         .offset(offset)
     )
     if name is not None:
-        query = query.where(packages.c.name == name)
+        query = query.where(packages.c.name_key == key(name))
     with db.read() as conn:
         rows = conn.execute(query).all()
     width = len(packages.c)
@@ -169,7 +229,7 @@ def ensure(
     run_pk: int | None = None,
 ) -> Package:
     """The package, created (open) when it does not exist yet. Call inside a write."""
-    package = find(conn, project_id, name, version)
+    package = find(conn, project_id, name, version, kind)
     if package is None:
         now = now_ms()
         try:
@@ -178,6 +238,7 @@ def ensure(
                     insert(packages).values(
                         project_id=project_id,
                         name=name,
+                        name_key=key(name),
                         version=version,
                         kind=kind,
                         status=OPEN,
@@ -187,7 +248,7 @@ def ensure(
                 )
         except IntegrityError:
             pass  # created by a concurrent writer
-        package = find(conn, project_id, name, version)
+        package = find(conn, project_id, name, version, kind)
         assert package is not None
     if package.status == DELETED:
         raise Conflict(
@@ -267,31 +328,70 @@ def add_file(
 ) -> tuple[PackageFile, str | None]:
     """Record ``blob`` as the file at ``path``. Returns the file and the location of a
     now-redundant copy of the bytes (the caller deletes it after this returns), if any."""
-    now = now_ms()
-    key = {"package_id": package_id, "path": path}
     with db.write() as conn:
-        row = conn.execute(_PACKAGE_BY_ID, key).first()
+        row = conn.execute(_PACKAGE_BY_ID, {"package_id": package_id}).first()
         if row is None:
             raise NotFound("The package no longer exists.")
         _writable(_package(row))
-        _check_no_clash(conn, package_id, path)
-        location = conn.execute(
-            _UPSERT_BLOB,
-            {"sha256": blob.sha256, "size": blob.size, "location": blob.location, "now": now},
-        ).scalar_one()
-        old = conn.execute(_OLD_SHA, key).scalar()
-        values = {
-            **key,
-            "sha256": blob.sha256,
-            "size": blob.size,
-            "media_type": media_type,
-            "created_at": now,
-        }
-        if old is None:
-            conn.execute(_INSERT_FILE, values)
-        else:
-            conn.execute(_UPDATE_FILE, {**values, "key_package_id": package_id, "key_path": path})
-            _release(conn, [old])
+        return _add_file(conn, package_id, path, blob, media_type)
+
+
+def store_file(
+    db: Database,
+    project_id: int,
+    name: str,
+    version: str,
+    path: str,
+    blob: StoredBlob,
+    media_type: str,
+) -> tuple[PackageFile, str | None]:
+    """``add_file`` into the packages API's package ``name``/``version``, created (open) in
+    the same transaction when it does not exist yet: an upload that fails leaves no package
+    behind."""
+    check_generic(name)
+    with db.write() as conn:
+        package = ensure(conn, project_id, name, version)
+        _writable(package)
+        return _add_file(conn, package.id, path, blob, media_type)
+
+
+def check_writable(db: Database, project_id: int, name: str, version: str) -> None:
+    """Refuse, before any byte is received, an upload into a published or deleted version or
+    into a package name the server keeps for its own packages."""
+    check_generic(name)
+    with db.read() as conn:
+        package = find(conn, project_id, name, version)
+    if package is not None:
+        if package.status == DELETED:
+            raise Conflict(
+                f"Package '{name}' version '{version}' was deleted; a version is never reused."
+            )
+        _writable(package)
+
+
+def _add_file(
+    conn: Connection, package_id: int, path: str, blob: StoredBlob, media_type: str
+) -> tuple[PackageFile, str | None]:
+    now = now_ms()
+    key = {"package_id": package_id, "path": path}
+    _check_no_clash(conn, package_id, path)
+    location = conn.execute(
+        _UPSERT_BLOB,
+        {"sha256": blob.sha256, "size": blob.size, "location": blob.location, "now": now},
+    ).scalar_one()
+    old = conn.execute(_OLD_SHA, key).scalar()
+    values = {
+        **key,
+        "sha256": blob.sha256,
+        "size": blob.size,
+        "media_type": media_type,
+        "created_at": now,
+    }
+    if old is None:
+        conn.execute(_INSERT_FILE, values)
+    else:
+        conn.execute(_UPDATE_FILE, {**values, "key_package_id": package_id, "key_path": path})
+        _release(conn, [old])
     redundant = None if location == blob.location else blob.location
     file = PackageFile(path, blob.sha256, blob.size, media_type, now, location)
     return file, redundant
@@ -397,7 +497,13 @@ def _delete_files(conn: Connection, package_id: int, path: str) -> int:
 
 
 def publish(db: Database, package: Package) -> Package:
-    """Freeze the package: its files can no longer change. Publishing twice is harmless."""
+    """Freeze the package: its files can no longer change. Publishing twice is harmless. The
+    server's own packages are published (or left open) by the server alone."""
+    if package.kind != GENERIC:
+        raise Conflict(
+            f"Package '{package.name}' version '{package.version}' holds the server's own "
+            "files; only the server publishes it."
+        )
     with db.write() as conn:
         conn.execute(
             update(packages)
@@ -476,6 +582,7 @@ def create_published(
             {
                 "project_id": project_id,
                 "name": name,
+                "name_key": key(name),
                 "version": version,
                 "kind": kind,
                 "status": PUBLISHED,

@@ -31,7 +31,7 @@ from modelyard.db.schema import (
 )
 from modelyard.db.schema import packages as package_rows
 from modelyard.errors import AlreadyExists, InvalidParameter, NotFound
-from modelyard.services import artifacts, packages, registry_events, semver
+from modelyard.services import artifacts, canonical, limits, packages, registry_events, semver
 from modelyard.services import logged_models as logged_model_service
 from modelyard.services.entities import now_ms
 from modelyard.services.paths import safe_path
@@ -92,20 +92,45 @@ def model_name(name: str | None) -> str:
     return name
 
 
+def new_model_name(name: str | None) -> str:
+    """A name for a model being created or renamed: visible characters only."""
+    return canonical.check_visible(model_name(name), "model name")
+
+
+def model_key(name: str) -> str:
+    """What makes two model names the same (``services.canonical``)."""
+    return canonical.folded_key(name, "model name")
+
+
+def alias_key(alias: str) -> str:
+    return canonical.folded_key(alias, "alias name")
+
+
 def alias_name(alias: str | None) -> str:
     if not alias or not _ALIAS.match(alias):
         raise InvalidParameter(
             f"Invalid alias name {str(alias)[:300]!r}: use letters, digits, '_' and '-' "
             "(at most 255 characters)."
         )
-    if alias.lower() == "latest":
+    canonical.check_visible(alias, "alias name")
+    key = alias_key(alias)
+    if key == "latest":
         raise InvalidParameter("Alias name 'latest' is reserved.")
-    if re.fullmatch(r"v\d+", alias) or semver.from_alias(alias)[0] != "none":
+    if re.fullmatch(r"v\d+", key) or semver.from_alias(key)[0] != "none":
         raise InvalidParameter(
             f"Version alias name '{alias}' is reserved: v<number> aliases name versions "
             "(v3 is version 3, v1_4_0 is semver 1.4.0)."
         )
     return alias
+
+
+def model_description(value: str | None) -> str:
+    """A model's description, which is also its model card."""
+    return limits.text(value, limits.MODEL_DESCRIPTION, "The model's description (its card)")
+
+
+def version_description(value: str | None) -> str:
+    return limits.text(value, limits.VERSION_DESCRIPTION, "The version's description")
 
 
 def stage_name(stage: str | None) -> str:
@@ -145,12 +170,17 @@ def _missing_model(name: str) -> NotFound:
 
 _MODEL_BY_NAME = select(registered_models).where(
     registered_models.c.project_id == bindparam("project_id"),
-    registered_models.c.name == bindparam("name"),
+    registered_models.c.name_key == bindparam("key"),
 )
 
 
+def find_model_row(conn: Connection, project_id: int, name: str) -> Row[Any] | None:
+    """The model whose name is ``name`` or the same name spelled otherwise."""
+    return conn.execute(_MODEL_BY_NAME, {"project_id": project_id, "key": model_key(name)}).first()
+
+
 def _model_row(conn: Connection, project_id: int, name: str) -> Row[Any]:
-    row = conn.execute(_MODEL_BY_NAME, {"project_id": project_id, "name": name}).first()
+    row = find_model_row(conn, project_id, name)
     if row is None:
         raise _missing_model(name)
     return row
@@ -316,8 +346,9 @@ def _touch(conn: Connection, model_pk: int, now: int) -> None:
 def create_model(
     db: Database, project_id: int, name: str | None, tags: list[tuple[str, str]], description: str
 ) -> RegisteredModel:
-    name = model_name(name)
+    name = new_model_name(name)
     checked = [tag(k, v) for k, v in tags]
+    description = model_description(description)
     now = now_ms()
     with db.write() as conn:
         try:
@@ -327,6 +358,7 @@ def create_model(
                     .values(
                         project_id=project_id,
                         name=name,
+                        name_key=model_key(name),
                         description=description or "",
                         creation_time=now,
                         last_updated_time=now,
@@ -335,7 +367,7 @@ def create_model(
                     .returning(registered_models.c.id)
                 ).scalar_one()
         except IntegrityError:
-            raise AlreadyExists(f"Registered Model (name={name}) already exists.") from None
+            raise _model_exists(conn, project_id, name) from None
         if checked:
             conn.execute(
                 insert(registered_model_tags),
@@ -343,6 +375,16 @@ def create_model(
             )
         registry_events.model_created(conn, project_id, name, dict(checked), description or "")
         return _models(conn, [_model_row(conn, project_id, name)])[0]
+
+
+def _model_exists(conn: Connection, project_id: int, name: str) -> AlreadyExists:
+    existing = find_model_row(conn, project_id, name)
+    if existing is None or existing.name == name:
+        return AlreadyExists(f"Registered Model (name={name}) already exists.")
+    return AlreadyExists(
+        f"Registered Model (name={name}) already exists as {existing.name!r}: names that "
+        "differ only in case, width, Unicode form or invisible characters are the same name."
+    )
 
 
 def get_model(db: Database, project_id: int, name: str | None) -> RegisteredModel:
@@ -354,7 +396,7 @@ def get_model(db: Database, project_id: int, name: str | None) -> RegisteredMode
 def rename_model(
     db: Database, project_id: int, name: str | None, new_name: str | None
 ) -> RegisteredModel:
-    name, new_name = model_name(name), model_name(new_name)
+    name, new_name = model_name(name), new_model_name(new_name)
     with db.write() as conn:
         row = _model_row(conn, project_id, name)
         try:
@@ -362,10 +404,12 @@ def rename_model(
                 conn.execute(
                     update(registered_models)
                     .where(registered_models.c.id == row.id)
-                    .values(name=new_name, last_updated_time=now_ms())
+                    .values(
+                        name=new_name, name_key=model_key(new_name), last_updated_time=now_ms()
+                    )
                 )
         except IntegrityError:
-            raise AlreadyExists(f"Registered Model (name={new_name}) already exists.") from None
+            raise _model_exists(conn, project_id, new_name) from None
         return _models(conn, [_model_row(conn, project_id, new_name)])[0]
 
 
@@ -373,6 +417,7 @@ def update_model(
     db: Database, project_id: int, name: str | None, description: str
 ) -> RegisteredModel:
     name = model_name(name)
+    description = model_description(description)
     with db.write() as conn:
         row = _model_row(conn, project_id, name)
         conn.execute(
@@ -478,7 +523,7 @@ def get_version(
 def versions_of(db: Database, project_id: int, name: str) -> list[ModelVersion]:
     """The live versions of one model (none when there is no such model)."""
     with db.read() as conn:
-        row = conn.execute(_MODEL_BY_NAME, {"project_id": project_id, "name": name}).first()
+        row = find_model_row(conn, project_id, name)
         if row is None:
             return []
         return _versions(conn, BY_MODEL, (row.id,), {row.id: row.name})
@@ -581,7 +626,9 @@ def _logged_model_source(conn: Connection, project_id: int, model_id: str) -> _S
     model = conn.execute(_LOGGED_MODEL, {"model_id": model_id, "project_id": project_id}).first()
     if model is None:
         raise NotFound(f"Logged model with ID '{model_id}' not found.")
-    package = packages.find(conn, project_id, model_id, artifacts.LOGGED_MODEL_VERSION)
+    package = packages.find(
+        conn, project_id, model_id, artifacts.LOGGED_MODEL_VERSION, packages.LOGGED_MODEL
+    )
     return _Source(model.source_run_id, model_id, package.id if package else None, "")
 
 
@@ -623,6 +670,9 @@ def create_version(
     name = model_name(name)
     if not source:
         raise InvalidParameter("Missing value for required parameter 'source'.")
+    limits.text(source, limits.VERSION_URI, "The version's source")
+    run_link = limits.text(run_link, limits.VERSION_URI, "The version's run link")
+    description = version_description(description)
     checked = dict(tag(k, v) for k, v in tags)
     wanted = checked.pop(SEMVER_TAG, None) or semantic_version
     now = now_ms()
@@ -706,6 +756,7 @@ def update_version(
 ) -> ModelVersion:
     name = model_name(name)
     number = version_number(version)
+    description = version_description(description)
     with db.write() as conn:
         model = _model_row(conn, project_id, name)
         row = _version_row(conn, model.id, name, number)
@@ -734,7 +785,7 @@ def delete_version(
             )
         ).all():
             record_alias_event(conn, model.id, alias, number, None, actor, now)
-            registry_events.alias_deleted(conn, project_id, name, alias)
+            registry_events.alias_deleted(conn, project_id, model.name, alias)
         conn.execute(
             delete(registered_model_aliases).where(
                 registered_model_aliases.c.model_pk == model.id,
@@ -810,7 +861,7 @@ def set_version_tag(
             )
         )
         conn.execute(insert(model_version_tags).values(owner=row.id, key=key, value=value))
-        registry_events.tag_set(conn, project_id, name, number, key, value)
+        registry_events.tag_set(conn, project_id, model.name, number, key, value)
 
 
 def delete_version_tag(
@@ -828,7 +879,7 @@ def delete_version_tag(
         ).rowcount
         if not deleted:
             raise NotFound(f"No tag with name: {key} in model version {name} {number}.")
-        registry_events.tag_deleted(conn, project_id, name, number, key or "")
+        registry_events.tag_deleted(conn, project_id, model.name, number, key or "")
 
 
 # ---------------------------------------------------------------- alias events
@@ -847,6 +898,7 @@ def record_alias_event(
         insert(alias_events).values(
             model_pk=model_pk,
             alias=alias,
+            alias_key=alias_key(alias),
             from_version=before,
             to_version=after,
             actor=actor,

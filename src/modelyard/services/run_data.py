@@ -206,8 +206,10 @@ def log_inputs(
     checked = validation.run_id(run_id)
     for item in dataset_inputs:
         _check_dataset(item.dataset)
-        for key in item.tags:
+        for key, value in item.tags.items():
             validation.key(key, "Input tag")
+            validation.bounded(key, validation.MAX_INPUT_TAG_KEY_LENGTH, "Input tag key")
+            validation.bounded(value, validation.MAX_INPUT_TAG_VALUE_LENGTH, "Input tag value")
     with db.write() as conn:
         run = run_service.load_active(conn, project_id, checked)
         for item in dataset_inputs:

@@ -22,7 +22,7 @@ from modelyard.db.schema import (
 )
 from modelyard.errors import InvalidParameter, NotFound
 from modelyard.services import experiments as experiment_service
-from modelyard.services import validation
+from modelyard.services import limits, validation
 from modelyard.services.entities import (
     Dataset,
     DatasetInput,
@@ -101,6 +101,7 @@ def create(
         run_name or tagged_name or candidate_name(), validation.MAX_RUN_NAME_LENGTH, "Run name"
     )
     checked[RUN_NAME_TAG] = name
+    user_id = limits.text(user_id, limits.USER_ID, "The candidate's user_id")
     run_id = uuid.uuid4().hex
     with db.write() as conn:
         experiment = experiment_service.load_row(conn, project_id, number)

@@ -26,6 +26,8 @@ MAX_DATASET_SOURCE_LENGTH = 65535
 MAX_DATASET_SCHEMA_LENGTH = 1_048_575
 MAX_DATASET_PROFILE_LENGTH = 16384
 MAX_SHOWN_VALUE = 200  # characters of a bad value quoted in an error message
+MAX_INPUT_TAG_KEY_LENGTH = 255
+MAX_INPUT_TAG_VALUE_LENGTH = 500
 
 _KEY_RE = re.compile(r"^[/\w.\- :]*$")
 _RUN_ID_RE = re.compile(r"^[a-zA-Z0-9][\w\-]{0,255}$")
