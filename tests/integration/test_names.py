@@ -292,7 +292,7 @@ def test_project_and_package_names_ignore_case(yard: Yard, team: Team) -> None:
     upper = f"Proj-{uuid.uuid4().hex[:6]}"
     yard.project(upper)
     clash = yard.request("POST", f"{NATIVE}/projects", yard.admin, json={"name": upper.lower()})
-    assert clash.status_code == 400, clash.text
+    assert clash.status_code == 409, clash.text
     assert error_code(clash) == "RESOURCE_ALREADY_EXISTS"
     assert upper in error_message(clash)
     # the tracking URI works in either case
