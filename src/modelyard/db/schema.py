@@ -406,6 +406,18 @@ sessions = Table(
     Index("ix_sessions_user", "user_id"),
 )
 
+# Sign-in attempts per (user name, client address) in the current window, shared by every
+# server process on the database (web/login.py, services/throttle.py).
+login_attempts = Table(
+    "login_attempts",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("address", String(64), primary_key=True),
+    Column("attempts", Integer, nullable=False),
+    Column("window_start", BigInteger, nullable=False),
+    Index("ix_login_attempts_window", "window_start"),
+)
+
 # Who changed the registry or access, when, what and from where. Kept when a project is purged.
 audit_events = Table(
     "audit_events",

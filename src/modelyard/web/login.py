@@ -4,7 +4,6 @@ and a CSRF token per session; the form itself is protected by a double-submit co
 from __future__ import annotations
 
 import hmac
-import time
 from collections.abc import Callable
 from html import escape
 from typing import Any
@@ -20,40 +19,10 @@ from modelyard.auth.gate import PRINCIPAL, SESSION_COOKIE
 from modelyard.auth.roles import Principal
 from modelyard.db.engine import Database
 from modelyard.errors import Unauthenticated
-from modelyard.services import access
+from modelyard.services import access, throttle
 
 LOGIN_CSRF_COOKIE = "modelyard_login_csrf"
 MAX_FORM_BYTES = 16 * 1024
-MAX_FAILURES = 5
-LOCKOUT_SECONDS = 900
-
-
-class Throttle:
-    """Failed sign-ins per (user name, address): after MAX_FAILURES within LOCKOUT_SECONDS,
-    further attempts are refused until the window has passed (per server process)."""
-
-    def __init__(self) -> None:
-        self.failures: dict[tuple[str, str], list[float]] = {}
-
-    def _recent(self, key: tuple[str, str]) -> list[float]:
-        cutoff = time.monotonic() - LOCKOUT_SECONDS
-        recent = [t for t in self.failures.get(key, []) if t > cutoff]
-        if recent:
-            self.failures[key] = recent
-        else:
-            self.failures.pop(key, None)
-        return recent
-
-    def locked(self, key: tuple[str, str]) -> bool:
-        return len(self._recent(key)) >= MAX_FAILURES
-
-    def failed(self, key: tuple[str, str]) -> None:
-        self.failures.setdefault(key, []).append(time.monotonic())
-        if len(self.failures) > 10000:  # bounded memory under a spray of names
-            self.failures.pop(next(iter(self.failures)))
-
-    def succeeded(self, key: tuple[str, str]) -> None:
-        self.failures.pop(key, None)
 
 
 _PAGE = """<!doctype html>
@@ -100,8 +69,6 @@ def _login_form(next_path: str, csrf: str, message: str = "") -> str:
 
 
 def routes(db: Database) -> list[Route]:
-    throttle = Throttle()
-
     async def run(function: Callable[..., Any], *args: Any) -> Any:
         if db.is_sqlite:
             return function(*args)
@@ -124,20 +91,17 @@ def routes(db: Database) -> list[Route]:
         if not expected or not hmac.compare_digest(expected, sent):
             return _form_again(request, next_path, "The form expired; please sign in again.", 403)
         client = request.client
-        key = (form.get("username", "")[:64], client.host if client else "")
-        if throttle.locked(key):
+        name = form.get("username", "")
+        address = client.host if client else ""
+        if not await run(throttle.attempt, db, name, address):
             return _form_again(
                 request, next_path, "Too many failed attempts; try again later.", 429
             )
         try:
-            user_id = await run(
-                access.check_login, db, form.get("username", ""), form.get("password", "")
-            )
+            user_id = await run(access.check_login, db, name, form.get("password", ""))
         except Unauthenticated as exc:
-            throttle.failed(key)
             return _form_again(request, next_path, exc.message, 401)
-        throttle.succeeded(key)
-        address = client.host if client else ""
+        await run(throttle.succeeded, db, name, address)
         secret, _csrf = await run(lambda: access.create_session(db, user_id, address=address))
         done = RedirectResponse(next_path, status_code=303)
         done.set_cookie(
