@@ -155,6 +155,7 @@ NATIVE: dict[tuple[str, str], Rule] = {
     ("PUT", _MODEL + "/aliases/{alias}"): _r(C.MAINTAIN, "alias.set"),
     ("DELETE", _MODEL + "/aliases/{alias}"): _r(C.MAINTAIN, "alias.delete"),
     ("GET", _MODEL + "/aliases/{alias}/history"): _r(C.READ),
+    ("GET", "/merge-requests"): _r(C.READ),
     ("GET", "/openapi.json"): _r(C.READ),
     # access: projects, members, tokens, users, audit log (changes are audited by the services)
     ("GET", "/me"): _r(C.CALLER),
