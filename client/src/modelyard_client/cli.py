@@ -24,6 +24,7 @@ ENTRY_POINTS = "modelyard.commands"
 #: command name -> (module, attribute) of the client's own commands
 CLIENT_COMMANDS: dict[str, tuple[str, str]] = {
     "whoami": ("modelyard_client.commands.access", "whoami"),
+    "ci": ("modelyard_client.commands.ci", "ci"),
     "models": ("modelyard_client.commands.models", "models"),
     "projects": ("modelyard_client.commands.projects", "projects"),
     "tokens": ("modelyard_client.commands.tokens", "tokens"),
@@ -97,6 +98,7 @@ class Commands(click.Group):
 
 _HELP = {
     "whoami": "The server, project, user and role the settings point at.",
+    "ci": "For CI jobs: a merge request's candidates against production, as Markdown.",
     "models": "Models and versions: list, promote, resolve, alias, pull, verify, upload.",
     "projects": "Projects and their members.",
     "tokens": "Personal and project access tokens.",
