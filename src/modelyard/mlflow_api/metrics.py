@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from math import isfinite
 from typing import Any
 
 from modelyard.mlflow_api.runs import metric_json
-from modelyard.mlflow_api.wire import Context, Handler, Message, number
+from modelyard.mlflow_api.wire import Context, Handler, Message
 from modelyard.services import metric_history
 
 
@@ -21,10 +20,7 @@ def get_history(ctx: Context, msg: Message) -> dict[str, Any]:
     )
     key = msg.required("metric_key")
     out: dict[str, Any] = {
-        "metrics": [
-            {"key": key, "value": v if isfinite(v) else number(v), "timestamp": t, "step": s}
-            for s, t, v in page.items
-        ]
+        "metrics": [{"key": key, "value": v, "timestamp": t, "step": s} for v, t, s in page.items]
     }
     if page.next_page_token:
         out["next_page_token"] = page.next_page_token

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from math import isfinite
 from typing import Any
 
 from sqlalchemy import Connection
@@ -20,15 +21,39 @@ MAX_HISTORY_PAGE = 25_000
 MAX_BULK_RUNS = 100
 MAX_BULK_RESULTS = 2_500
 
-_POINTS = (
-    'SELECT step, "timestamp", "value", is_nan FROM metrics WHERE run_pk = ? AND "key" = ? '
-    '{after}ORDER BY step, "timestamp", "value", is_nan LIMIT ?'
-)
-_FIRST_PAGE = _POINTS.format(after="")
-_NEXT_PAGE = _POINTS.format(after='AND (step, "timestamp", "value", is_nan) > (?, ?, ?, ?) ')
+# A value as MLflow's JSON writes it: a double, or "NaN", "Infinity", "-Infinity".
+WireValue = float | str
+# One point of a history as answered: (value, timestamp, step).
+WirePoint = tuple[WireValue, int, int]
 
-# One point of a history: (step, timestamp, value); NaN is float("nan").
-Point = tuple[int, int, float]
+_ORDER = 'ORDER BY step, "timestamp", "value", is_nan LIMIT ?'
+_AFTER = 'AND (step, "timestamp", "value", is_nan) > (?, ?, ?, ?) '
+# SQLite answers the value in its wire form itself (one column less for Python to build);
+# PostgreSQL does not mix types in one column, so its rows are converted after the read.
+_SQLITE_POINTS = (
+    "SELECT CASE WHEN is_nan THEN 'NaN' WHEN abs(\"value\") <= 1.7976931348623157e308 "
+    'THEN "value" WHEN "value" > 0 THEN \'Infinity\' ELSE \'-Infinity\' END, "timestamp", step '
+    'FROM metrics WHERE run_pk = ? AND "key" = ? {after}' + _ORDER
+)
+_PG_POINTS = (
+    'SELECT "value", "timestamp", step, is_nan FROM metrics WHERE run_pk = ? AND "key" = ? '
+    "{after}" + _ORDER
+)
+_PAGES = {
+    (True, False): _SQLITE_POINTS.format(after=""),
+    (True, True): _SQLITE_POINTS.format(after=_AFTER),
+    (False, False): _PG_POINTS.format(after=""),
+    (False, True): _PG_POINTS.format(after=_AFTER),
+}
+
+
+def wire_value(value: float, is_nan: bool) -> WireValue:
+    """A stored value as MLflow's JSON writes it (protobuf's strings for non-finite doubles)."""
+    if is_nan:
+        return "NaN"
+    if isfinite(value):
+        return value
+    return "Infinity" if value > 0 else "-Infinity"
 
 
 def history(
@@ -38,8 +63,9 @@ def history(
     key: str | None,
     max_results: int | None,
     page_token: str | None,
-) -> Page[Point]:
-    """One page of a metric's history in (step, timestamp, value) order."""
+) -> Page[WirePoint]:
+    """One page of a metric's history in (step, timestamp, value) order, each point as
+    (wire value, timestamp, step)."""
     checked = validation.run_id(run_id)
     if not key:
         raise InvalidParameter("Missing value for required parameter 'metric_key'.")
@@ -53,17 +79,30 @@ def history(
     after = sql.decode_token(page_token, print_, 4)
     with db.read() as conn:
         run = run_service.load_row(conn, project_id, checked)
-        if after is None:
-            rows = driver_rows(conn, _FIRST_PAGE, (run.pk, key, limit + 1))
-        else:
-            rows = driver_rows(conn, _NEXT_PAGE, (run.pk, key, *after, limit + 1))
-    nan = float("nan")
-    points = [(s, t, nan if n else v) for s, t, v, n in rows[:limit]]
+        sqlite = conn.dialect.name == "sqlite"
+        params: tuple[Any, ...] = (run.pk, key)
+        if after is not None:
+            params += _after_params(after)
+        rows: list[Any] = driver_rows(conn, _PAGES[sqlite, after is not None], (*params, limit + 1))
+    if not sqlite:
+        rows = [(wire_value(v, n), t, s) for v, t, s, n in rows]
     token = None
     if len(rows) > limit:
-        s, t, v, n = rows[limit - 1]
-        token = sql.encode_token([s, t, v, bool(n)], print_)
-    return Page(points, token)
+        del rows[limit:]
+        v, t, s = rows[-1]
+        token = sql.encode_token([s, t, v, isinstance(v, str) and v == "NaN"], print_)
+    return Page(rows, token)
+
+
+def _after_params(after: list[Any]) -> tuple[Any, ...]:
+    """The stored (step, timestamp, value, is_nan) of a page token's last point; its value is
+    in wire form (older tokens: a plain number)."""
+    step, timestamp, value, is_nan = after
+    try:
+        number = 0.0 if is_nan else float(value)
+    except (TypeError, ValueError):
+        raise InvalidParameter("Invalid page token: unexpected content.") from None
+    return (step, timestamp, number, bool(is_nan))
 
 
 def _bulk_interval_checks(
@@ -99,13 +138,36 @@ def _bulk_interval_checks(
     return key, limit
 
 
-_STEPS_IN = (
-    'SELECT DISTINCT step FROM metrics WHERE run_pk IN ({runs}) AND "key" = ? '
-    "AND step BETWEEN ? AND ? ORDER BY step"
+# MLflow's sample, computed by the database: the distinct steps of all the runs within the
+# bounds, numbered in order; with n of them and a limit L, the steps numbered
+# trunc(i * (n / L)) for i < L (in doubles, as MLflow's server computes it), the last one, and
+# all of them when n <= L; plus each run's first and last step when within the bounds.
+_SAMPLE = """
+WITH RECURSIVE found AS (
+    SELECT DISTINCT step FROM metrics
+    WHERE run_pk IN ({runs}) AND "key" = ? AND step BETWEEN ? AND ?
+), numbered AS (
+    SELECT step, ROW_NUMBER() OVER (ORDER BY step) - 1 AS idx FROM found
+), total AS (
+    SELECT COUNT(*) AS n FROM found
+), picks(i) AS (
+    SELECT 0 UNION ALL SELECT i + 1 FROM picks WHERE i + 1 < ?
+), chosen AS (
+    SELECT {trunc} AS idx FROM picks, total
+    UNION SELECT n - 1 FROM total
 )
-_FIRST_AND_LAST = (
-    'SELECT (SELECT MIN(step) FROM metrics WHERE run_pk = ? AND "key" = ?), '
-    '(SELECT MAX(step) FROM metrics WHERE run_pk = ? AND "key" = ?)'
+SELECT step FROM numbered
+WHERE idx IN (SELECT idx FROM chosen) OR (SELECT n FROM total) <= ?
+{ends}
+ORDER BY 1
+"""
+_TRUNC = {
+    "sqlite": "CAST(i * (CAST(n AS REAL) / ?) AS INTEGER)",
+    "postgresql": "CAST(TRUNC(i * (CAST(n AS DOUBLE PRECISION) / ?)) AS BIGINT)",
+}
+_END = (
+    "UNION SELECT e.step FROM (SELECT (SELECT {agg}(step) FROM metrics "
+    'WHERE run_pk = ? AND "key" = ?) AS step) AS e WHERE e.step BETWEEN ? AND ?'
 )
 _POINTS_AT = (
     'SELECT step, "timestamp", "value", is_nan FROM metrics WHERE run_pk = ? AND "key" = ? '
@@ -149,24 +211,15 @@ def bulk_interval(
 def _chosen_steps(
     conn: Connection, pks: list[int], key: str, bounds: tuple[int, int], limit: int
 ) -> list[int]:
-    """The sorted steps to answer: a sample of the distinct steps of all the runs within the
-    bounds, and each run's first and last step when within them."""
-    marks = ", ".join("?" * len(pks))
-    found = driver_rows(conn, _STEPS_IN.format(runs=marks), (*pks, key, *bounds))
-    chosen = set(_sampled_steps([row[0] for row in found], limit))
-    for pk in pks:
-        ends = driver_rows(conn, _FIRST_AND_LAST, (pk, key, pk, key))[0]
-        chosen.update(s for s in ends if s is not None and bounds[0] <= s <= bounds[1])
-    return sorted(chosen)
-
-
-def _sampled_steps(steps: list[int], limit: int) -> list[int]:
-    """MLflow's sample of sorted distinct steps: all of them when they are few enough,
-    otherwise the steps at indexes ``int(i * len / limit)`` for i < limit, and the last."""
-    if len(steps) <= limit:
-        return steps
-    interval = len(steps) / limit
-    return [*(steps[int(i * interval)] for i in range(limit)), steps[-1]]
+    """The sorted steps to answer, sampled by the database (see ``_SAMPLE``)."""
+    statement = _SAMPLE.format(
+        runs=", ".join("?" * len(pks)),
+        trunc=_TRUNC[conn.dialect.name],
+        ends="\n".join(_END.format(agg=agg) for _ in pks for agg in ("MIN", "MAX")),
+    )
+    ends = [(pk, key, *bounds) for pk in pks for _ in range(2)]
+    params = (*pks, key, *bounds, limit, limit, limit, *(p for end in ends for p in end))
+    return [row[0] for row in driver_rows(conn, statement, params) if row[0] is not None]
 
 
 # Chart data: histories downsampled to what a chart can show ------------------------------------
