@@ -209,6 +209,16 @@ class Rest:
             self.connection.request(method, url, body=body, headers=headers)
             response = self.connection.getresponse()
             data = response.read()
+        except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError):
+            # A kept-alive connection left idle longer than the server's keep-alive timeout
+            # (while a slow MlflowClient loop ran) is closed by the server: a GET is sent once
+            # more on a new connection; anything else is an error.
+            self.connection.close()
+            if method != "GET":
+                raise
+            self.connection.request(method, url, body=body, headers=headers)
+            response = self.connection.getresponse()
+            data = response.read()
         except (http.client.HTTPException, OSError):
             self.connection.close()  # reconnect on the next call
             raise
@@ -1092,7 +1102,11 @@ def cell(
         return "not run", None
     value = outcome.figures.get(row.key)
     if value is None:
-        return ("skipped" if row.key in skipped else "error"), None
+        workload = row.key.split(".", 1)[0]
+        ran = workload in ("start", "end") or workload in outcome.details.get("wall_s", {})
+        if row.key in skipped or not ran:
+            return "skipped", None
+        return "error", None
     return fmt(value, row.unit), value
 
 

@@ -2,21 +2,18 @@
 
 from __future__ import annotations
 
+import functools
 import uuid
 from collections.abc import Sequence
 from typing import Any
 
 import orjson
-from sqlalchemy import BindParameter, Connection, Row, bindparam, delete, insert, select, update
+from sqlalchemy import Connection, Row, bindparam, delete, insert, select, update
 
+from modelyard.db.dialect import driver_rows
 from modelyard.db.engine import Database
 from modelyard.db.schema import (
     DEFAULT_PROJECT_ID,
-    datasets,
-    latest_metrics,
-    params,
-    run_inputs,
-    run_model_links,
     run_tags,
     runs,
 )
@@ -46,17 +43,6 @@ ACTIVE, DELETED = experiment_service.ACTIVE, experiment_service.DELETED
 _RUN_BY_ID = select(runs).where(
     runs.c.id == bindparam("run_id"), runs.c.project_id == bindparam("project_id")
 )
-_PAGE: BindParameter[int] = bindparam("pks", expanding=True)
-_PARAMS_OF = select(params).where(params.c.run_pk.in_(_PAGE))
-_TAGS_OF = select(run_tags).where(run_tags.c.run_pk.in_(_PAGE))
-_METRICS_OF = select(latest_metrics).where(latest_metrics.c.run_pk.in_(_PAGE))
-_INPUTS_OF = (
-    select(run_inputs.c.run_pk, run_inputs.c.tags_json, datasets)
-    .select_from(run_inputs.join(datasets, datasets.c.id == run_inputs.c.dataset_id))
-    .where(run_inputs.c.run_pk.in_(_PAGE))
-    .order_by(datasets.c.id)
-)
-_LINKS_OF = select(run_model_links).where(run_model_links.c.run_pk.in_(_PAGE))
 _INSERT_RUN = insert(runs).returning(runs.c.pk)
 _INSERT_TAG = insert(run_tags)
 
@@ -162,28 +148,54 @@ def get(db: Database, project_id: int, run_id: str | None) -> Run:
         return hydrate(conn, [row])[0]
 
 
+# The page's children, read on the driver's cursor: for a page of 100 runs, SQLAlchemy's
+# expanding IN and its row objects cost several times the queries themselves.
+_CHILDREN = {
+    "params": 'SELECT run_pk, "key", "value" FROM params WHERE run_pk IN ({marks})',
+    "tags": 'SELECT run_pk, "key", "value" FROM run_tags WHERE run_pk IN ({marks})',
+    "metrics": (
+        'SELECT run_pk, "key", "value", "timestamp", step, is_nan FROM latest_metrics '
+        "WHERE run_pk IN ({marks})"
+    ),
+    "inputs": (
+        "SELECT i.run_pk, i.tags_json, d.name, d.digest, d.source_type, d.source, d.schema, "
+        "d.profile FROM run_inputs i JOIN datasets d ON d.id = i.dataset_id "
+        "WHERE i.run_pk IN ({marks}) ORDER BY d.id"
+    ),
+    "links": "SELECT run_pk, model_id, direction, step FROM run_model_links "
+    "WHERE run_pk IN ({marks})",
+}
+
+
+@functools.cache
+def _children_sql(what: str, count: int) -> str:
+    return _CHILDREN[what].format(marks=", ".join("?" * count))
+
+
 def hydrate(conn: Connection, rows: Sequence[Row[Any]]) -> list[Run]:
     """Full runs (params, tags, latest metrics, inputs, outputs) in a fixed number of queries."""
     found = {row.pk: Run(info=_info(row)) for row in rows}
-    pks = list(found)
+    pks = tuple(found)
     if not pks:
         return []
-    page = {"pks": pks}
-    for r in conn.execute(_PARAMS_OF, page):
-        found[r.run_pk].params[r.key] = r.value
-    for r in conn.execute(_TAGS_OF, page):
-        found[r.run_pk].tags[r.key] = r.value
-    for r in conn.execute(_METRICS_OF, page):
-        value = float("nan") if r.is_nan else r.value
-        found[r.run_pk].metrics.append(Metric(r.key, value, r.timestamp, r.step))
-    for r in conn.execute(_INPUTS_OF, page):
-        dataset = Dataset(r.name, r.digest, r.source_type, r.source, r.schema, r.profile)
-        found[r.run_pk].dataset_inputs.append(DatasetInput(dataset, orjson.loads(r.tags_json)))
-    for r in conn.execute(_LINKS_OF, page):
-        if r.direction == "input":
-            found[r.run_pk].model_inputs.append(r.model_id)
+    n = len(pks)
+    for pk, key, value in driver_rows(conn, _children_sql("params", n), pks):
+        found[pk].params[key] = value
+    for pk, key, value in driver_rows(conn, _children_sql("tags", n), pks):
+        found[pk].tags[key] = value
+    nan = float("nan")
+    for pk, key, value, timestamp, step, is_nan in driver_rows(
+        conn, _children_sql("metrics", n), pks
+    ):
+        found[pk].metrics.append(Metric(key, nan if is_nan else value, timestamp, step))
+    for pk, tags_json, *fields in driver_rows(conn, _children_sql("inputs", n), pks):
+        dataset = Dataset(*fields)
+        found[pk].dataset_inputs.append(DatasetInput(dataset, orjson.loads(tags_json)))
+    for pk, model_id, direction, step in driver_rows(conn, _children_sql("links", n), pks):
+        if direction == "input":
+            found[pk].model_inputs.append(model_id)
         else:
-            found[r.run_pk].model_outputs.append((r.model_id, r.step))
+            found[pk].model_outputs.append((model_id, step))
     return [found[row.pk] for row in rows]
 
 
