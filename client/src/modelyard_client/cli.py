@@ -25,6 +25,7 @@ ENTRY_POINTS = "modelyard.commands"
 CLIENT_COMMANDS: dict[str, tuple[str, str]] = {
     "whoami": ("modelyard_client.commands.access", "whoami"),
     "ci": ("modelyard_client.commands.ci", "ci"),
+    "export": ("modelyard_client.commands.export", "export"),
     "models": ("modelyard_client.commands.models", "models"),
     "projects": ("modelyard_client.commands.projects", "projects"),
     "tokens": ("modelyard_client.commands.tokens", "tokens"),
@@ -99,6 +100,7 @@ class Commands(click.Group):
 _HELP = {
     "whoami": "The server, project, user and role the settings point at.",
     "ci": "For CI jobs: a merge request's candidates against production, as Markdown.",
+    "export": "Copy a project's history to an MLflow server (export mlflow --to URL).",
     "models": "Models and versions: list, promote, resolve, alias, pull, verify, upload.",
     "projects": "Projects and their members.",
     "tokens": "Personal and project access tokens.",

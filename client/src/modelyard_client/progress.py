@@ -14,8 +14,17 @@ REDRAW_SECONDS = 0.1
 
 
 class Progress:
-    def __init__(self, label: str, total_bytes: int, total_files: int, done_bytes: int = 0) -> None:
+    def __init__(
+        self,
+        label: str,
+        total_bytes: int,
+        total_files: int,
+        done_bytes: int = 0,
+        unit: str = "files",
+    ) -> None:
+        """``total_bytes`` 0: the total is not known; the share is then counted in ``unit``."""
         self.label = label
+        self.unit = unit
         self.total_bytes = total_bytes
         self.total_files = total_files
         self.done_files = 0
@@ -45,14 +54,19 @@ class Progress:
     def _draw(self, now: float) -> None:
         elapsed = max(now - self.started, 1e-6)
         rate = (self.done_bytes - self.base) / elapsed
-        left = self.total_bytes - self.done_bytes
-        eta = "--:--" if rate <= 0 else _clock(left / rate)
-        share = self.done_bytes / self.total_bytes if self.total_bytes else 1.0
+        if self.total_bytes:
+            left = self.total_bytes - self.done_bytes
+            eta = "--:--" if rate <= 0 else _clock(left / rate)
+            share = self.done_bytes / self.total_bytes
+            amount = f"{size(self.done_bytes)}/{size(self.total_bytes)}  {size(rate)}/s  ETA {eta}"
+        else:
+            share = self.done_files / self.total_files if self.total_files else 1.0
+            amount = f"{size(self.done_bytes)}  {size(rate)}/s" if self.done_bytes else ""
         bar = ("#" * int(share * 24)).ljust(24)
         line = (
-            f"\r{self.label} [{bar}] {share:4.0%}  {self.done_files}/{self.total_files} files  "
-            f"{size(self.done_bytes)}/{size(self.total_bytes)}  {size(rate)}/s  ETA {eta}"
-        )
+            f"\r{self.label} [{bar}] {share:4.0%}  {self.done_files}/{self.total_files} "
+            f"{self.unit}  {amount}"
+        ).rstrip()
         sys.stderr.write(line + "\x1b[K")
         sys.stderr.flush()
 
