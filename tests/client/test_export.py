@@ -71,7 +71,11 @@ class MlflowServer:
     def stop(self) -> None:
         if self.proc.poll() is None:
             os.killpg(self.proc.pid, 15)
-            self.proc.wait(timeout=30)
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:  # its job workers can outlive the signal
+                os.killpg(self.proc.pid, 9)
+                self.proc.wait(timeout=15)
 
 
 @pytest.fixture
@@ -330,6 +334,18 @@ def test_export_to_a_fresh_mlflow_server(
     )
     assert len(found) == len(made["runs"]) + 1
     assert json.loads(mapping.read_text())["runs"] == runs
+
+    # a run left half-copied (as by an interrupted export) is completed, nothing doubled
+    state = json.loads(mapping.read_text())
+    state["finished"]["runs"].remove(made["runs"][0])
+    mapping.write_text(json.dumps(state))
+    resumed = _export(yard, mlflow_server.url, mapping)
+    assert resumed.returncode == 0, resumed.stderr
+    assert "exported 0 experiments, 1 runs, 0 logged models" in resumed.stdout
+    assert _points(target, mapped[0], "loss") == source_view["histories"][made["runs"][0]]["loss"]
+    outputs = target.get_run(mapped[0]).outputs.model_outputs
+    assert [o.model_id for o in outputs] == [new_model]
+    assert _files(target, mapped[0], tmp_path / "again") == source_view["files"]
 
 
 @pytest.mark.parametrize("yard", ["sqlite"], indirect=True)

@@ -182,6 +182,7 @@ class Export:
         self.run_roots: dict[str, str] = {}  # new run id -> its artifact URI in the target
         self.model_roots: dict[str, str] = {}  # new model id -> its artifact URI in the target
         self.model_metrics: dict[str, list[dict[str, Any]]] = {}  # old run id -> model points
+        self.created: set[str] = set()  # runs created by this export (not resumed ones)
 
     # the whole export ---------------------------------------------------------------------------
 
@@ -331,6 +332,7 @@ class Export:
             payload["start_time"] = info["start_time"]
         created = self.target.post("/runs/create", payload)["run"]["info"]
         self.run_roots[str(created["run_id"])] = str(created.get("artifact_uri", ""))
+        self.created.add(str(created["run_id"]))
         return str(created["run_id"])
 
     def _run_data(self, runs: list[dict[str, Any]]) -> None:
@@ -397,6 +399,14 @@ class Export:
     def _inputs(self, run: dict[str, Any], new: str) -> None:
         inputs, outputs = run.get("inputs", {}), run.get("outputs", {})
         models = self.mapping.ids("logged_models")
+        held: set[tuple[str, Any]] = set()  # links a resumed run already has (MLflow repeats them)
+        if new not in self.created:
+            found = self.target.get("/runs/get", run_id=new)["run"]
+            held |= {("in", m["model_id"]) for m in found.get("inputs", {}).get("model_inputs", [])}
+            held |= {
+                ("out", (m["model_id"], int(m.get("step", 0))))
+                for m in found.get("outputs", {}).get("model_outputs", [])
+            }
         datasets = [
             {"tags": _pairs(i.get("tags")), "dataset": i["dataset"]}
             for i in inputs.get("dataset_inputs", [])
@@ -404,7 +414,7 @@ class Export:
         used = [
             {"model_id": models[m["model_id"]]}
             for m in inputs.get("model_inputs", [])
-            if m.get("model_id") in models
+            if m.get("model_id") in models and ("in", models[m["model_id"]]) not in held
         ]
         if datasets or used:
             payload: dict[str, Any] = {"run_id": new, "datasets": datasets}
@@ -415,6 +425,7 @@ class Export:
             {"model_id": models[m["model_id"]], "step": m.get("step", 0)}
             for m in outputs.get("model_outputs", [])
             if m.get("model_id") in models
+            and ("out", (models[m["model_id"]], int(m.get("step", 0)))) not in held
         ]
         if made:
             self.target.post("/runs/outputs", {"run_id": new, "models": made})
