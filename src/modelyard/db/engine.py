@@ -16,6 +16,7 @@ from typing import Any
 from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError
 
+from modelyard.db.statistics import PlannerStatistics
 from modelyard.errors import Conflict, InvalidParameter, Unavailable
 
 log = logging.getLogger(__name__)
@@ -36,6 +37,13 @@ class Database:
         self.engine = _make_engine(url, busy_timeout)
         #: called after the commit of a write that set ``conn.info[WAKE]``
         self.wake_listeners: list[Callable[[], None]] = []
+        self._statistics = None if self.is_sqlite else PlannerStatistics(self.engine)
+
+    def fresh_statistics(self) -> None:
+        """On PostgreSQL, analyse the searched tables whose planner statistics are missing or
+        stale (checked at most every few seconds), so a search is not planned blind."""
+        if self._statistics is not None:
+            self._statistics.ensure()
 
     @contextmanager
     def read(self) -> Iterator[Connection]:

@@ -301,6 +301,7 @@ def search(
     )
     if not ids:
         return Page([], None)
+    db.fresh_statistics()
     with db.read() as conn:
         rows = sql.fetch_page(conn, query, keys, after, max_results + 1)
         page, more = rows[:max_results], len(rows) > max_results
