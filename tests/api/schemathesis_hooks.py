@@ -3,6 +3,9 @@ SCHEMATHESIS_HOOKS. Each item is a rule JSON Schema cannot state; none of them h
 
 - ``model-filter``: the filter language is a grammar, not a pattern. Valid filters are drawn
   from it (schemathesis treats an unknown format as any string).
+- ``model-name``: a model name holds only visible characters, a rule over Unicode categories
+  that a pattern cannot state. Valid names are drawn from visible characters (control,
+  format, private-use, unassigned, default-ignorable and non-plain spaces left out).
 - An upload's checksum must be the body's SHA-256, and a token's ``expires_at`` must lie in the
   future. Where the fuzzer drew a well-formed checksum or time, it is replaced by the right
   one (a malformed one is left alone, so the server is still asked to refuse it).
@@ -19,6 +22,8 @@ from typing import Any
 
 import schemathesis
 from hypothesis import strategies as st
+
+from modelyard.services import canonical
 
 OWN_TOKEN_ID = int(os.environ.get("MODELYARD_FUZZ_TOKEN_ID", "0"))
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
@@ -49,6 +54,21 @@ _filter = st.recursive(
     max_leaves=4,
 )
 schemathesis.openapi.format("model-filter", st.one_of(st.just(""), _filter))
+
+
+# Model names: visible characters only ----------------------------------------------------------
+
+_NAME_CHAR = st.characters(
+    codec="utf-8",
+    exclude_categories=("Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp", "Zs"),
+    exclude_characters="/:",
+).filter(canonical.visible)
+_model_name = st.one_of(
+    _NAME_CHAR,
+    st.tuples(_NAME_CHAR, st.text(st.one_of(_NAME_CHAR, st.just(" ")), max_size=20), _NAME_CHAR)
+    .map("".join),
+)
+schemathesis.openapi.format("model-name", _model_name)
 
 
 # Checksums and expiry times ---------------------------------------------------------------------

@@ -64,8 +64,12 @@ ModelName = Annotated[
             f"{_MODEL_EDGE}(?:{_MODEL_INNER}{{0,{MAX_NAME_LENGTH - 2}}}{_MODEL_EDGE})?"
         ),
         examples=["churn"],
-        description=f"A model name: 1 to {MAX_NAME_LENGTH} characters, without '/', ':' or "
-        "control characters, not starting or ending with a space.",
+        description=f"A model name: 1 to {MAX_NAME_LENGTH} visible characters and plain "
+        "spaces, without '/' or ':', not starting or ending with a space. Control, format, "
+        "private-use, unassigned and default-ignorable code points and spaces other than "
+        "U+0020 are refused (400).",
+        # the pattern cannot state Unicode categories; the format names the rule
+        json_schema_extra={"format": "model-name"},
     ),
 ]
 

@@ -63,6 +63,11 @@ def _invisible(char: str) -> bool:
     return _ignorable(char)
 
 
+def visible(char: str) -> bool:
+    """Whether a new name may hold ``char``."""
+    return not _invisible(char)
+
+
 def check_visible(value: str, what: str) -> str:
     """``value`` itself, or a 400 naming the first invisible or control character in it."""
     if value.isascii() and value.isprintable():
