@@ -225,7 +225,7 @@ def outbox_cost(workdir: Path, moves: int) -> dict[str, float]:
     with no webhook and with three subscribed webhooks (whose deliveries are only queued),
     interleaved in blocks so that a busy machine weighs on both alike."""
     from modelyard.db.migrate import ensure_schema
-    from modelyard.services import aliases, registry, runs, webhooks
+    from modelyard.services import aliases, model_versions, registry, runs, webhooks
     from modelyard.settings import Settings
 
     times: dict[str, list[float]] = {"bare": [], "hooked": []}
@@ -248,7 +248,7 @@ def outbox_cost(workdir: Path, moves: int) -> dict[str, float]:
             db, 1, experiment_id="0", user_id=None, run_name=None, start_time=None, tags={}
         )
         for _ in range(2):
-            registry.create_version(db, 1, "m", f"runs:/{run.info.run_id}/model")
+            model_versions.create_version(db, 1, "m", f"runs:/{run.info.run_id}/model")
         databases[kind] = db
     for block in range(0, moves, 50):
         for kind, db in databases.items():

@@ -8,7 +8,7 @@ from typing import Any
 
 from modelyard.errors import InvalidParameter
 from modelyard.mlflow_api.wire import Context, Handler, Message
-from modelyard.services import aliases, registry, registry_search
+from modelyard.services import aliases, model_versions, registry, registry_search
 from modelyard.services import runs as run_service
 from modelyard.services.registry import SEMVER_TAG, ModelVersion, RegisteredModel
 
@@ -166,7 +166,7 @@ def get_by_alias(ctx: Context, msg: Message) -> dict[str, Any]:
 
 
 def create_version(ctx: Context, msg: Message) -> dict[str, Any]:
-    version = registry.create_version(
+    version = model_versions.create_version(
         ctx.db,
         ctx.project_id,
         msg.string("name"),
@@ -186,7 +186,7 @@ def get_version(ctx: Context, msg: Message) -> dict[str, Any]:
 
 
 def update_version(ctx: Context, msg: Message) -> dict[str, Any]:
-    found = registry.update_version(
+    found = model_versions.update_version(
         ctx.db,
         ctx.project_id,
         msg.string("name"),
@@ -197,7 +197,7 @@ def update_version(ctx: Context, msg: Message) -> dict[str, Any]:
 
 
 def delete_version(ctx: Context, msg: Message) -> dict[str, Any]:
-    registry.delete_version(
+    model_versions.delete_version(
         ctx.db, ctx.project_id, msg.string("name"), msg.string("version"), ctx.actor
     )
     return {}
@@ -207,7 +207,7 @@ def transition_stage(ctx: Context, msg: Message) -> dict[str, Any]:
     archive = msg.data.get("archive_existing_versions", False)
     if isinstance(archive, str):
         archive = archive.lower() == "true"
-    found = registry.transition_stage(
+    found = model_versions.transition_stage(
         ctx.db,
         ctx.project_id,
         msg.string("name"),
@@ -239,7 +239,7 @@ def download_uri(ctx: Context, msg: Message) -> dict[str, Any]:
 
 
 def set_version_tag(ctx: Context, msg: Message) -> dict[str, Any]:
-    registry.set_version_tag(
+    model_versions.set_version_tag(
         ctx.db,
         ctx.project_id,
         msg.string("name"),
@@ -251,7 +251,7 @@ def set_version_tag(ctx: Context, msg: Message) -> dict[str, Any]:
 
 
 def delete_version_tag(ctx: Context, msg: Message) -> dict[str, Any]:
-    registry.delete_version_tag(
+    model_versions.delete_version_tag(
         ctx.db, ctx.project_id, msg.string("name"), msg.string("version"), msg.string("key")
     )
     return {}

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import bindparam, delete, insert, select
+from sqlalchemy import Connection, bindparam, delete, insert, select
 
 from modelyard.db.engine import Database
 from modelyard.db.schema import alias_events, registered_model_aliases
@@ -23,7 +23,6 @@ from modelyard.services.registry import (
     alias_key,
     alias_name,
     model_name,
-    record_alias_event,
     version_number,
 )
 
@@ -146,3 +145,25 @@ def alias_history(
             }
             for r in conn.execute(query)
         ]
+
+
+def record_alias_event(
+    conn: Connection,
+    model_pk: int,
+    alias: str,
+    before: int | None,
+    after: int | None,
+    actor: str,
+    at: int,
+) -> None:
+    conn.execute(
+        insert(alias_events).values(
+            model_pk=model_pk,
+            alias=alias,
+            alias_key=alias_key(alias),
+            from_version=before,
+            to_version=after,
+            actor=actor,
+            at=at,
+        )
+    )

@@ -18,13 +18,13 @@ from modelyard.db.schema import (
 from modelyard.errors import AlreadyExists, Conflict, InvalidParameter, NotFound
 from modelyard.services import aliases, packages, semver, uploads
 from modelyard.services.aliases import alias_history
+from modelyard.services.model_versions import create_version
 from modelyard.services.paths import safe_path
 from modelyard.services.registry import (
     ModelVersion,
     _model_row,
     _version_row,
     create_model,
-    create_version,
     delete_model,
     get_version,
     model_name,
