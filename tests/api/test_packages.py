@@ -260,9 +260,21 @@ def test_harmless_media_types_are_kept(http: Client, name: str) -> None:
     put(http, name, "1", "a.json", b"{}", **{"Content-Type": "application/json"})
     put(http, name, "1", "b.png", b"\x89PNG", **{"Content-Type": "image/png"})
     assert http.get(f"/packages/{name}/1/files/a.json").headers["content-type"] == (
-        "application/json"
+        "application/json; charset=utf-8"
     )
     assert http.get(f"/packages/{name}/1/files/b.png").headers["content-type"] == "image/png"
+
+
+def test_a_declared_type_is_never_echoed(http: Client, name: str) -> None:
+    """The type a download is served with comes from the file's name, not the uploader."""
+    put(http, name, "1", "notes.txt", b"<b>hi</b>", **{"Content-Type": "text/html"})
+    put(http, name, "1", "blob", b"\x00\x01", **{"Content-Type": "image/png"})
+    notes = http.get(f"/packages/{name}/1/files/notes.txt")
+    assert notes.headers["content-type"] == "text/plain; charset=utf-8"
+    assert notes.content == b"<b>hi</b>"
+    assert http.get(f"/packages/{name}/1/files/blob").headers["content-type"] == (
+        "application/octet-stream"
+    )
 
 
 def read_member(tar: tarfile.TarFile, member: tarfile.TarInfo) -> bytes:

@@ -36,14 +36,13 @@ from modelyard.mlflow_api.wire import Context, call
 from modelyard.services import packages
 from modelyard.services.packages import Package as Stored
 from modelyard.services.packages import PackageFile as StoredFile
+from modelyard.web.media import served_type
 from modelyard.web.transfer import BlobResponse, parse_range, store_stream
 
 log = logging.getLogger(__name__)
 
 MAX_LIMIT = 1000
 DEFAULT_LIMIT = 100
-_ACTIVE_MARKERS = ("html", "xml", "javascript", "ecmascript")
-SAFE_MEDIA_TYPE = "application/octet-stream"
 RANGE_NOT_SATISFIABLE = "RANGE_NOT_SATISFIABLE"
 PACKAGE = "/packages/{name}/{version}"
 FILE = PACKAGE + "/files/{path:anypath}"
@@ -181,15 +180,6 @@ _TO_PACKAGE = {
     "version": "$request.path.version",
 }
 _TO_FILE = {**_TO_PACKAGE, "path": "$request.path.path"}
-
-
-def served_media_type(stored: str) -> str:
-    """The content type a download is served with: never one a browser would run or render
-    as a page (HTML, SVG, XML, scripts); those are served as opaque bytes."""
-    lowered = stored.lower()
-    if any(marker in lowered for marker in _ACTIVE_MARKERS):
-        return SAFE_MEDIA_TYPE
-    return stored or SAFE_MEDIA_TYPE
 
 
 async def _package(ctx: Context, ref: PackageRef) -> Stored:
@@ -397,7 +387,7 @@ def serve_file(
             416,
             {**headers, "content-range": f"bytes */{found.size}"},
         )
-    media = served_media_type(found.media_type)
+    media = served_type(found.path)
     if span is None:
         return BlobResponse(
             ctx.store, found.location, 0, found.size, headers=headers, media_type=media

@@ -19,7 +19,6 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
-from modelyard.api.packages import SAFE_MEDIA_TYPE, served_media_type
 from modelyard.db.engine import Database
 from modelyard.errors import InvalidParameter, ModelyardError, NotFound
 from modelyard.mlflow_api.artifacts import download_headers
@@ -33,6 +32,7 @@ from modelyard.ui import chartdata, charts
 from modelyard.ui.images import stepped_images
 from modelyard.ui.render import page
 from modelyard.web import routing as _routing  # noqa: F401 - registers {path:anypath}
+from modelyard.web.media import served_type
 from modelyard.web.transfer import BlobResponse, unreadable
 
 MAX_RUN_CHARTS = 50
@@ -331,15 +331,12 @@ async def file_raw(request: Request, ctx: Context) -> Response:
     file = await call(ctx, _run_file, ctx.db, ctx.project_id, run_id, raw_path)
     headers = download_headers(file.path, file.sha256)
     suffix = _suffix(file.path)
-    if suffix in ACTIVE_SUFFIXES:
-        media = SAFE_MEDIA_TYPE
-    elif suffix in IMAGE_TYPES:
+    media = served_type(file.path)
+    if suffix in IMAGE_TYPES:
         media = IMAGE_TYPES[suffix]
         headers["content-disposition"] = headers["content-disposition"].replace(
             "attachment", "inline", 1
         )
-    else:
-        media = served_media_type(file.media_type)
     if request.headers.get("if-none-match", "").strip() == headers["etag"]:
         return Response(status_code=304, headers=headers)
     return BlobResponse(ctx.store, file.location, 0, file.size, headers=headers, media_type=media)
