@@ -212,6 +212,64 @@ def test_an_alias_move_reaches_the_receiver_signed(
         mlflow_client.delete_webhook(hook.webhook_id)
 
 
+def test_deliveries_in_the_native_api(
+    hook_server: Server, mlflow_client: MlflowClient, receiver: Receiver
+) -> None:
+    hook = mlflow_client.create_webhook(name="deploys", url=receiver.url, events=ALIAS_EVENTS)
+    native = f"{hook_server.url}/api/v1/webhooks"
+    try:
+        name = new_model(mlflow_client, 3)
+        for version in ("1", "2", "3"):
+            mlflow_client.set_registered_model_alias(name, "production", version)
+        got = receiver.wait_for(3, where=about(name))
+        listed = requests.get(native, params={"limit": 1000}, timeout=10).json()
+        mine = [w for w in listed["webhooks"] if w["webhook_id"] == hook.webhook_id]
+        assert len(mine) == 1
+        assert mine[0]["events"] == ALIAS_EVENTS
+        assert mine[0]["status"] == "ACTIVE"
+        assert mine[0]["signed"] is False
+        assert mine[0]["url"] == receiver.url
+        one = requests.get(f"{native}/{hook.webhook_id}", timeout=10).json()
+        assert one == mine[0]
+
+        deadline = time.monotonic() + 20
+        while True:  # the receiver has the bodies; the server records its outcome after
+            first = requests.get(
+                f"{native}/{hook.webhook_id}/deliveries", params={"limit": 2}, timeout=10
+            ).json()
+            assert "deliveries" in first, first
+            if all(d["state"] == "delivered" for d in first["deliveries"]):
+                break
+            assert time.monotonic() < deadline, first
+            time.sleep(0.1)
+        assert len(first["deliveries"]) == 2
+        assert first["next_before"]
+        rest = requests.get(
+            f"{native}/{hook.webhook_id}/deliveries",
+            params={"limit": 2, "before": first["next_before"]},
+            timeout=10,
+        ).json()
+        assert rest["next_before"] is None
+        listed_ids = [d["delivery_id"] for d in first["deliveries"] + rest["deliveries"]]
+        assert listed_ids == [g.delivery_id for g in reversed(got)]  # newest first
+        for delivery in first["deliveries"] + rest["deliveries"]:
+            assert delivery["event"] == "model_version_alias.created"
+            assert delivery["last_status"] == 200
+            assert delivery["attempts"] == 1
+            assert delivery["latency_ms"] is not None
+            assert delivery["latency_ms"] >= 0
+            assert delivery["test"] is False
+
+        unknown = requests.get(f"{native}/{uuid.uuid4()}/deliveries", timeout=10)
+        assert unknown.status_code == 404
+        assert unknown.json()["error"]["code"] == "RESOURCE_DOES_NOT_EXIST"
+        bad = requests.get(f"{native}/not-an-id", timeout=10)
+        assert bad.status_code == 400
+        assert "webhook_id" in bad.json()["error"]["message"]
+    finally:
+        mlflow_client.delete_webhook(hook.webhook_id)
+
+
 def test_every_way_of_changing_the_registry_raises_the_events(
     hook_server: Server, mlflow_client: MlflowClient, receiver: Receiver
 ) -> None:
@@ -341,12 +399,18 @@ def test_the_secret_never_comes_back_out(
     answers.append(
         requests.get(f"{hook_server.url}/api/v1/projects/default/audit", timeout=10).text
     )
+    native = f"{hook_server.url}/api/v1/webhooks"
+    answers.append(requests.get(native, timeout=10).text)
+    answers.append(requests.get(f"{native}/{webhook_id}", timeout=10).text)
+    answers.append(requests.get(f"{native}/{webhook_id}/deliveries", timeout=10).text)
     assert stored_outside_its_column(hook_server, secret + "2") == []
     answers.append(requests.delete(f"{base}/{webhook_id}", timeout=10).text)
     for answer in answers:
         assert secret not in answer
     assert "webhook.create" in answers[5]
     assert '"secret":"changed"' in answers[5]
+    assert webhook_id in answers[6]
+    assert '"signed":true' in answers[7]
     assert secret not in hook_server.log.read_text()
 
 

@@ -1,7 +1,7 @@
 """The native JSON API under /api/v1: packages and their files, the model registry, merge
-requests with candidates, projects, members, tokens, users and the audit log, described by an
-OpenAPI document at /api/v1/openapi.json that is made from the same declarations that validate
-the requests.
+requests with candidates, projects, members, tokens, users, the audit log and webhooks,
+described by an OpenAPI document at /api/v1/openapi.json that is made from the same
+declarations that validate the requests.
 Errors answer ``{"error": {"code": ..., "message": ...}}``."""
 
 from __future__ import annotations
@@ -14,7 +14,16 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute
 
-from modelyard.api import access, merge_requests, openapi, packages, projects, registry, wire
+from modelyard.api import (
+    access,
+    merge_requests,
+    openapi,
+    packages,
+    projects,
+    registry,
+    webhooks,
+    wire,
+)
 from modelyard.api.declare import Args, Endpoint, NoBody, NoParams, Out, Reply, endpoint
 from modelyard.mlflow_api.wire import Context
 from modelyard.web import routing as _routing  # noqa: F401 - registers {path:anypath}
@@ -45,6 +54,7 @@ ENDPOINTS: tuple[Endpoint[Any, Any], ...] = (
     openapi_json,
     *access.ENDPOINTS,
     *projects.ENDPOINTS,
+    *webhooks.ENDPOINTS,
 )
 
 

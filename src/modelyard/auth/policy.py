@@ -179,6 +179,10 @@ NATIVE: dict[tuple[str, str], Rule] = {
     ("GET", "/users/{user}"): _r(C.ADMIN),
     ("PATCH", "/users/{user}"): _r(C.ADMIN),
     ("GET", "/audit"): _r(C.ADMIN),
+    # webhooks and their deliveries: for maintainers, like MLflow's webhook routes
+    ("GET", "/webhooks"): _r(C.MAINTAIN),
+    ("GET", "/webhooks/{webhook_id}"): _r(C.MAINTAIN),
+    ("GET", "/webhooks/{webhook_id}/deliveries"): _r(C.MAINTAIN),
 }
 
 #: routes outside the API families

@@ -190,9 +190,14 @@ def _before(token: str | None) -> int | None:
 
 
 def list_webhooks(
-    db: Database, project_id: int, max_results: int = 100, page_token: str | None = None
+    db: Database,
+    project_id: int,
+    max_results: int = 100,
+    page_token: str | None = None,
+    offset: int = 0,
 ) -> tuple[list[Webhook], str | None]:
-    """Newest first, ``max_results`` at a time (1 to 1000)."""
+    """Newest first, ``max_results`` at a time (1 to 1000), from a page token or after
+    skipping ``offset``."""
     if not 1 <= max_results <= MAX_RESULTS:
         raise InvalidParameter(f"max_results must be between 1 and {MAX_RESULTS}.")
     query = (
@@ -200,6 +205,7 @@ def list_webhooks(
         .where(webhooks.c.project_id == project_id)
         .order_by(webhooks.c.id.desc())
         .limit(max_results + 1)
+        .offset(offset)
     )
     before = _before(page_token)
     if before is not None:
