@@ -15,10 +15,14 @@ one after the other, and every request is timed on a kept-alive ``http.client`` 
 MLflow renders its UI in the browser from ``runs/search``, so its figure for each page is that
 call for the same rows (``max_results`` 100, or 1,000 for the CSV). modelyard's own
 ``runs/search`` is timed too. Every answer is checked against the rows computed locally.
+The charts of long histories are measured on data of their own (``bench/ui_charts.py``):
+(e) an experiment's chart view, 100 candidates x 5 metrics x 10,000 steps, and (f) the chart
+data of a 1,000,000-step history. ``--part`` runs one of the two parts only.
 Results are printed as a table and written to ``bench/results/ui-<timestamp>.json``.
 
     .venv/bin/python bench/ui.py --quick
     .venv/bin/python bench/ui.py --only modelyard --candidates 300000
+    .venv/bin/python bench/ui.py --part charts --only modelyard
 """
 
 from __future__ import annotations
@@ -45,6 +49,7 @@ from pathlib import Path
 from typing import Any
 
 import tracking
+import ui_charts
 from artifacts import wait_until_quiet
 from tracking import (
     BASE_TS,
@@ -506,6 +511,46 @@ def bench_server(
     return out
 
 
+def bench_charts_server(
+    kind: str, tmp: Path, plan: Plan, database_url: str | None, logs_dir: Path
+) -> Outcome:
+    out = Outcome()
+    workdir = tmp / f"{kind}-charts"
+    workdir.mkdir(parents=True, exist_ok=True)
+    charts = ui_charts.ChartPlan()
+    log(f"{kind}: loading the chart histories ({charts})")
+    try:
+        if kind == "modelyard":
+            (workdir / "data").mkdir(exist_ok=True)
+            url = database_url or f"sqlite:///{workdir / 'data' / 'modelyard.db'}"
+            data, load_s = ui_charts.load_modelyard(charts, url)
+        else:
+            data, load_s = ui_charts.load_mlflow(charts, workdir)
+    except Exception as exc:
+        record_error(out, kind, "load charts", exc)
+        return out
+    out.details["charts_load_s"] = load_s
+    log(f"{kind}: loaded in {load_s:.1f} s")
+    try:
+        server = tracking.start_server(kind, workdir, command_for=command_for(database_url))
+    except Exception as exc:
+        record_error(out, kind, "start", exc)
+        return out
+    try:
+        wait_until_quiet(server.proc.pid)
+        try:
+            ui_charts.measure(server, data, charts, plan.repetitions, plan.budget_s, out)
+        except Exception as exc:
+            record_error(out, kind, "measure charts", exc)
+    finally:
+        stop_server(server)
+        if out.errors:
+            logs_dir.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(server.log_path, logs_dir / f"charts-{server.log_path.name}")
+        shutil.rmtree(workdir, ignore_errors=True)
+    return out
+
+
 # --------------------------------------------------------------------------------------------
 # Report
 # --------------------------------------------------------------------------------------------
@@ -522,11 +567,13 @@ def build_report(outcomes: dict[str, Outcome]) -> list[dict[str, Any]]:
     mine, theirs = outcomes.get("modelyard"), outcomes.get("mlflow")
     report: list[dict[str, Any]] = []
 
-    def row(label: str, my_key: str, ml_key: str | None, target: bool) -> None:
+    def row(
+        label: str, my_key: str, ml_key: str | None, target: bool, limit: float = TARGET_MS
+    ) -> None:
         value = None if mine is None else mine.figures.get(my_key)
         other = None if theirs is None or ml_key is None else theirs.figures.get(ml_key)
         ratio = other / value if value and other else None
-        met = None if value is None or not target else value < TARGET_MS
+        met = None if value is None or not target else value < limit
         report.append(
             {
                 "key": my_key,
@@ -537,7 +584,7 @@ def build_report(outcomes: dict[str, Outcome]) -> list[dict[str, Any]]:
                 "modelyard_text": "not run" if mine is None else fmt(value, "ms"),
                 "mlflow_text": "-" if ml_key is None else fmt(other, "ms"),
                 "ratio_text": "-" if ratio is None else f"{ratio:,.1f}x",
-                "target_text": (f"< {TARGET_MS:g} ms  {'ok' if met else 'MISS'}")
+                "target_text": (f"< {limit:g} ms  {'ok' if met else 'MISS'}")
                 if met is not None
                 else "-",
                 "target_met": met,
@@ -549,10 +596,18 @@ def build_report(outcomes: dict[str, Outcome]) -> list[dict[str, Any]]:
             row(f"{label}: UI {q}", f"ui.{name}.{q}_ms", f"api.{name}.{q}_ms", True)
     for name, label in PAGES:
         row(f"{label}: runs/search p50", f"api.{name}.p50_ms", f"api.{name}.p50_ms", False)
+    sizes = asdict(ui_charts.ChartPlan())
+    for name, label, limit in ui_charts.ROWS:
+        for q in ("p50", "p95"):
+            key = f"{name}.{q}_ms"
+            row(f"{label.format(**sizes)}: {q}", key, key, True, limit)
+        key = f"{name}.cpu_ms"
+        row(f"{label.format(**sizes)}: server CPU p50", key, key, True, limit)
     loads = [o.figures.get("load_runs_s") if o else None for o in (mine, theirs)]
     report.append(
         {
             "key": "load_runs_s",
+            "modelyard": loads[0],
             "label": "bulk load, candidates/s (not a server figure)",
             "modelyard_text": fmt(loads[0], "runs/s"),
             "mlflow_text": fmt(loads[1], "runs/s"),
@@ -588,6 +643,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="run modelyard on a fresh database on this PostgreSQL server (dropped afterwards) "
         "instead of SQLite",
     )
+    parser.add_argument(
+        "--part",
+        choices=("candidates", "charts"),
+        help="only the candidates pages, or only the charts of long histories",
+    )
     parser.add_argument("--output", type=Path, help="JSON file to write (default bench/results/)")
     args = parser.parse_args(argv)
     for value in (args.candidates, args.mlflow_candidates, args.repetitions):
@@ -614,19 +674,29 @@ def main(argv: list[str] | None = None) -> int:
     if args.database_url and "modelyard" in kinds:
         from auth import fresh_pg_databases
 
-        databases = fresh_pg_databases(args.database_url, ["ui"])
+        databases = fresh_pg_databases(args.database_url, ["ui", "charts"])
     try:
         with tempfile.TemporaryDirectory(prefix="modelyard-ui-") as name:
+            logs = output.parent / f"ui-{stamp}-logs"
             for kind in kinds:
-                outcomes[kind] = bench_server(
-                    kind, Path(name), plan, databases.get("ui"), output.parent / f"ui-{stamp}-logs"
-                )
+                outcomes[kind] = out = Outcome()
+                if args.part in (None, "candidates"):
+                    out = bench_server(kind, Path(name), plan, databases.get("ui"), logs)
+                    outcomes[kind] = out
+                if args.part in (None, "charts"):
+                    charts = bench_charts_server(
+                        kind, Path(name), plan, databases.get("charts"), logs
+                    )
+                    out.figures |= charts.figures
+                    out.errors += charts.errors
+                    out.details.setdefault("checks", {}).update(charts.details.pop("checks", {}))
+                    out.details["charts"] = charts.details
     finally:
         if databases:
             from auth import drop_pg_databases
 
             drop_pg_databases(databases)
-    report = build_report(outcomes)
+    report = [r for r in build_report(outcomes) if r.get("modelyard") is not None]
     print()
     database = "PostgreSQL" if databases else "SQLite"
     print(

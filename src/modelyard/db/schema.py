@@ -12,6 +12,7 @@ from sqlalchemy import (
     Integer,
     MetaData,
     PrimaryKeyConstraint,
+    SmallInteger,
     String,
     Table,
     Text,
@@ -124,6 +125,28 @@ metrics = Table(
     PrimaryKeyConstraint(
         "run_pk", "key", "step", "timestamp", "value", "is_nan", name="pk_metrics"
     ),
+    sqlite_with_rowid=False,
+)
+
+# A summary of each metric history for the charts: per run and key, for each level L (a block
+# holds the steps s with s >> L == bucket), the number of finite points logged into the block
+# and its lowest and highest finite point (ties: the earliest by step, then timestamp).
+# Kept up to date in the transaction that writes the points (services/metric_blocks.py).
+metric_blocks = Table(
+    "metric_blocks",
+    metadata,
+    Column("run_pk", Integer, ForeignKey("runs.pk"), nullable=False),
+    Column("key", String(250), nullable=False),
+    Column("level", SmallInteger, nullable=False),
+    Column("bucket", BigInteger, nullable=False),
+    Column("points", BigInteger, nullable=False),
+    Column("min_value", Float, nullable=False),
+    Column("min_step", BigInteger, nullable=False),
+    Column("min_ts", BigInteger, nullable=False),
+    Column("max_value", Float, nullable=False),
+    Column("max_step", BigInteger, nullable=False),
+    Column("max_ts", BigInteger, nullable=False),
+    PrimaryKeyConstraint("run_pk", "key", "level", "bucket", name="pk_metric_blocks"),
     sqlite_with_rowid=False,
 )
 

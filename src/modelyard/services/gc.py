@@ -28,6 +28,7 @@ from modelyard.db.schema import (
     logged_model_tags,
     logged_models,
     memberships,
+    metric_blocks,
     metrics,
     model_version_tags,
     model_versions,
@@ -59,7 +60,15 @@ class Progress(Protocol):
     def __call__(self, items: Sequence[T], label: str, /) -> Iterable[T]: ...
 
 
-_RUN_CHILDREN = (params, run_tags, metrics, latest_metrics, run_inputs, run_model_links)
+_RUN_CHILDREN = (
+    params,
+    run_tags,
+    metrics,
+    metric_blocks,
+    latest_metrics,
+    run_inputs,
+    run_model_links,
+)
 
 
 def _quiet(items: Sequence[T], _label: str, /) -> Iterable[T]:

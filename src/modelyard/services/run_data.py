@@ -19,8 +19,8 @@ from modelyard.db.schema import (
     run_tags,
 )
 from modelyard.errors import InvalidParameter, NotFound
+from modelyard.services import metric_blocks, validation
 from modelyard.services import runs as run_service
-from modelyard.services import validation
 from modelyard.services.entities import Dataset, DatasetInput, Metric
 
 CONTEXT_TAG = "mlflow.data.context"
@@ -148,6 +148,7 @@ def _insert_metrics(conn: Connection, run: Row[Any], points: list[Metric]) -> No
         chunk = tuple(values[start : start + width])
         conn.exec_driver_sql(_points_sql(style, columns, len(chunk) // len(columns)), chunk)
     conn.exec_driver_sql(_latest_sql(style), list(latest.values()))
+    metric_blocks.add_metrics(conn, pk, points)
 
 
 # The hot statements of metric logging are written once per database and go straight to the

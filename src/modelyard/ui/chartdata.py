@@ -2,7 +2,7 @@
 ``static/charts.js``), the JSON route a zoomed chart asks for a closer look, and the SVG
 drawn from the same points for browsers without JavaScript.
 
-Histories are cut down on the server (``metric_history.chart_data``) to the lowest and highest
+Histories are cut down on the server (``chart_data.chart_data``) to the lowest and highest
 point of each pixel column, so a chart of a million steps carries a few thousand points and
 still shows every spike."""
 
@@ -20,9 +20,9 @@ from starlette.responses import Response
 from modelyard.db.engine import Database
 from modelyard.errors import InvalidParameter
 from modelyard.mlflow_api.wire import Context, call
-from modelyard.services import metric_history
+from modelyard.services import chart_data
+from modelyard.services.chart_data import ChartData
 from modelyard.services.entities import Run
-from modelyard.services.metric_history import ChartData
 from modelyard.ui import charts
 from modelyard.ui.render import prefix
 
@@ -31,7 +31,6 @@ PAGE_COLUMNS = 1000
 GRID_COLUMNS = 300
 #: points per series drawn in the SVG a browser without JavaScript gets
 SVG_POINTS = 400
-_ESCAPES = {ord("<"): "\\u003c", ord(">"): "\\u003e", ord("&"): "\\u0026"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,7 +67,7 @@ def load_charts(
     for key in keys:
         having = [r.info.run_id for _, r in runs if any(m.key == key for m in r.metrics)]
         if having:
-            data = metric_history.chart_data(db, project_id, having, key, columns=columns)
+            data = chart_data.chart_data(db, project_id, having, key, columns=columns)
             out.append(Chart(data, labels, colours, starts))
     return out
 
@@ -112,17 +111,24 @@ def data_block(request: Request, shown: Sequence[Chart], columns: int) -> Markup
         "columns": columns,
         "charts": [chart_json(c) for c in shown],
     }
-    text = orjson.dumps(payload).decode().translate(_ESCAPES)
+    text = (
+        orjson.dumps(payload)
+        .decode()
+        .replace("<", "\\u003c")
+        .replace(">", "\\u003e")
+        .replace("&", "\\u0026")
+    )
     return Markup(  # noqa: S704 - JSON with every <, > and & escaped
         f'<script type="application/json" id="chart-data">{text}</script>'
     )
 
 
-def _thin(points: list[tuple[float, float]], limit: int) -> list[tuple[float, float]]:
-    if len(points) <= limit:
-        return points
-    stride = (len(points) - 1) / (limit - 1)
-    return [points[round(i * stride)] for i in range(limit)]
+def _thin(count: int, limit: int) -> Sequence[int]:
+    """The indexes of at most ``limit`` of ``count`` points, evenly spread, ends kept."""
+    if count <= limit:
+        return range(count)
+    stride = (count - 1) / (limit - 1)
+    return [round(i * stride) for i in range(limit)]
 
 
 def x_label(data: ChartData) -> str:
@@ -140,12 +146,13 @@ def svg(chart: Chart, limit: int = SVG_POINTS) -> Markup:
         if series is None:
             lines.append((label, []))
             continue
+        picked, values = _thin(len(series.values), limit), series.values
         if data.by == "step":
-            xs = [float(step) for step in series.steps]
+            steps = series.steps
+            lines.append((label, [(float(steps[i]), values[i]) for i in picked]))
         else:
-            xs = [(t - first) / 1000 for t in series.timestamps]
-        points = list(zip(xs, series.values, strict=True))
-        lines.append((label, _thin(points, limit)))
+            times = series.timestamps
+            lines.append((label, [((times[i] - first) / 1000, values[i]) for i in picked]))
     return charts.line_chart(lines, x_label=x_label(data), y_label=data.key, title=data.key)
 
 
@@ -167,7 +174,7 @@ async def chart_route(request: Request, ctx: Context) -> Response:
     columns = _int(request, "columns") or PAGE_COLUMNS
     data = await call(
         ctx,
-        lambda: metric_history.chart_data(
+        lambda: chart_data.chart_data(
             ctx.db,
             ctx.project_id,
             runs,
