@@ -49,8 +49,11 @@ def log_run(
     metrics: dict[str, float],
     params: dict[str, str],
     merge_request: str | None,
+    repository: str | None = None,
 ) -> str:
     tags = [{"key": "ci.merge_request_id", "value": merge_request}] if merge_request else []
+    if repository:
+        tags.append({"key": "ci.repository_url", "value": repository})
     run = _mlflow(
         yard,
         "POST",
@@ -201,6 +204,39 @@ def test_every_experiment_by_default(
     assert "[far-fox](http://modelyard.example/projects/churn/ui/runs/<far-fox>)" in got
     assert "<gone-gnu>" not in got
     assert "<other-owl>" not in got
+
+
+def test_candidates_of_the_jobs_repository(
+    client_venv: Venv, yard: Yard, dataset: Dataset, empty_dir: Path
+) -> None:
+    """A merge request is a number in a repository: in CI, the job's repository's only."""
+    experiment = _experiment(yard, f"ci-repos-{uuid.uuid4().hex[:6]}")
+    made = {
+        name: log_run(yard, experiment, name, 1, {"val_acc": 0.5}, {}, "907", repository)
+        for name, repository in (
+            ("ours", "https://github.com/ml/churn"),
+            ("theirs", "https://github.com/ml/other"),
+            ("untold", None),
+        )
+    }
+    github = {
+        "CI": "true",
+        "GITHUB_ACTIONS": "true",
+        "GITHUB_SERVER_URL": "https://github.com",
+        "GITHUB_REPOSITORY": "ml/churn",
+        "GITHUB_REF": "refs/pull/907/merge",
+    }
+    args = ["--model", dataset.model, *METRICS]
+
+    def listed(done: Any) -> set[str]:
+        assert done.returncode == 0, done.stderr
+        return {name for name, run_id in made.items() if run_id in done.stdout}
+
+    assert listed(report(client_venv, yard, empty_dir, *args, env=github)) == {"ours"}
+    other = ["--repository", "https://github.com/ml/other"]
+    assert listed(report(client_venv, yard, empty_dir, *args, *other, env=github)) == {"theirs"}
+    everywhere = report(client_venv, yard, empty_dir, *args, "--merge-request", "907")
+    assert listed(everywhere) == {"ours", "theirs", "untold"}
 
 
 def _gate(venv: Venv, yard: Yard, folder: Path, model: str, mr: str, *extra: str) -> Any:

@@ -14,7 +14,7 @@ from typing import Any
 import click
 
 from modelyard_client import ci_comment, output
-from modelyard_client.ci_env import MERGE_REQUEST_ID, detect
+from modelyard_client.ci_env import MERGE_REQUEST_ID, REPOSITORY_URL, detect
 from modelyard_client.ci_report import Candidate, Goal, Production, Report, marker, rank, render
 from modelyard_client.ci_report import worse as worse_goals
 from modelyard_client.errors import ClientError, HttpError
@@ -68,6 +68,11 @@ def _goal(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]) -
     help="The merge request's id (GitLab's iid, GitHub's number); default: the CI job's.",
 )
 @click.option(
+    "--repository",
+    help="Only candidates tagged with this ci.repository_url; default: the CI job's "
+    "repository (outside CI: any).",
+)
+@click.option(
     "--post",
     is_flag=True,
     help="Also post the report as one comment on the merge request, updated on later runs "
@@ -88,6 +93,7 @@ def report(
     goals: list[Goal],
     experiments: tuple[str, ...],
     merge_request: str | None,
+    repository: str | None,
     post: bool,
     fail_if_worse: bool,
     project: str | None,
@@ -97,9 +103,13 @@ def report(
     number = merge_request or _current_merge_request()
     if not _MERGE_REQUEST.fullmatch(number):
         raise click.BadParameter(f"{number[:80]!r} is not a merge request id.")
+    found = detect()
+    repository = repository or (found.get(REPOSITORY_URL) if found else None)
+    if repository is not None and ("'" in repository or "\\" in repository):
+        raise click.BadParameter(f"{repository[:200]!r} is not a repository address.")
     client = http(project)
     try:
-        made = gather(client, model, alias, goals, list(experiments), number)
+        made = gather(client, model, alias, goals, list(experiments), number, repository)
     finally:
         client.close()
     body = render(made)
@@ -208,15 +218,20 @@ def candidate(run: dict[str, Any], experiments: dict[str, str]) -> Candidate:
     )
 
 
-def _candidates(client: Http, experiments: dict[str, str], number: str) -> list[Candidate]:
+def _candidates(
+    client: Http, experiments: dict[str, str], number: str, repository: str | None
+) -> list[Candidate]:
     if not experiments:
         return []
+    wanted = f"tags.`{MERGE_REQUEST_ID}` = '{number}'"
+    if repository:
+        wanted += f" AND tags.`{REPOSITORY_URL}` = '{repository}'"
     found: list[Candidate] = []
     token = None
     while True:
         payload: dict[str, Any] = {
             "experiment_ids": list(experiments),
-            "filter": f"tags.`{MERGE_REQUEST_ID}` = '{number}'",
+            "filter": wanted,
             "run_view_type": "ACTIVE_ONLY",
             "max_results": PAGE,
         }
@@ -260,9 +275,10 @@ def gather(
     goals: list[Goal],
     experiment_names: list[str],
     number: str,
+    repository: str | None = None,
 ) -> Report:
     experiments = _experiments(client, experiment_names)
-    found = _candidates(client, experiments, number)
+    found = _candidates(client, experiments, number, repository)
     production, why = _production(client, model, alias)
     return Report(
         merge_request=number,
