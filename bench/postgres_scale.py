@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import tracking
+from servers import cpu_ticks, cpu_used, postgres_pids
 from tracking import (
     BATCH_SIZE,
     Rest,
@@ -144,11 +145,8 @@ def plain_url(url: str) -> str:
     return str(make_url(url).set(drivername="postgresql").render_as_string(hide_password=False))
 
 
-def bulk_load(database_url: str, runs: int, steps: int, chunk: int) -> tuple[str, dict[str, Any]]:
-    """The schema and one experiment through modelyard, then the rows, chunk by chunk, with
-    autovacuum off on the loaded tables (so no statistics exist until ANALYZE)."""
-    import psycopg
-
+def prepare(database_url: str) -> str:
+    """The schema and one experiment, through modelyard."""
     from modelyard.db.engine import Database
     from modelyard.db.migrate import ensure_schema
     from modelyard.db.schema import DEFAULT_PROJECT_ID
@@ -157,9 +155,20 @@ def bulk_load(database_url: str, runs: int, steps: int, chunk: int) -> tuple[str
     db = Database(database_url)
     try:
         ensure_schema(db)
-        experiment = experiments.create(db, DEFAULT_PROJECT_ID, "pg-scale")
+        return str(experiments.create(db, DEFAULT_PROJECT_ID, "pg-scale"))
     finally:
         db.dispose()
+
+
+def bulk_load(
+    database_url: str, experiment: str, runs: int, steps: int, chunk: int
+) -> dict[str, Any]:
+    """The rows, chunk by chunk, with autovacuum off on the loaded tables (so no statistics
+    exist until an ANALYZE)."""
+    import psycopg
+
+    from modelyard.db.schema import DEFAULT_PROJECT_ID
+
     timings: dict[str, float] = {}
     with psycopg.connect(plain_url(database_url), autocommit=True) as conn:
         for table in LOADED:
@@ -191,7 +200,7 @@ def bulk_load(database_url: str, runs: int, steps: int, chunk: int) -> tuple[str
             t: conn.execute(f"SELECT pg_total_relation_size('{t}')").fetchone()[0]  # type: ignore[index]
             for t in LOADED
         }
-    return str(experiment), {"seconds": timings, "bytes": sizes}
+    return {"seconds": timings, "bytes": sizes}
 
 
 def analyze(database_url: str) -> float:
@@ -263,6 +272,62 @@ def searches(server: Server, experiment: str, calls: int, out: Results) -> None:
     rest.close()
 
 
+def where_time_goes(database_url: str, experiment: str, calls: int, out: Results) -> None:
+    """Each search in this process, through modelyard's service (no HTTP): its whole time, and
+    the page query's own execution time inside PostgreSQL (EXPLAIN ANALYZE of the statement
+    the service sent, captured on its way out). The rest of the service time is loading the
+    page's params, tags and metrics and building the answer; the rest of the HTTP time is the
+    server's routing and JSON."""
+    from sqlalchemy import event
+
+    from modelyard.db.engine import Database
+    from modelyard.db.schema import DEFAULT_PROJECT_ID
+    from modelyard.services import runs
+
+    db = Database(database_url)
+    sent: list[tuple[str, Any]] = []
+
+    @event.listens_for(db.engine, "before_cursor_execute")
+    def capture(_c: Any, _cursor: Any, statement: str, parameters: Any, *_rest: Any) -> None:
+        if statement.lstrip().upper().startswith("SELECT"):
+            sent.append((statement, parameters))
+
+    try:
+        for name, (text, order) in SEARCHES.items():
+            times, plans = [], []
+            for _ in range(calls + 1):
+                sent.clear()
+                started = time.perf_counter()
+                runs.search(
+                    db,
+                    DEFAULT_PROJECT_ID,
+                    experiment_ids=[experiment],
+                    filter_string=text,
+                    run_view_type=None,
+                    max_results=100,
+                    order_by=order,
+                    page_token=None,
+                )
+                times.append(time.perf_counter() - started)
+                page_query = next((q for q in sent if "ORDER BY" in q[0]), None)
+                if page_query is not None:
+                    with db.engine.connect() as conn:
+                        explained = conn.exec_driver_sql(
+                            "EXPLAIN (ANALYZE, FORMAT JSON) " + page_query[0], page_query[1]
+                        ).scalar()
+                    plan = explained if isinstance(explained, list) else json.loads(explained)
+                    plans.append(float(plan[0]["Execution Time"]))
+            found = out.search.setdefault(name, {})
+            found["service_p50_ms"] = percentile(times[1:], 50) * 1000
+            found["page_query_p50_ms"] = percentile(plans[1:], 50) if plans else float("nan")
+            log(
+                f"  {name}: service {found['service_p50_ms']:,.1f} ms, of which the page query "
+                f"{found['page_query_p50_ms']:,.1f} ms"
+            )
+    finally:
+        db.dispose()
+
+
 def paging(server: Server, experiment: str, expected: dict[str, int], out: Results) -> None:
     """Every page of each search, 1,000 runs a page, to the end; each run must come once."""
     rest = Rest(server.base_url, timeout_s=900)
@@ -320,17 +385,27 @@ def ingest(server: Server, experiment: str, clients: int, batches: int, out: Res
     threads = [threading.Thread(target=work, args=(c,)) for c in range(clients)]
     for thread in threads:
         thread.start()
+    before = (cpu_ticks([server.proc.pid]), cpu_ticks(postgres_pids()), time.process_time())
     barrier.wait()
     started = time.perf_counter()
     for thread in threads:
         thread.join()
     wall = time.perf_counter() - started
+    after = (cpu_ticks([server.proc.pid]), cpu_ticks(postgres_pids()), time.process_time())
     for link in links:
         link.close()
     if errors:
         raise errors[0]
-    out.ingest = {"points_per_s": clients * batches * BATCH_SIZE / wall, "wall_s": wall}
-    log(f"  {clients} clients: {out.ingest['points_per_s']:,.0f} points/s")
+    calls = clients * batches
+    out.ingest = {
+        "points_per_s": calls * BATCH_SIZE / wall,
+        "wall_s": wall,
+        "server_cpu_ms_per_batch": cpu_used(before[0], after[0]) * 1000 / calls,
+        "postgres_cpu_ms_per_batch": cpu_used(before[1], after[1]) * 1000 / calls,
+        "client_cpu_ms_per_batch": (after[2] - before[2]) * 1000 / calls,
+        "load_average": os.getloadavg()[0],
+    }
+    log(f"  {clients} clients: {json.dumps({k: round(v, 1) for k, v in out.ingest.items()})}")
 
 
 # --------------------------------------------------------------------------------------------
@@ -376,6 +451,14 @@ def print_table(out: Results, args: argparse.Namespace) -> None:
             f"{'-' if p50 is None else f'{p50:,.1f} ms':>10}"
             f"{'-' if p95 is None else f'{p95:,.1f} ms':>10}  {', '.join(marks)}"
         )
+    for name in SEARCHES:
+        found = out.search.get(name, {})
+        if "service_p50_ms" in found:
+            print(
+                f"  {name}: HTTP p50 {found['p50_ms']:,.1f} ms = service "
+                f"{found['service_p50_ms']:,.1f} ms (page query {found['page_query_p50_ms']:,.1f}"
+                " ms in PostgreSQL, the rest loading the page's data) + routing and JSON"
+            )
     for name, page in out.paging.items():
         print(
             f"paging {name:<13} {page['pages']:>5} pages of 1,000: first "
@@ -386,7 +469,11 @@ def print_table(out: Results, args: argparse.Namespace) -> None:
         mark = "ok" if out.ingest["points_per_s"] >= 150_000 else "MISS"
         print(
             f"ingest, {args.clients} clients, 1,000-point batches: "
-            f"{out.ingest['points_per_s']:,.0f} points/s (target 150,000: {mark})"
+            f"{out.ingest['points_per_s']:,.0f} points/s (target 150,000: {mark}); per batch: "
+            f"server CPU {out.ingest['server_cpu_ms_per_batch']:.1f} ms, PostgreSQL CPU "
+            f"{out.ingest['postgres_cpu_ms_per_batch']:.1f} ms, client CPU "
+            f"{out.ingest['client_cpu_ms_per_batch']:.1f} ms; load average "
+            f"{out.ingest['load_average']:.1f}"
         )
 
 
@@ -400,9 +487,7 @@ def main(argv: list[str] | None = None) -> int:
     workdir = Path(tempfile.mkdtemp(prefix="bench-pgscale-"))
     server: Server | None = None
     try:
-        log(f"loading {args.runs:,} runs x 2 metrics x {steps} steps into {name}")
-        experiment, out.load = bulk_load(url, args.runs, steps, args.chunk)
-        expected = expected_matches(args.runs, steps)
+        experiment = prepare(url)
 
         def command(_kind: str, wd: Path, port: int) -> list[str]:
             return [
@@ -410,12 +495,19 @@ def main(argv: list[str] | None = None) -> int:
                 str(args.workers), "--data-dir", str(wd / "data"), "--database-url", url,
             ]  # fmt: skip
 
+        # the server runs before the load, as it would while an import fills its database
         server = start_server("modelyard", workdir, command)
+        log(f"loading {args.runs:,} runs x 2 metrics x {steps} steps into {name}")
+        out.load = bulk_load(url, experiment, args.runs, steps, args.chunk)
+        expected = expected_matches(args.runs, steps)
+        time.sleep(2)  # the load's table counters reach the statistics views
         log("searches right after the load (no statistics)")
         stale_searches(server, experiment, out)
         out.load["analyze_s"] = analyze(url)
         log(f"ANALYZE: {out.load['analyze_s']:,.1f} s; searches")
         searches(server, experiment, args.calls, out)
+        log("where the time goes (in this process, without HTTP)")
+        where_time_goes(url, experiment, min(args.calls, 10), out)
         if not args.no_paging:
             log("paging to the end")
             paging(server, experiment, expected, out)

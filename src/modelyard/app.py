@@ -125,6 +125,7 @@ def create_app(settings: Settings, *, database: Database | None = None) -> Starl
         settings.data_dir.mkdir(parents=True, exist_ok=True)
     db = database or settings.database()
     ensure_schema(db)
+    db.fresh_statistics()  # PostgreSQL after a restore or bulk load: analysed before serving
     store = open_blob_store(settings)
     store.check()
     default_context = Context(db=db, store=store, project_id=DEFAULT_PROJECT_ID)

@@ -3,12 +3,12 @@
 PostgreSQL plans a search's joins from the statistics ANALYZE gathers. Right after a bulk
 load, an import or a restore (before autovacuum's next look, or with autovacuum off) they are
 missing or describe a much smaller table, and a filtered search is then planned as nested
-loops over every row: minutes instead of milliseconds. So before a search, the tables it reads
-are checked (one small catalogue query, at most every CHECK_SECONDS per process); those
-without statistics, or changed by more than half since their last ANALYZE, are analysed at
-once. One process analyses at a time (an advisory lock); the others wait for it, then find
-the statistics fresh. ANALYZE reads a fixed-size sample, so it takes about the same time at
-any size (a few hundred milliseconds).
+loops over every row: minutes instead of milliseconds. So at start-up and before a search,
+the tables it reads are checked (one small catalogue query, at most every CHECK_SECONDS per
+process); those without statistics, or changed by more than half since their last ANALYZE,
+are analysed at once. One process analyses at a time (an advisory lock); the others wait for
+it, then find the statistics fresh. ANALYZE reads a fixed-size sample, so it takes about the
+same time at any size.
 """
 
 from __future__ import annotations
