@@ -229,8 +229,9 @@ def test_service_candidates_of_one_merge_request(yard: Yard, logged: dict[str, s
     assert merge_requests.candidates(yard.db, project, "3", "") == bare
     assert merge_requests.candidates(yard.db, project, "99", GITLAB) == []  # experiment deleted
     assert merge_requests.candidates(yard.db, project, "12", GITLAB, limit=2)[1].info.run_name
-    assert merge_requests.metric_keys(yard.db, project) == ["acc", "loss"]
-    assert merge_requests.metric_keys(yard.db, project, "7") == ["acc"]
+    assert merge_requests.metric_keys(yard.db, project, ["12", "7"]) == ["acc", "loss"]
+    assert merge_requests.metric_keys(yard.db, project, ["7"]) == ["acc"]
+    assert merge_requests.metric_keys(yard.db, project, []) == []
 
     found = merge_requests.find(yard.db, project, "12", GITLAB)
     assert found is not None

@@ -215,6 +215,9 @@ TOP: dict[tuple[str, str], Rule] = {
     ("GET", "/ui/charts/data"): _r(C.READ),
     ("GET", "/ui/link"): _r(C.READ),
     ("GET", "/ui/logged-models/{model_id}"): _r(C.READ),
+    ("GET", "/ui/merge-requests"): _r(C.READ),
+    ("GET", "/ui/merge-requests/candidates"): _r(C.READ),
+    ("GET", "/ui/merge-requests/compare"): _r(C.READ),
     # webhooks (the services audit every change)
     ("GET", "/ui/webhooks"): _r(C.MAINTAIN),
     ("POST", "/ui/webhooks"): _r(C.MAINTAIN, forms=True),

@@ -2,14 +2,14 @@
 client's plugin sets them), and a merge request is every active candidate of the project's
 active experiments with the same ``ci.merge_request_id`` and ``ci.repository_url``.
 
-The list is one grouped query over ``run_tags`` (the (experiment, key) index finds the
-merge-request tags, the other tags and the chosen metric are joined on their (run, key) keys),
-so it costs one index range per experiment whatever the number of merge requests; the best
-candidate of each merge request on the page is found in a second query over the page's
-merge requests only."""
+The list is one grouped query over the merge-request tags (found by run_tags' (experiment,
+key) index) joined with their runs and repository tags on their keys, so its cost grows with
+the candidates logged from CI and nothing else; links, branches and the best candidate by a
+metric are read in a second query, for the page's merge requests only."""
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any
 
@@ -169,22 +169,20 @@ def list_merge_requests(
     offset: int = 0,
 ) -> MergeRequestPage:
     """The project's merge requests with candidates, most recently active first: for each, its
-    link, branches, candidate count, last activity (a candidate's end, else its start) and,
-    with ``metric``, the best latest value of that metric (``order`` max or min)."""
+    candidate count, last activity (a candidate's end, else its start), link, provider and
+    branches (as its most recently active candidate has them) and, with ``metric``, the best
+    latest value of that metric (``order`` max or min).
+
+    The grouping reads only the merge-request and repository tags and the runs; everything
+    else is read for the page's merge requests alone."""
     metric, order = metric_key(metric), direction(order)
     if not 1 <= limit <= MAX_PAGE or offset < 0:
         raise InvalidParameter(f"limit must be 1 to {MAX_PAGE} and offset at least 0.")
-    source, tags, metric_alias = _joined(_DETAILS, metric)
+    source, tags, _ = _joined((REPOSITORY,), None)
     repository = _repository(tags[REPOSITORY])
     last = func.max(func.coalesce(runs.c.end_time, runs.c.start_time))
     query = (
-        select(
-            _mr.c.value,
-            repository,
-            func.count(),
-            last,
-            *(func.max(tags[key].c.value) for key in _DETAILS[1:]),
-        )
+        select(_mr.c.value, repository, func.count(), last)
         .select_from(source)
         .where(*_scope(project_id))
         .group_by(_mr.c.value, repository)
@@ -196,55 +194,61 @@ def list_merge_requests(
         rows = list(conn.execute(query).all())
         more = len(rows) > limit
         rows = rows[:limit]
-        best = {} if metric_alias is None else _best(conn, project_id, metric, order, rows)
+        details = _details(conn, project_id, metric, order, {(r[0], r[1]) for r in rows})
     items = [
         MergeRequest(
-            id=row[0],
-            repository_url=row[1] or None,
-            url=row[4],
-            provider=row[5],
-            source_branch=row[6],
-            target_branch=row[7],
-            candidates=int(row[2]),
-            last_activity=int(row[3]),
-            best=best.get((row[0], row[1])),
+            id=mr_id,
+            repository_url=repo or None,
+            candidates=int(count),
+            last_activity=int(active),
+            **details[(mr_id, repo)],
         )
-        for row in rows
+        for mr_id, repo, count, active in rows
     ]
     return MergeRequestPage(items, offset + limit if more else None)
 
 
-def _best(
-    conn: Any, project_id: int, metric: str | None, order: str, rows: list[Any]
-) -> dict[tuple[str, str], Best]:
-    """The best candidate of each listed merge request: its latest value of ``metric``,
-    ties to the newest candidate."""
-    if not rows or metric is None:
-        return {}
-    source, tags, metric_alias = _joined((REPOSITORY,), metric)
-    repository = _repository(tags[REPOSITORY])
-    query = (
-        select(_mr.c.value, repository, runs.c.id, metric_alias.c.value, runs.c.start_time)
-        .select_from(source)
-        .where(
-            *_scope(project_id),
-            _mr.c.value.in_({row[0] for row in rows}),
-            metric_alias.c.value.is_not(None),
-        )
-    )
-    wanted = {(row[0], row[1]) for row in rows}
+def _details(
+    conn: Any, project_id: int, metric: str | None, order: str, wanted: set[tuple[str, str]]
+) -> dict[tuple[str, str], dict[str, Any]]:
+    """For each wanted (merge request, repository): link, provider and branches of its most
+    recently active candidate, and its best candidate by ``metric`` (ties to the newest)."""
+    source, tags, metric_alias = _joined(_DETAILS, metric)
+    value = literal(None) if metric_alias is None else metric_alias.c.value
+    query = select(
+        _mr.c.value,
+        _repository(tags[REPOSITORY]),
+        func.coalesce(runs.c.end_time, runs.c.start_time),
+        runs.c.start_time,
+        runs.c.id,
+        value,
+        *(tags[key].c.value for key in _DETAILS[1:]),
+    ).select_from(source)
+    query = query.where(*_scope(project_id), _mr.c.value.in_({mr_id for mr_id, _ in wanted}))
     sign = 1 if order == "max" else -1
-    found: dict[tuple[str, str], tuple[float, int, str]] = {}
-    for mr_id, repo, run_id, value, started in conn.execute(query):
+    latest: dict[tuple[str, str], tuple[Any, ...]] = {}
+    best: dict[tuple[str, str], tuple[float, int, str]] = {}
+    for mr_id, repo, active, started, run_id, found, *more in conn.execute(query):
         key = (mr_id, repo)
         if key not in wanted:
             continue
-        candidate = (sign * value, started, run_id)
-        if key not in found or candidate > found[key]:
-            found[key] = candidate
-    return {
-        key: Best(metric, sign * score, run_id) for key, (score, _, run_id) in found.items()
-    }
+        if key not in latest or (active, started, run_id) > latest[key][:3]:
+            latest[key] = (active, started, run_id, *more)
+        if found is not None and (key not in best or (sign * found, started, run_id) > best[key]):
+            best[key] = (sign * found, started, run_id)
+    out = {}
+    for key in wanted:
+        # (a candidate deleted between the two reads may leave a merge request without one)
+        url, provider, source_branch, target_branch = latest.get(key, (None,) * 7)[3:]
+        top = best.get(key)
+        out[key] = {
+            "url": url,
+            "provider": provider,
+            "source_branch": source_branch,
+            "target_branch": target_branch,
+            "best": None if top is None or metric is None else Best(metric, sign * top[0], top[2]),
+        }
+    return out
 
 
 # One merge request -----------------------------------------------------------------------------
@@ -291,15 +295,16 @@ def candidates(
         return hydrate(conn, conn.execute(query).all())
 
 
-def metric_keys(db: Database, project_id: int, mr_id: str | None = None) -> list[str]:
-    """The metric keys the candidates of merge requests logged (of one merge request, with
-    ``mr_id``), sorted; at most 500."""
-    condition = [] if mr_id is None else [_mr.c.value == _text(mr_id, "merge request")]
+def metric_keys(db: Database, project_id: int, mr_ids: Collection[str]) -> list[str]:
+    """The metric keys the candidates of these merge requests logged, sorted; at most 500."""
+    if not mr_ids:
+        return []
+    ids = {_text(mr_id, "merge request") for mr_id in mr_ids}
     query = (
         select(latest_metrics.c.key)
         .select_from(_mr.join(runs, runs.c.pk == _mr.c.run_pk))
         .join(latest_metrics, latest_metrics.c.run_pk == _mr.c.run_pk)
-        .where(*_scope(project_id), *condition)
+        .where(*_scope(project_id), _mr.c.value.in_(ids))
         .distinct()
         .order_by(latest_metrics.c.key)
         .limit(MAX_METRIC_KEYS)

@@ -20,12 +20,15 @@ from modelyard.services import aliases, artifacts, logged_models, packages, prom
 from modelyard.services import runs as run_service
 from modelyard.services import semver as semvers
 from modelyard.services.registry import ModelVersion
+from modelyard.ui.ci import ci_links
 from modelyard.ui.render import form, page, prefix, redirect
 from modelyard.web.markdown import render
 
 MLMODEL = "MLmodel"
 #: the registered-model tag that keeps the metric shown for every version on the model page
 KEY_METRIC_TAG = "modelyard.key_metric"
+#: the CI steps a version's lineage chain starts with
+CHAIN = ("merge request", "pipeline", "job")
 
 
 def _name(request: Request) -> str:
@@ -203,6 +206,11 @@ async def version_page(request: Request, ctx: Context) -> Response:
         lineage=lineage,
         source_tags=_links(lineage.get("source_tags", {})),
         ci_tags=_links(lineage.get("ci", {})),
+        ci_chain=[
+            link
+            for link in ci_links(lineage.get("ci", {}), prefix(request))
+            if link.what in CHAIN
+        ],
         tags=_links(version.tags),
         created=request.query_params.get("created") == "1",
     )

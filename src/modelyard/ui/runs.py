@@ -12,7 +12,7 @@ from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import quote, urlencode, urlsplit
+from urllib.parse import quote, urlencode
 
 import orjson
 from starlette.concurrency import run_in_threadpool
@@ -29,8 +29,9 @@ from modelyard.services.entities import Experiment, Run
 from modelyard.services.logged_models import LoggedModel
 from modelyard.services.paths import safe_path
 from modelyard.ui import chartdata, charts
+from modelyard.ui.ci import ci_links, web_link
 from modelyard.ui.images import stepped_images
-from modelyard.ui.render import page
+from modelyard.ui.render import page, prefix
 from modelyard.web import routing as _routing  # noqa: F401 - registers {path:anypath}
 from modelyard.web.media import served_type
 from modelyard.web.transfer import BlobResponse, unreadable
@@ -83,17 +84,6 @@ def human_size(size: int | None) -> str:
             return f"{size} B" if unit == "B" else f"{value:.1f} {unit}"
         value /= 1024
     return f"{size} B"
-
-
-def web_link(value: str) -> str | None:
-    """The value when it is an http(s) URL (and so may be a link), else None."""
-    if any(c.isspace() or ord(c) < 32 for c in value):
-        return None
-    try:
-        parts = urlsplit(value)
-    except ValueError:
-        return None
-    return value if parts.scheme.lower() in ("http", "https") and parts.netloc else None
 
 
 def quoted(path: str) -> str:
@@ -221,6 +211,7 @@ async def run_page(request: Request, ctx: Context) -> Response:
         children=found.children,
         lineage=_tag_rows(run.tags, LINEAGE_TAGS),
         ci=ci,
+        ci_links=ci_links(run.tags, prefix(request)),
         models=found.models,
         images=stepped_images(f.path for f in found.files),
         tree=_tree(found.files[:MAX_FILES]),
