@@ -147,7 +147,8 @@ def _fill(yard: Yard, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> dict[s
     client.set_terminated(doomed.info.run_id)
     client.delete_run(doomed.info.run_id)
     gone = client.create_experiment(f"gone-{tag}")
-    client.create_run(gone, run_name="in a deleted experiment")
+    lost = client.create_run(gone, run_name="in a deleted experiment")
+    client.set_terminated(lost.info.run_id, "KILLED")
     client.delete_experiment(gone)
 
     name = f"churn-{tag}"
@@ -206,6 +207,10 @@ def _points(client: Any, run_id: str, key: str) -> list[tuple[int, int, float]]:
             value = math.copysign(MAX, value)
         out.append((m.step, m.timestamp, "nan" if math.isnan(value) else value))
     return sorted(out, key=repr)
+
+
+def later_point_time(client: Any, run: Any) -> int:
+    return int(client.get_metric_history(run.info.run_id, "late")[0].timestamp)
 
 
 def _files(client: Any, run_id: str, folder: Path, root: str = "") -> dict[str, bytes]:
@@ -334,6 +339,24 @@ def test_export_to_a_fresh_mlflow_server(
     )
     assert len(found) == len(made["runs"]) + 1
     assert json.loads(mapping.read_text())["runs"] == runs
+
+    # what changed at the source since arrives with the next export
+    source = _client(yard.uri, yard.admin, monkeypatch)
+    later = source.create_run(made["experiments"][0], run_name="later")
+    source.log_metric(later.info.run_id, "late", 2.0, step=4)
+    source.set_terminated(later.info.run_id)
+    source.transition_model_version_stage(made["registered"], "3", "Staging")
+    source.delete_registered_model_alias(made["registered"], "champion")
+    source.set_registered_model_alias(made["registered"], "challenger", "1")
+    late_time = later_point_time(source, later)
+    synced = _export(yard, mlflow_server.url, mapping)
+    assert synced.returncode == 0, synced.stderr
+    assert "exported 0 experiments, 1 runs, 0 logged models" in synced.stdout
+    target = _client(mlflow_server.url, None, monkeypatch)
+    late = json.loads(mapping.read_text())["runs"][later.info.run_id]
+    assert _points(target, late, "late") == [(4, late_time, 2.0)]
+    assert target.get_model_version(made["registered"], "3").current_stage == "Staging"
+    assert target.get_registered_model(made["registered"]).aliases == {"challenger": "1"}
 
     # a run left half-copied (as by an interrupted export) is completed, nothing doubled
     state = json.loads(mapping.read_text())

@@ -346,13 +346,19 @@ class Export:
             for run in todo:
                 old = str(run["info"]["run_id"])
                 self._fill_run(run, ids[old], progress)
-                self.mapping.finish("runs", old)
+                if run["info"].get("status") != "RUNNING":  # a running run is synced again
+                    self.mapping.finish("runs", old)
                 self.tally.count("runs")
                 progress.file_done()
 
     def _fill_run(self, run: dict[str, Any], new: str, progress: Progress) -> None:
         info, data = run["info"], run.get("data", {})
         old = str(info["run_id"])
+        held: dict[str, Any] | None = None  # a resumed run: what the target already has
+        if new not in self.created:
+            held = self.target.get("/runs/get", run_id=new)["run"]
+            if held["info"].get("lifecycle_stage") == DELETED:
+                self.target.post("/runs/restore", {"run_id": new})
         for params in chunks(_pairs(data.get("params")), PARAMS_PER_BATCH):
             self._batch(new, params=params)
         tags = [t for t in _pairs(data.get("tags")) if t["key"] != PARENT_TAG]
@@ -362,7 +368,7 @@ class Export:
             for points in chunks(self._history(old, key), METRICS_PER_BATCH):
                 self._batch(new, metrics=points)
                 self.tally.points += len(points)
-        self._inputs(run, new)
+        self._inputs(run, new, held)
         models = self.mapping.ids("logged_models")
         linked = [
             {**p, "model_id": models[p["model_id"]]}
@@ -396,12 +402,11 @@ class Export:
                 "step": point.get("step", 0),
             }
 
-    def _inputs(self, run: dict[str, Any], new: str) -> None:
+    def _inputs(self, run: dict[str, Any], new: str, found: dict[str, Any] | None) -> None:
         inputs, outputs = run.get("inputs", {}), run.get("outputs", {})
         models = self.mapping.ids("logged_models")
         held: set[tuple[str, Any]] = set()  # links a resumed run already has (MLflow repeats them)
-        if new not in self.created:
-            found = self.target.get("/runs/get", run_id=new)["run"]
+        if found is not None:
             held |= {("in", m["model_id"]) for m in found.get("inputs", {}).get("model_inputs", [])}
             held |= {
                 ("out", (m["model_id"], int(m.get("step", 0))))
@@ -581,18 +586,45 @@ class Export:
         )
         for version in sorted(versions, key=lambda v: _by_number(str(v["version"]))):
             if str(version["version"]) in mapped:
+                self._sync_version(version, mapped[str(version["version"])])
                 self.tally.count("model_versions", exported=False)
                 continue
             mapped[str(version["version"])] = self._version(version, fresh)
             self.mapping.save()
             self.tally.count("model_versions")
-        for alias in model.get("aliases", []):
-            number = mapped.get(str(alias.get("version")))
-            if number is not None:
-                self.target.post(
-                    "/registered-models/alias",
-                    {"name": name, "alias": alias["alias"], "version": number},
-                )
+        wanted = {
+            str(a["alias"]): mapped[str(a.get("version"))]
+            for a in model.get("aliases", [])
+            if str(a.get("version")) in mapped
+        }
+        if not fresh:  # an alias removed at the source since the last export goes too
+            current = self.target.get("/registered-models/get", name=name)["registered_model"]
+            for alias in current.get("aliases", []):
+                if str(alias["alias"]) not in wanted:
+                    self.target.call(
+                        "DELETE",
+                        "/registered-models/alias",
+                        {"name": name, "alias": alias["alias"]},
+                    )
+        for alias, number in wanted.items():
+            self.target.post(
+                "/registered-models/alias", {"name": name, "alias": alias, "version": number}
+            )
+
+    def _sync_version(self, version: dict[str, Any], number: str) -> None:
+        """A version exported before: its stage and description as the source has them now."""
+        name = str(version["name"])
+        found = self.target.get("/model-versions/get", name=name, version=number)["model_version"]
+        description = str(version.get("description") or "")
+        if str(found.get("description") or "") != description:
+            self.target.call(
+                "PATCH",
+                "/model-versions/update",
+                {"name": name, "version": number, "description": description},
+            )
+        stage = str(version.get("current_stage") or "None")
+        if str(found.get("current_stage") or "None") != stage:
+            self._stage(name, number, stage)
 
     def _version(self, version: dict[str, Any], fresh: bool) -> str:
         """Create the version; in a model this export made, the numbers of deleted versions
@@ -621,16 +653,14 @@ class Export:
             self.target.call("DELETE", "/model-versions/delete", {"name": name, "version": number})
         stage = str(version.get("current_stage") or "None")
         if stage != "None":
-            self.target.post(
-                "/model-versions/transition-stage",
-                {
-                    "name": name,
-                    "version": number,
-                    "stage": stage,
-                    "archive_existing_versions": False,
-                },
-            )
+            self._stage(name, number, stage)
         return number
+
+    def _stage(self, name: str, number: str, stage: str) -> None:
+        self.target.post(
+            "/model-versions/transition-stage",
+            {"name": name, "version": number, "stage": stage, "archive_existing_versions": False},
+        )
 
     def _source_uri(self, source: str) -> str:
         """A version's source, pointing at the target's copy of its run or logged model."""
