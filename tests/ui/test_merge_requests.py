@@ -68,10 +68,17 @@ def test_the_list_leads_to_candidates_and_compare(yard: Yard, logged: dict[str, 
     assert f'href="{GITLAB}/-/merge_requests/12"' in facts
     tables = hrefs(section(html, "in-tables"))
     assert len(tables) == 2  # the two experiments it ran in, filtered to it
-    assert all("filter=tags.%60ci.merge_request_id%60+%3D+%2712%27" in t for t in tables)
-    in_table = get(server, tables[0])
-    assert in_table.status_code == 200
-    assert 'id="filter-error"' not in in_table.text
+    filters = [parse_qs(urlsplit(t).query)["filter"] for t in tables]
+    assert filters == [
+        [f"tags.`ci.merge_request_id` = '12' AND tags.`ci.repository_url` = '{GITLAB}'"]
+    ] * 2
+    shown = set()
+    for table_url in tables:
+        in_table = get(server, table_url)
+        assert in_table.status_code == 200
+        assert 'id="filter-error"' not in in_table.text
+        shown.update(cells[1] for _, cells in rows(in_table.text, "candidates")[1:])
+    assert shown == {"a", "b", "c", "nan"}  # not #12 of the other repository
     one_click = next(link for link in hrefs(section(html, "selection")) if "/ui/compare?" in link)
     assert parse_qs(urlsplit(one_click).query)["runs"] == [
         logged[n] for n in ("b", "c", "a", "nan")

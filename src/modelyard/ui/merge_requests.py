@@ -25,6 +25,8 @@ from modelyard.ui.runs import MAX_COMPARE, MIN_COMPARE
 
 PAGE_SIZE = 50
 _PLAIN_ID = re.compile(r"[A-Za-z0-9._-]{1,100}")
+#: a repository address the filter language can quote as it is
+_PLAIN_URL = re.compile(r"[A-Za-z0-9._~:/@+%=-]{1,2000}")
 
 
 # The list --------------------------------------------------------------------------------------
@@ -162,6 +164,8 @@ async def merge_request_page(request: Request, ctx: Context) -> Response:
     in_tables = []
     if _PLAIN_ID.fullmatch(mr_id):
         flt = f"tags.`{merge_requests.MERGE_REQUEST}` = '{mr_id}'"
+        if repository and _PLAIN_URL.fullmatch(repository):
+            flt += f" AND tags.`{merge_requests.REPOSITORY}` = '{repository}'"
         for experiment_id, name in loaded.experiments.items():
             query = urlencode([("filter", flt)])
             in_tables.append((name, f"{base}/ui/experiments/{experiment_id}?{query}"))
