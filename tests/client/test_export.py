@@ -174,10 +174,14 @@ def _fill(yard: Yard, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> dict[s
 
 
 def _export(
-    yard: Yard, target: str, mapping: Path, *extra: str
+    yard: Yard,
+    target: str,
+    mapping: Path,
+    *extra: str,
+    settings: dict[str, str] | None = None,
 ) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "MODELYARD_"))}
-    env.update({"MODELYARD_URL": yard.uri, "MODELYARD_TOKEN": yard.admin})
+    env.update(settings or {"MODELYARD_URL": yard.uri, "MODELYARD_TOKEN": yard.admin})
     return subprocess.run(
         [
             sys.executable,
@@ -379,3 +383,15 @@ def test_export_errors_are_one_line(yard: Yard, tmp_path: Path) -> None:
     bad = tmp_path / "other.json"
     bad.write_text(json.dumps({"format": 1, "source": "elsewhere", "target": "x"}))
     assert "--mapping" in one_line_error(_export(yard, f"http://127.0.0.1:{port}", bad))
+    # MLflow's variables are the target's: the source is never read with them
+    mlflow_only = {"MLFLOW_TRACKING_URI": yard.uri, "MLFLOW_TRACKING_TOKEN": yard.admin}
+    unnamed = _export(yard, f"http://127.0.0.1:{port}", tmp_path / "n.json", settings=mlflow_only)
+    assert "MODELYARD_URL" in one_line_error(unnamed)
+    anonymous = _export(
+        yard,
+        f"http://127.0.0.1:{port}",
+        tmp_path / "a.json",
+        settings={**mlflow_only, "MODELYARD_URL": yard.uri},
+    )
+    assert "HTTP 401" in one_line_error(anonymous)
+    assert not (tmp_path / "a.json").exists()
