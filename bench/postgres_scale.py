@@ -294,9 +294,11 @@ def where_time_goes(database_url: str, experiment: str, calls: int, out: Results
 
     try:
         for name, (text, order) in SEARCHES.items():
-            times, plans = [], []
+            times, plans, python_cpu, postgres_cpu = [], [], [], []
             for _ in range(calls + 1):
                 sent.clear()
+                backends = postgres_pids(database_url)
+                before = (time.process_time(), cpu_ticks(backends))
                 started = time.perf_counter()
                 runs.search(
                     db,
@@ -309,6 +311,8 @@ def where_time_goes(database_url: str, experiment: str, calls: int, out: Results
                     page_token=None,
                 )
                 times.append(time.perf_counter() - started)
+                python_cpu.append(time.process_time() - before[0])
+                postgres_cpu.append(cpu_used(before[1], cpu_ticks(backends)))
                 page_query = next((q for q in sent if "ORDER BY" in q[0]), None)
                 if page_query is not None:
                     with db.engine.connect() as conn:
@@ -320,9 +324,13 @@ def where_time_goes(database_url: str, experiment: str, calls: int, out: Results
             found = out.search.setdefault(name, {})
             found["service_p50_ms"] = percentile(times[1:], 50) * 1000
             found["page_query_p50_ms"] = percentile(plans[1:], 50) if plans else float("nan")
+            found["service_python_cpu_ms"] = percentile(python_cpu[1:], 50) * 1000
+            found["service_postgres_cpu_ms"] = percentile(postgres_cpu[1:], 50) * 1000
             log(
                 f"  {name}: service {found['service_p50_ms']:,.1f} ms, of which the page query "
-                f"{found['page_query_p50_ms']:,.1f} ms"
+                f"{found['page_query_p50_ms']:,.1f} ms; CPU: Python "
+                f"{found['service_python_cpu_ms']:,.1f} ms, PostgreSQL "
+                f"{found['service_postgres_cpu_ms']:,.1f} ms"
             )
     finally:
         db.dispose()
@@ -360,7 +368,9 @@ def paging(server: Server, experiment: str, expected: dict[str, int], out: Resul
     rest.close()
 
 
-def ingest(server: Server, experiment: str, clients: int, batches: int, out: Results) -> None:
+def ingest(
+    server: Server, database_url: str, experiment: str, clients: int, batches: int, out: Results
+) -> None:
     rest = Rest(server.base_url)
     runs = [rest.create_run(experiment) for _ in range(clients)]
     rest.close()
@@ -385,13 +395,14 @@ def ingest(server: Server, experiment: str, clients: int, batches: int, out: Res
     threads = [threading.Thread(target=work, args=(c,)) for c in range(clients)]
     for thread in threads:
         thread.start()
-    before = (cpu_ticks([server.proc.pid]), cpu_ticks(postgres_pids()), time.process_time())
+    backends = postgres_pids(database_url)
+    before = (cpu_ticks([server.proc.pid]), cpu_ticks(backends), time.process_time())
     barrier.wait()
     started = time.perf_counter()
     for thread in threads:
         thread.join()
     wall = time.perf_counter() - started
-    after = (cpu_ticks([server.proc.pid]), cpu_ticks(postgres_pids()), time.process_time())
+    after = (cpu_ticks([server.proc.pid]), cpu_ticks(backends), time.process_time())
     for link in links:
         link.close()
     if errors:
@@ -457,7 +468,9 @@ def print_table(out: Results, args: argparse.Namespace) -> None:
             print(
                 f"  {name}: HTTP p50 {found['p50_ms']:,.1f} ms = service "
                 f"{found['service_p50_ms']:,.1f} ms (page query {found['page_query_p50_ms']:,.1f}"
-                " ms in PostgreSQL, the rest loading the page's data) + routing and JSON"
+                " ms in PostgreSQL, the rest loading the page's data) + routing and JSON; "
+                f"the service's CPU: Python {found['service_python_cpu_ms']:,.1f} ms, "
+                f"PostgreSQL {found['service_postgres_cpu_ms']:,.1f} ms"
             )
     for name, page in out.paging.items():
         print(
@@ -512,7 +525,7 @@ def main(argv: list[str] | None = None) -> int:
             log("paging to the end")
             paging(server, experiment, expected, out)
         log("ingest")
-        ingest(server, experiment, args.clients, args.batches, out)
+        ingest(server, url, experiment, args.clients, args.batches, out)
     except Exception as exc:
         out.errors.append(f"{type(exc).__name__}: {exc}")
         log(f"FAILED: {exc}")

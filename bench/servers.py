@@ -111,7 +111,7 @@ class SeaweedFS:
             except Exception:
                 if self.proc.poll() is not None or time.monotonic() > deadline:
                     self.stop()
-                    raise SystemExit(f"SeaweedFS did not start:\n{tail(self.log)}") from None
+                    raise RuntimeError(f"SeaweedFS did not start:\n{tail(self.log)}") from None
                 time.sleep(0.5)
 
     def bucket(self) -> str:
@@ -127,6 +127,20 @@ class SeaweedFS:
             except subprocess.TimeoutExpired:
                 os.killpg(self.proc.pid, 9)
                 self.proc.wait()
+
+
+def start_seaweedfs(root: Path, attempts: int = 3) -> SeaweedFS:
+    """SeaweedFS on free ports; again on others when one was taken meanwhile."""
+    for attempt in range(1, attempts + 1):
+        folder = root / f"weed{attempt}"
+        folder.mkdir()
+        try:
+            return SeaweedFS(folder)
+        except RuntimeError as exc:
+            if attempt == attempts:
+                raise SystemExit(str(exc)) from None
+            log(f"SeaweedFS did not start (attempt {attempt}); trying other ports")
+    raise AssertionError("unreachable")
 
 
 def admin_url(url: str) -> Any:
@@ -244,16 +258,19 @@ def cpu_used(before: dict[int, int], after: dict[int, int]) -> float:
     return ticks / os.sysconf("SC_CLK_TCK")
 
 
-def postgres_pids() -> list[int]:
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                if (entry / "comm").read_text().strip() in {"postgres", "postmaster"}:
-                    found.append(int(entry.name))
-            except OSError:
-                continue
-    return found
+def postgres_pids(database_url: str) -> list[int]:
+    """The PostgreSQL backends serving this database (not the server's shared background
+    processes, nor other databases' backends: other work on the machine is left out)."""
+    import psycopg
+    from sqlalchemy.engine import make_url
+
+    plain = make_url(database_url).set(drivername="postgresql")
+    with psycopg.connect(plain.render_as_string(hide_password=False)) as conn:
+        found = conn.execute(
+            "SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
+            "AND pid <> pg_backend_pid()"
+        )
+        return [int(pid) for (pid,) in found.fetchall()]
 
 
 # --------------------------------------------------------------------------------------------
@@ -329,7 +346,7 @@ def together(count: int, work: Callable[[int], None]) -> float:
     return time.perf_counter() - started
 
 
-def measure(servers: list[Server], plan: Plan, out: Figures) -> None:
+def measure(servers: list[Server], database: str, plan: Plan, out: Figures) -> None:
     urls = [s.base_url for s in servers]
     n = len(servers)
     rest = Rest(urls[0])
@@ -344,7 +361,7 @@ def measure(servers: list[Server], plan: Plan, out: Figures) -> None:
     for c in range(plan.clients):  # warm-up: one batch per client, on its server
         links[c].send("POST", API + "/runs/log-batch", bodies[c][0])
     pids = [s.proc.pid for s in servers]
-    pg = postgres_pids()
+    pg = postgres_pids(database)
     before = (cpu_ticks(pids), cpu_ticks(pg), time.process_time())
 
     def ingest(c: int) -> None:
@@ -352,7 +369,7 @@ def measure(servers: list[Server], plan: Plan, out: Figures) -> None:
             links[c].send("POST", API + "/runs/log-batch", body)
 
     wall = together(plan.clients, ingest)
-    after = (cpu_ticks(pids), cpu_ticks(postgres_pids()), time.process_time())
+    after = (cpu_ticks(pids), cpu_ticks(postgres_pids(database)), time.process_time())
     points = plan.clients * plan.batches * BATCH_SIZE
     out.points_per_s = points / wall
     out.cpu = {
@@ -404,7 +421,7 @@ def bench(kind: str, n: int, plan: Plan, weed: SeaweedFS, base_url: str, root: P
         log(f"{kind}: starting {n} server(s)")
         servers = start_many(kind, n, workdir, command, env)
         log(f"{kind}: {n} server(s) up; ingest from {plan.clients} clients")
-        measure(servers, plan, out)
+        measure(servers, database, plan, out)
         log(
             f"{kind} x{n}: {out.points_per_s:,.0f} pts/s, {out.mib_per_s:,.1f} MiB/s, "
             f"cpu {json.dumps({k: round(v, 2) for k, v in out.cpu.items()})}"
@@ -506,7 +523,7 @@ def main(argv: list[str] | None = None) -> int:
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     root = Path(tempfile.mkdtemp(prefix="bench-servers-"))
     results: list[Figures] = []
-    weed = SeaweedFS(root)
+    weed = start_seaweedfs(root)
     try:
         results += [
             bench(kind, n, plan, weed, args.database_url, root)

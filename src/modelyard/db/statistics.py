@@ -6,9 +6,9 @@ missing or describe a much smaller table, and a filtered search is then planned 
 loops over every row: minutes instead of milliseconds. So at start-up and before a search,
 the tables it reads are checked (one small catalogue query, at most every CHECK_SECONDS per
 process); those without statistics, or changed by more than half since their last ANALYZE,
-are analysed at once. One process analyses at a time (an advisory lock); the others wait for
-it, then find the statistics fresh. ANALYZE reads a fixed-size sample, so it takes about the
-same time at any size.
+are analysed at once, side by side. One process analyses at a time (an advisory lock); the
+others wait for it, then find the statistics fresh. ANALYZE reads a fixed-size sample, so it
+takes about the same time at any size.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 from sqlalchemy import Connection, Engine, text
 
@@ -73,13 +74,18 @@ class PlannerStatistics:
             conn.execute(text("SELECT pg_advisory_lock(:key)"), {"key": _LOCK_KEY})
             try:
                 stale = self._stale(conn)  # another process may have analysed meanwhile
-                for table in stale:
-                    started = time.perf_counter()
-                    conn.execute(text(f'ANALYZE "{table}"'))
-                    log.warning(
-                        "analysed %s (statistics missing or stale) in %.2f s",
-                        table,
-                        time.perf_counter() - started,
-                    )
+                if stale:  # side by side, one connection each: on several cores, sooner
+                    with ThreadPoolExecutor(max_workers=len(stale)) as pool:
+                        list(pool.map(self._analyze, stale))
             finally:
                 conn.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": _LOCK_KEY})
+
+    def _analyze(self, table: str) -> None:
+        started = time.perf_counter()
+        with self._engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            conn.execute(text(f'ANALYZE "{table}"'))
+        log.warning(
+            "analysed %s (statistics missing or stale) in %.2f s",
+            table,
+            time.perf_counter() - started,
+        )
