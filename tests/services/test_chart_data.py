@@ -135,6 +135,7 @@ CASES = [
     (8, 2500, 5, 1, False),  # one column of 4096 steps
     (9, 2500, 1, 100, False),  # columns of 64 steps: one block each
     (10, 2500, 1, 200, False),  # columns of 32 steps: two blocks of 16 each
+    (13, 2500, 40, 300, False),  # columns of 64 steps, some holding one point
     (11, 600, 10**9, 10, False),  # steps far apart: columns of many top-level blocks
     (12, 600, 10**9, 10, True),
 ]
