@@ -36,8 +36,10 @@ _BIG = 1.7976931348623157e308
 _FINITE = (False, -_BIG, _BIG)
 _FINITE_SQL = 'AND is_nan = ? AND "value" BETWEEN ? AND ? '
 _ENDS = (
-    'SELECT (SELECT MIN({dim}) FROM metrics WHERE run_pk = ? AND "key" = ?{where}), '
-    '(SELECT MAX({dim}) FROM metrics WHERE run_pk = ? AND "key" = ?{where})'
+    "SELECT pk, "
+    '(SELECT MIN({dim}) FROM metrics WHERE metrics.run_pk = runs.pk AND "key" = ?{where}), '
+    '(SELECT MAX({dim}) FROM metrics WHERE metrics.run_pk = runs.pk AND "key" = ?{where}) '
+    "FROM runs WHERE pk IN ({runs})"
 )
 _POINTS = (
     'SELECT step, "timestamp", "value" FROM metrics WHERE run_pk = ? AND "key" = ? {where}'
@@ -159,14 +161,14 @@ def chart_data(
     checked = [validation.run_id(run_id) for run_id in dict.fromkeys(run_ids)]
     with db.read() as conn:
         pks = _run_pks(conn, project_id, checked)
-        ends = {pk: _ends(conn, pk, key, _BY_STEP, None, None) for _, pk in pks}
+        ends = _ends(conn, [pk for _, pk in pks], key, _BY_STEP, None, None)
         steps = {s for found in ends.values() if found is not None for s in found}
         dim = _BY_STEP
         if len(steps) == 1:
             dim = _Dimension('"timestamp"', "AND step = ? ", (steps.pop(),))
         by = "step" if dim is _BY_STEP else "time"
         if dim is not _BY_STEP or start is not None or end is not None:
-            ends = {pk: _ends(conn, pk, key, dim, start, end) for _, pk in pks}
+            ends = _ends(conn, [pk for _, pk in pks], key, dim, start, end)
         present = [found for found in ends.values() if found is not None]
         if not present:
             return ChartData(key, by, None, None, [])
@@ -192,23 +194,29 @@ def _run_pks(conn: Connection, project_id: int, run_ids: list[str]) -> list[tupl
 
 def _ends(
     conn: Connection,
-    pk: int,
+    pks: list[int],
     key: str,
     dim: _Dimension,
     start: int | None,
     end: int | None,
-) -> tuple[int, int] | None:
-    """The first and last step (or time) of a history within the range, of every point."""
+) -> dict[int, tuple[int, int] | None]:
+    """The first and last step (or time) of each history within the range, of every point
+    (one query: each end is a seek in the key's index)."""
     where = f" {dim.where}".rstrip()
-    params: tuple[Any, ...] = (pk, key, *dim.params)
+    params: tuple[Any, ...] = (key, *dim.params)
     if start is not None:
         where += f" AND {dim.column} >= ?"
         params += (start,)
     if end is not None:
         where += f" AND {dim.column} <= ?"
         params += (end,)
-    low, high = driver_rows(conn, _ENDS.format(dim=dim.column, where=where), params * 2)[0]
-    return None if low is None else (int(low), int(high))
+    sql = _ENDS.format(dim=dim.column, where=where, runs=", ".join("?" * len(pks)))
+    found = {pk: (low, high) for pk, low, high in driver_rows(conn, sql, (*params * 2, *pks))}
+    out: dict[int, tuple[int, int] | None] = {}
+    for pk in pks:
+        low, high = found.get(pk, (None, None))
+        out[pk] = None if low is None else (int(low), int(high))
+    return out
 
 
 def _series(run_id: str, points: Sequence[Sequence[Any]], sampled: bool) -> ChartSeries:

@@ -141,12 +141,11 @@ def _insert_metrics(conn: Connection, run: Row[Any], points: list[Metric]) -> No
         # one statement whatever the batch's size: a column of values per array parameter
         n = len(columns)
         conn.exec_driver_sql(_unnest_points_sql(columns), tuple(values[i::n] for i in range(n)))
-        conn.exec_driver_sql(_latest_sql(style), list(latest.values()))
-        return
-    width = _ROWS_PER_INSERT * len(columns)
-    for start in range(0, len(values), width):
-        chunk = tuple(values[start : start + width])
-        conn.exec_driver_sql(_points_sql(style, columns, len(chunk) // len(columns)), chunk)
+    else:
+        width = _ROWS_PER_INSERT * len(columns)
+        for start in range(0, len(values), width):
+            chunk = tuple(values[start : start + width])
+            conn.exec_driver_sql(_points_sql(style, columns, len(chunk) // len(columns)), chunk)
     conn.exec_driver_sql(_latest_sql(style), list(latest.values()))
     metric_blocks.add_metrics(conn, pk, points)
 

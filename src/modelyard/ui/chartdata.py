@@ -33,6 +33,9 @@ GRID_COLUMNS = 300
 SVG_POINTS = 400
 
 
+_ESCAPES = (("<", "\\u003c"), (">", "\\u003e"), ("&", "\\u0026"))
+
+
 @dataclass(frozen=True, slots=True)
 class Chart:
     """One metric's chart: its data and the candidates' labels and colours."""
@@ -111,13 +114,10 @@ def data_block(request: Request, shown: Sequence[Chart], columns: int) -> Markup
         "columns": columns,
         "charts": [chart_json(c) for c in shown],
     }
-    text = (
-        orjson.dumps(payload)
-        .decode()
-        .replace("<", "\\u003c")
-        .replace(">", "\\u003e")
-        .replace("&", "\\u0026")
-    )
+    text = orjson.dumps(payload).decode()
+    for character, escaped in _ESCAPES:
+        if character in text:  # a scan is cheaper than a copy of megabytes
+            text = text.replace(character, escaped)
     return Markup(  # noqa: S704 - JSON with every <, > and & escaped
         f'<script type="application/json" id="chart-data">{text}</script>'
     )
