@@ -232,7 +232,15 @@ def test_candidates_of_the_jobs_repository(
         assert done.returncode == 0, done.stderr
         return {name for name, run_id in made.items() if run_id in done.stdout}
 
-    assert listed(report(client_venv, yard, empty_dir, *args, env=github)) == {"ours"}
+    in_ci = report(client_venv, yard, empty_dir, *args, env=github)
+    assert listed(in_ci) == {"ours"}
+    # the server's page of the same merge request shows the same candidates
+    page_link = re.search(r"\]\(([^)]*/ui/merge-requests/candidates\?[^)]*)\)", in_ci.stdout)
+    assert page_link is not None, in_ci.stdout
+    page = requests.get(page_link.group(1), headers=yard.headers(yard.reporter), timeout=30)
+    assert page.status_code == 200, page.text[:300]
+    assert made["ours"] in page.text
+    assert made["theirs"] not in page.text
     other = ["--repository", "https://github.com/ml/other"]
     assert listed(report(client_venv, yard, empty_dir, *args, *other, env=github)) == {"theirs"}
     everywhere = report(client_venv, yard, empty_dir, *args, "--merge-request", "907")

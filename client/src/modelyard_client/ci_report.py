@@ -66,6 +66,7 @@ class Report:
     experiments: list[str]
     ui: str  # the project's web UI, e.g. https://models.example.com/projects/churn/ui
     missing_production: str = ""  # why there is no production version, when there is none
+    repository: str | None = None  # the candidates' ci.repository_url, when it was chosen
 
     @property
     def best(self) -> Candidate | None:
@@ -197,6 +198,16 @@ def compare_url(report: Report) -> str | None:
     return f"{report.ui}/compare?" + urlencode([("runs", i) for i in ids])
 
 
+def merge_request_url(report: Report) -> str | None:
+    """The server's page of this merge request's candidates (it is named by repository)."""
+    if not report.repository:
+        return None
+    query = [("id", report.merge_request), ("repository", report.repository)]
+    if report.goals:
+        query += [("metric", report.goals[0].key), ("direction", report.goals[0].label)]
+    return f"{report.ui}/merge-requests/candidates?" + urlencode(query)
+
+
 def _link(report: Report, candidate: Candidate) -> str:
     return f"[{text(candidate.name or candidate.run_id)}]({run_url(report, candidate.run_id)})"
 
@@ -294,6 +305,9 @@ def render(report: Report) -> str:
     compare = compare_url(report)
     if compare:
         lines += ["", f"[Compare in modelyard]({compare})"]
+    everything = merge_request_url(report)
+    if everything:
+        lines += ["", f"[This merge request's candidates in modelyard]({everything})"]
     failing = worse(report)
     lines.append("")
     if not report.candidates:

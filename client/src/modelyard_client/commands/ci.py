@@ -291,4 +291,5 @@ def gather(
         or sorted(experiments.values())[:10],
         ui=f"{client.target.base}/ui",
         missing_production=why,
+        repository=repository,
     )
