@@ -298,7 +298,8 @@ def where_time_goes(database_url: str, experiment: str, calls: int, out: Results
             for _ in range(calls + 1):
                 sent.clear()
                 backends = postgres_pids(database_url)
-                before = (time.process_time(), cpu_ticks(backends))
+                ticks = cpu_ticks(backends)
+                before = time.process_time()
                 started = time.perf_counter()
                 runs.search(
                     db,
@@ -311,9 +312,9 @@ def where_time_goes(database_url: str, experiment: str, calls: int, out: Results
                     page_token=None,
                 )
                 times.append(time.perf_counter() - started)
-                python_cpu.append(time.process_time() - before[0])
-                postgres_cpu.append(cpu_used(before[1], cpu_ticks(backends)))
-                page_query = next((q for q in sent if "ORDER BY" in q[0]), None)
+                python_cpu.append(time.process_time() - before)
+                postgres_cpu.append(cpu_used(ticks, cpu_ticks(backends)))
+                page_query = next((q for q in sent if "FROM runs" in q[0]), None)
                 if page_query is not None:
                     with db.engine.connect() as conn:
                         explained = conn.exec_driver_sql(
@@ -402,7 +403,8 @@ def ingest(
     for thread in threads:
         thread.join()
     wall = time.perf_counter() - started
-    after = (cpu_ticks([server.proc.pid]), cpu_ticks(backends), time.process_time())
+    client_cpu = time.process_time()
+    after = (cpu_ticks([server.proc.pid]), cpu_ticks(backends), client_cpu)
     for link in links:
         link.close()
     if errors:

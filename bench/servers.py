@@ -369,7 +369,8 @@ def measure(servers: list[Server], database: str, plan: Plan, out: Figures) -> N
             links[c].send("POST", API + "/runs/log-batch", body)
 
     wall = together(plan.clients, ingest)
-    after = (cpu_ticks(pids), cpu_ticks(postgres_pids(database)), time.process_time())
+    client_cpu = time.process_time()
+    after = (cpu_ticks(pids), cpu_ticks(pg), client_cpu)
     points = plan.clients * plan.batches * BATCH_SIZE
     out.points_per_s = points / wall
     out.cpu = {
