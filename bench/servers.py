@@ -478,11 +478,11 @@ def print_table(rows: list[dict[str, Any]], plan: Plan) -> None:
         f"\nSeveral servers on one PostgreSQL + one S3 bucket: {plan.clients} clients "
         f"({BATCH_SIZE}-point log-batch), --workers {plan.workers} per server"
     )
-    print(f"{'workload':<17}{'servers':>8}{'modelyard':>14}{'mlflow':>12}{'ratio':>8}{'scale':>8}")
+    print(f"{'workload':<22}{'servers':>8}{'modelyard':>14}{'mlflow':>12}{'ratio':>8}{'scale':>8}")
     for r in rows:
         digits = 0 if r["unit"] == "pts/s" else 1
         print(
-            f"{r['workload'] + ' ' + r['unit']:<17}{r['servers']:>8}"
+            f"{r['workload'] + ' ' + r['unit']:<22}{r['servers']:>8}"
             f"{num(r['modelyard'], digits):>14}{num(r['mlflow'], digits):>12}"
             f"{num(r['ratio'], 1) + 'x' if r['ratio'] else '-':>8}"
             f"{num(r['vs_first'], 2) + 'x' if r['vs_first'] else '-':>8}"
