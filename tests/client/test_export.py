@@ -287,7 +287,9 @@ def test_export_to_a_fresh_mlflow_server(
         (v.version, v.current_stage, v.description, v.tags, runs.get(v.run_id))
         for v in source.search_model_versions(f"name = '{made['registered']}'")
     )
-    source_model_status = source.get_logged_model(made["model_id"]).status
+    source_model = source.get_logged_model(made["model_id"])
+    source_model_status = source_model.status
+    source_model_metrics = sorted((m.key, m.step, m.value) for m in source_model.metrics or [])
     frame = __import__("pandas").DataFrame({"a": [1.0, 2.5]})
     source_prediction = mlflow.pyfunc.load_model(f"models:/{made['registered']}@champion").predict(
         frame
@@ -317,6 +319,9 @@ def test_export_to_a_fresh_mlflow_server(
     assert model.name == "model"
     assert model.source_run_id == mapped[0]
     assert model.status == source_model_status
+    assert model.params == source_model.params
+    assert sorted((m.key, m.step, m.value) for m in model.metrics or []) == source_model_metrics
+    assert source_model_metrics  # log_model linked the run's points to the model
 
     target_registered = target.get_registered_model(made["registered"])
     assert target_registered.description == registered.description == "predicts churn"
