@@ -16,6 +16,10 @@
   handler answers in its own error format.
 - Any response that starts before the request body was read to its end closes the connection,
   so a client can never keep one busy by streaming a body nobody reads.
+
+The protocol also holds a response's head until its first body bytes are written, and sends
+both with one write: one segment and one wake-up of the client instead of two, which on a
+small answer (log-metric) is a good part of the server's time per call.
 """
 
 from __future__ import annotations
@@ -76,6 +80,9 @@ class GuardedProtocol(HttpToolsProtocol):
         self._disarm()
         self._started = False
         super().on_headers_complete()
+        # (a HEAD response has no body write to carry its head)
+        if self.cycle is not None and self.cycle.scope["method"] != "HEAD":
+            self.cycle.transport = _Coalescing(self.transport)  # type: ignore[assignment]
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm()
@@ -91,6 +98,34 @@ class GuardedProtocol(HttpToolsProtocol):
         if self._started:
             self.transport.write(_TIMEOUT_RESPONSE)
         self.transport.close()
+
+
+class _Coalescing:
+    """A response's view of the connection: the head of a final (not 1xx) response is held
+    until the next write, or the close, and goes out with it in one write."""
+
+    __slots__ = ("_head", "_transport")
+
+    def __init__(self, transport: asyncio.Transport) -> None:
+        self._transport = transport
+        self._head: bytes | None = None
+
+    def write(self, data: bytes) -> None:
+        if self._head is not None:
+            data, self._head = self._head + data, None
+        elif data.startswith(b"HTTP/1.1 ") and not data.startswith(b"HTTP/1.1 1"):
+            self._head = data
+            return
+        self._transport.write(data)
+
+    def close(self) -> None:
+        if self._head is not None:
+            head, self._head = self._head, None
+            self._transport.write(head)
+        self._transport.close()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._transport, name)
 
 
 def protocol(header_timeout: float) -> type[GuardedProtocol]:
