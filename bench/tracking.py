@@ -666,17 +666,21 @@ def workload_history(server: Server, plan: Plan, out: Outcome) -> None:
             params = {"run_ids": run_id, "metric_key": "h", "max_results": 1000}
             answer = rest.get("/metrics/get-history-bulk-interval", params)
             got = [m["step"] for m in answer["metrics"]]
+            # modelyard answers the step sample of MLflow's server before 3.17; MLflow 3.17
+            # samples rows per run (NTILE), so its answer is only checked for its size.
             wanted = sampled_steps(list(range(size)), 1000)
-            if got != wanted:
+            if server.kind == "modelyard" and got != wanted:
                 raise RuntimeError(f"bulk-interval gave {got[:5]}..., not {wanted[:5]}...")
+            if not 0 < len(got) <= len(wanted):
+                raise RuntimeError(f"bulk-interval gave {len(got)} points for {len(wanted)}")
 
         client_times = timed_calls(via_client, plan.history_calls, plan.budget_s)
+        out.figures[f"history.{size}.client_p50_ms"] = percentile(client_times, 50) * 1e3
         raw_times = timed_calls(via_http, plan.history_calls, plan.budget_s)
+        out.figures[f"history.{size}.raw_p50_ms"] = percentile(raw_times, 50) * 1e3
         via_interval(-1)
         interval_times = timed_calls(via_interval, max(plan.history_calls, 20), plan.budget_s)
         out.figures[f"history.{size}.interval_p50_ms"] = percentile(interval_times, 50) * 1e3
-        out.figures[f"history.{size}.client_p50_ms"] = percentile(client_times, 50) * 1e3
-        out.figures[f"history.{size}.raw_p50_ms"] = percentile(raw_times, 50) * 1e3
         details[str(size)] = {
             "seed_s": seed_s,
             "client_calls": len(client_times),

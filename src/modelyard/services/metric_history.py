@@ -139,23 +139,29 @@ def _bulk_interval_checks(
 # MLflow's sample, computed by the database: the distinct steps of all the runs within the
 # bounds, numbered in order; with n of them and a limit L, the steps numbered
 # trunc(i * (n / L)) for i < L (in doubles, as MLflow's server computes it), the last one, and
-# all of them when n <= L; plus each run's first and last step when within the bounds.
+# all of them when n <= L; plus each run's first and last step when within the bounds. When the
+# steps are contiguous (n = last - first + 1, the usual history), step number k is first + k:
+# the sample is then computed from the count, the first and the last step alone, without
+# numbering every step (which costs more than reading them).
 _SAMPLE = """
-WITH RECURSIVE found AS (
-    SELECT DISTINCT step FROM metrics
+WITH RECURSIVE stats AS (
+    SELECT COUNT(DISTINCT step) AS n, MIN(step) AS lo, MAX(step) AS hi FROM metrics
     WHERE run_pk IN ({runs}) AND "key" = ? AND step BETWEEN ? AND ?
-), numbered AS (
-    SELECT step, ROW_NUMBER() OVER (ORDER BY step) - 1 AS idx FROM found
-), total AS (
-    SELECT COUNT(*) AS n FROM found
 ), picks(i) AS (
     SELECT 0 UNION ALL SELECT i + 1 FROM picks WHERE i + 1 < ?
 ), chosen AS (
-    SELECT {trunc} AS idx FROM picks, total
-    UNION SELECT n - 1 FROM total
+    SELECT {trunc} AS idx FROM picks, stats WHERE n > ?
+    UNION SELECT i FROM picks, stats WHERE n <= ? AND i < n
+    UNION SELECT n - 1 FROM stats WHERE n > 0
+), numbered AS (
+    SELECT step, ROW_NUMBER() OVER (ORDER BY step) - 1 AS idx FROM (
+        SELECT DISTINCT step FROM metrics
+        WHERE (SELECT hi - lo + 1 <> n FROM stats)
+        AND run_pk IN ({runs}) AND "key" = ? AND step BETWEEN ? AND ?
+    ) AS found
 )
-SELECT step FROM numbered
-WHERE idx IN (SELECT idx FROM chosen) OR (SELECT n FROM total) <= ?
+SELECT lo + idx FROM chosen, stats WHERE hi - lo + 1 = n
+UNION SELECT step FROM numbered WHERE idx IN (SELECT idx FROM chosen)
 {ends}
 ORDER BY 1
 """
@@ -216,7 +222,8 @@ def _chosen_steps(
         ends="\n".join(_END.format(agg=agg) for _ in pks for agg in ("MIN", "MAX")),
     )
     ends = [(pk, key, *bounds) for pk in pks for _ in range(2)]
-    params = (*pks, key, *bounds, limit, limit, limit, *(p for end in ends for p in end))
+    found = (*pks, key, *bounds)
+    params = (*found, limit, limit, limit, limit, *found, *(p for end in ends for p in end))
     return [row[0] for row in driver_rows(conn, statement, params) if row[0] is not None]
 
 
