@@ -13,7 +13,6 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from itertools import chain
 from operator import itemgetter
 from typing import Any
 
@@ -55,24 +54,6 @@ _BLOCKS = (
     "SELECT run_pk, bucket, points, min_value, min_step, min_ts, max_value, max_step, max_ts "
     'FROM metric_blocks WHERE run_pk IN ({runs}) AND "key" = ? AND level = ? '
     "AND bucket BETWEEN ? AND ? ORDER BY run_pk, bucket"
-)
-# The same blocks with each one's two points in order (step, timestamp, value), and whether
-# they are one point: a chart whose columns are blocks takes them as they come
-_LOW_FIRST = "(min_step, min_ts, min_value) <= (max_step, max_ts, max_value)"
-_ORDERED_BLOCKS = _BLOCKS.replace(
-    "min_value, min_step, min_ts, max_value, max_step, max_ts",
-    ", ".join(
-        f"CASE WHEN {_LOW_FIRST} THEN {a} ELSE {b} END"
-        for a, b in (
-            ("min_step", "max_step"),
-            ("min_ts", "max_ts"),
-            ("min_value", "max_value"),
-            ("max_step", "min_step"),
-            ("max_ts", "min_ts"),
-            ("max_value", "min_value"),
-        )
-    )
-    + ", min_step = max_step AND min_ts = max_ts AND min_value = max_value",
 )
 _RUN_PKS = select(runs.c.id, runs.c.pk).where(
     runs.c.project_id == bindparam("project_id"), runs.c.id.in_(bindparam("ids", expanding=True))
@@ -288,7 +269,7 @@ def _from_blocks(
     by_run: dict[int, list[tuple[Any, ...]]] = {pk: [] for _, pk in having}
     for part in range(0, len(having), MAX_CHART_RUNS):
         pks = [pk for _, pk in having[part : part + MAX_CHART_RUNS]]
-        sql = (_ORDERED_BLOCKS if whole else _BLOCKS).format(runs=", ".join("?" * len(pks)))
+        sql = _BLOCKS.format(runs=", ".join("?" * len(pks)))
         params = (*pks, request.key, level, low >> level, high >> level)
         for row in driver_rows(conn, sql, params):
             by_run[row[0]].append(row)
@@ -303,7 +284,7 @@ def _from_blocks(
                 out.append(_series(run_id, rows, False))
                 continue
         if whole:
-            out.append(_ordered_series(run_id, blocks))
+            out.append(_series(run_id, _block_points(blocks), True))
             continue
         extremes: dict[int, list[Extreme]] = {}
         for _, bucket, _count, *point in blocks:
@@ -337,27 +318,18 @@ def _inside(blocks: list[tuple[Any, ...]], shift: int, first: int | None, last: 
     return count - int(sum(row[2] for row in blocks if (row[1] >> shift) in (first, last)))
 
 
-def _ordered_series(run_id: str, blocks: list[tuple[Any, ...]]) -> ChartSeries:
-    """A series of whole blocks: each block's points as the database ordered them."""
-    if not blocks:
-        return ChartSeries(run_id, [], [], [], True)
-    *_, first_steps, first_times, first_values, steps, times, values, same = zip(
-        *blocks, strict=True
-    )
-    if not any(same):
-        return ChartSeries(
-            run_id,
-            list(chain.from_iterable(zip(first_steps, steps, strict=True))),
-            list(chain.from_iterable(zip(first_times, times, strict=True))),
-            list(chain.from_iterable(zip(first_values, values, strict=True))),
-            True,
-        )
-    points: list[Point] = []
-    for row in blocks:
-        points.append(row[3:6])
-        if not row[9]:
-            points.append(row[6:9])
-    return _series(run_id, points, True)
+def _block_points(blocks: list[tuple[Any, ...]]) -> list[Point]:
+    """Each block's lowest and highest point, in order, each once."""
+    out: list[Point] = []
+    for _, _, _, low_value, low_step, low_ts, high_value, high_step, high_ts in blocks:
+        a, b = (low_step, low_ts, low_value), (high_step, high_ts, high_value)
+        if a == b:
+            out.append(a)
+        elif a < b:
+            out += (a, b)
+        else:
+            out += (b, a)
+    return out
 
 
 def _edge(conn: Connection, key: str, pk: int, span: tuple[int, int]) -> list[Extreme] | None:

@@ -113,6 +113,19 @@ def _scale(lo: float, hi: float, start: float, end: float) -> Callable[[float], 
     return lambda v: start + (end - start) * ((v / 2 - lo / 2) / half)
 
 
+_PAIR = "{:.1f},{:.1f}".format
+
+
+def _linear(lo: float, hi: float, start: float, end: float) -> tuple[float, float] | None:
+    """``_scale`` as (a, b) with v -> a + b * v, when that is finite; otherwise None."""
+    span = hi - lo
+    if not (math.isfinite(span) and span > 0):
+        return None
+    slope = (end - start) / span
+    offset = start - lo * slope
+    return (offset, slope) if math.isfinite(offset) and math.isfinite(slope) else None
+
+
 def ticks(lo: float, hi: float, count: int = 5) -> list[float]:
     """About ``count`` round values within [lo, hi]."""
     span = hi - lo
@@ -239,10 +252,23 @@ def line_chart(
         return _empty(name)
     xs = [x for _, _, points in clean for x, _ in points]
     ys = [y for _, _, points in clean for _, y in points]
-    body, sx, sy = _axes(_bounds(xs), _bounds(ys), x_label, y_label)
+    x_range, y_range = _bounds(xs), _bounds(ys)
+    body, sx, sy = _axes(x_range, y_range, x_label, y_label)
+    tx = _linear(*x_range, LEFT, WIDTH - RIGHT)
+    ty = _linear(*y_range, TOP + PLOT_HEIGHT, TOP)
     for index, label, points in clean:
         fill = colour(index)
-        coords = " ".join([f"{sx(x):.1f},{sy(y):.1f}" for x, y in points])
+        if tx is None or ty is None:
+            coords = " ".join([f"{sx(x):.1f},{sy(y):.1f}" for x, y in points])
+        else:  # thousands of points: the arithmetic and formatting without a Python call each
+            px, py = zip(*points, strict=True)
+            coords = " ".join(
+                map(
+                    _PAIR,
+                    map(tx[0].__add__, map(tx[1].__mul__, px)),
+                    map(ty[0].__add__, map(ty[1].__mul__, py)),
+                )
+            )
         body.append(f'<g class="series"><title>{escape(label)}</title>')
         if len(points) > 1:
             body.append(
