@@ -66,6 +66,7 @@ class MlflowServer:
             except requests.RequestException:
                 pass
             time.sleep(0.3)
+        self.stop()  # with every process it started
         raise RuntimeError(f"mlflow server did not start: {self.log.read_text()}")
 
     def stop(self) -> None:
