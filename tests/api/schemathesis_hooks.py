@@ -6,6 +6,7 @@ SCHEMATHESIS_HOOKS. Each item is a rule JSON Schema cannot state; none of them h
 - ``model-name``: a model name holds only visible characters, a rule over Unicode categories
   that a pattern cannot state. Valid names are drawn from visible characters (control,
   format, private-use, unassigned, default-ignorable and non-plain spaces left out).
+- ``experiment-name``: the same rule for an imported experiment's name ('/' and ':' allowed).
 - An upload's checksum must be the body's SHA-256, and a token's ``expires_at`` must lie in the
   future. Where the fuzzer drew a well-formed checksum or time, it is replaced by the right
   one (a malformed one is left alone, so the server is still asked to refuse it).
@@ -31,9 +32,9 @@ DAY_MS = 86_400_000
 
 # The filter language over a model's name and tags -----------------------------------------------
 
-_text = st.text(
-    alphabet=st.characters(codec="utf-8", exclude_categories=("Cs",)), max_size=12
-).map(lambda s: "'" + s.replace("'", "''") + "'")
+_text = st.text(alphabet=st.characters(codec="utf-8", exclude_categories=("Cs",)), max_size=12).map(
+    lambda s: "'" + s.replace("'", "''") + "'"
+)
 _key = st.from_regex(r"[A-Za-z_][A-Za-z0-9_]{0,10}", fullmatch=True)
 _target = st.one_of(st.just("name"), st.just("attributes.name"), _key.map("tags.{}".format))
 _clause = st.one_of(
@@ -65,10 +66,22 @@ _NAME_CHAR = st.characters(
 ).filter(canonical.visible)
 _model_name = st.one_of(
     _NAME_CHAR,
-    st.tuples(_NAME_CHAR, st.text(st.one_of(_NAME_CHAR, st.just(" ")), max_size=20), _NAME_CHAR)
-    .map("".join),
+    st.tuples(
+        _NAME_CHAR, st.text(st.one_of(_NAME_CHAR, st.just(" ")), max_size=20), _NAME_CHAR
+    ).map("".join),
 )
 schemathesis.openapi.format("model-name", _model_name)
+
+# Experiment names (imports): visible characters and plain spaces, '/' and ':' allowed
+_EXPERIMENT_CHAR = st.characters(
+    codec="utf-8", exclude_categories=("Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp", "Zs")
+).filter(canonical.visible)
+schemathesis.openapi.format(
+    "experiment-name",
+    st.tuples(
+        _EXPERIMENT_CHAR, st.text(st.one_of(_EXPERIMENT_CHAR, st.just(" ")), max_size=20)
+    ).map("".join),
+)
 
 
 # Checksums and expiry times ---------------------------------------------------------------------

@@ -16,6 +16,7 @@ from starlette.routing import BaseRoute
 
 from modelyard.api import (
     access,
+    imports,
     merge_requests,
     openapi,
     packages,
@@ -55,6 +56,7 @@ ENDPOINTS: tuple[Endpoint[Any, Any], ...] = (
     *access.ENDPOINTS,
     *projects.ENDPOINTS,
     *webhooks.ENDPOINTS,
+    *imports.ENDPOINTS,
 )
 
 

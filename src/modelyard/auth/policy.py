@@ -157,6 +157,13 @@ NATIVE: dict[tuple[str, str], Rule] = {
     ("GET", _MODEL + "/aliases/{alias}/history"): _r(C.READ),
     ("GET", "/merge-requests"): _r(C.READ),
     ("GET", "/openapi.json"): _r(C.READ),
+    # importing another tracker's history (ids, times and lifecycle as they were)
+    ("PUT", "/imports/experiments/{source_id}"): _r(C.MAINTAIN),
+    ("PUT", "/imports/runs/{run_id}"): _r(C.MAINTAIN),
+    ("POST", "/imports/runs/{run_id}/metrics"): _r(C.MAINTAIN),
+    ("PUT", "/imports/logged-models/{model_id}"): _r(C.MAINTAIN),
+    ("PUT", "/imports/models/{name}"): _r(C.MAINTAIN),
+    ("PUT", "/imports/models/{name}/versions/{version}"): _r(C.MAINTAIN),
     # access: projects, members, tokens, users, audit log (changes are audited by the services)
     ("GET", "/me"): _r(C.CALLER),
     ("GET", "/projects"): _r(C.USER),

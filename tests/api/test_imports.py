@@ -1,0 +1,185 @@
+"""The import endpoints (/api/v1/imports) against a live server on SQLite and PostgreSQL:
+each call says what it did and is idempotent, ids and numbers are kept, NaN and infinities
+survive, and what would overwrite something else is a 409 that changes nothing."""
+
+from __future__ import annotations
+
+import math
+import uuid
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.conftest import Server
+
+T0 = 1_700_000_000_000
+
+
+@pytest.fixture
+def http(server: Server) -> httpx.Client:
+    return httpx.Client(base_url=server.url, timeout=30)
+
+
+def _experiment(http: httpx.Client, **extra: Any) -> str:
+    body = {
+        "name": f"imp-{uuid.uuid4().hex[:8]}",
+        "creation_time": T0,
+        "last_update_time": T0 + 5,
+        "tags": {"team": "vision"},
+        **extra,
+    }
+    answer = http.put("/api/v1/imports/experiments/987654", json=body)
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["outcome"] == "imported"
+    return str(answer.json()["experiment_id"])
+
+
+def _run(experiment_id: str, **extra: Any) -> dict[str, Any]:
+    return {
+        "experiment_id": experiment_id,
+        "name": "parent",
+        "user_id": "alice",
+        "status": "FINISHED",
+        "start_time": T0,
+        "end_time": T0 + 100,
+        "params": {"lr": "0.1"},
+        "tags": {"mlflow.runName": "parent", "stage": "train"},
+        "inputs": [
+            {
+                "dataset": {
+                    "name": "train",
+                    "digest": "abc123",
+                    "source_type": "s3",
+                    "source": "s3://b/train.csv",
+                },
+                "tags": {"mlflow.data.context": "training"},
+            }
+        ],
+        **extra,
+    }
+
+
+def test_experiments_and_runs_are_kept_and_repeat_as_unchanged(http: httpx.Client) -> None:
+    name = f"imp-{uuid.uuid4().hex[:8]}"
+    body = {"name": name, "creation_time": T0, "last_update_time": T0, "tags": {"a": "1"}}
+    first = http.put("/api/v1/imports/experiments/5", json=body).json()
+    assert first["outcome"] == "imported"
+    assert http.put("/api/v1/imports/experiments/5", json=body).json() == {
+        **first,
+        "outcome": "unchanged",
+    }
+    changed = http.put("/api/v1/imports/experiments/5", json={**body, "tags": {"a": "2"}})
+    assert changed.json()["outcome"] == "updated"
+    found = http.get(
+        "/api/2.0/mlflow/experiments/get", params={"experiment_id": first["experiment_id"]}
+    ).json()["experiment"]
+    assert found["name"] == name
+    assert found["creation_time"] == T0
+
+    run_id = uuid.uuid4().hex
+    run = _run(first["experiment_id"], lifecycle_stage="deleted")
+    assert http.put(f"/api/v1/imports/runs/{run_id}", json=run).json() == {"outcome": "imported"}
+    assert http.put(f"/api/v1/imports/runs/{run_id}", json=run).json() == {"outcome": "unchanged"}
+    got = http.get("/api/2.0/mlflow/runs/get", params={"run_id": run_id}).json()["run"]
+    assert got["info"]["run_id"] == run_id
+    assert got["info"]["lifecycle_stage"] == "deleted"
+    assert got["info"]["start_time"] == T0
+    assert got["info"]["end_time"] == T0 + 100
+    assert got["info"]["user_id"] == "alice"
+    assert {p["key"]: p["value"] for p in got["data"]["params"]} == {"lr": "0.1"}
+    assert got["inputs"]["dataset_inputs"][0]["dataset"]["digest"] == "abc123"
+
+
+def test_points_keep_nan_and_infinities_and_are_stored_once(http: httpx.Client) -> None:
+    run_id = uuid.uuid4().hex
+    experiment = _experiment(http)
+    assert http.put(f"/api/v1/imports/runs/{run_id}", json=_run(experiment)).status_code == 200
+    points = [
+        {"key": "odd", "value": v, "timestamp": T0 + i, "step": i}
+        for i, v in enumerate(["NaN", "Infinity", "-Infinity", 0.5, 2])
+    ]
+    path = f"/api/v1/imports/runs/{run_id}/metrics"
+    assert http.post(path, json={"points": points}).json() == {"added": 5}
+    assert http.post(path, json={"points": points}).json() == {"added": 0}
+    history = http.get(
+        "/api/2.0/mlflow/metrics/get-history", params={"run_id": run_id, "metric_key": "odd"}
+    ).json()["metrics"]
+    values = [float(m["value"]) for m in sorted(history, key=lambda m: m["step"])]
+    assert math.isnan(values[0])
+    assert values[1:] == [math.inf, -math.inf, 0.5, 2.0]
+
+
+def test_what_would_overwrite_something_else_is_a_conflict(http: httpx.Client) -> None:
+    run_id = uuid.uuid4().hex
+    first, second = _experiment(http), _experiment(http)
+    assert http.put(f"/api/v1/imports/runs/{run_id}", json=_run(first)).status_code == 200
+    taken = http.put(f"/api/v1/imports/runs/{run_id}", json=_run(second))
+    assert taken.status_code == 409, taken.text
+    assert "is taken by another candidate" in taken.json()["error"]["message"]
+    changed = http.put(f"/api/v1/imports/runs/{run_id}", json=_run(first, params={"lr": "9"}))
+    assert changed.status_code == 409, changed.text
+    assert changed.json()["error"]["code"] == "RESOURCE_CONFLICT"
+    got = http.get("/api/2.0/mlflow/runs/get", params={"run_id": run_id}).json()["run"]
+    assert got["info"]["experiment_id"] == first
+    assert {p["key"]: p["value"] for p in got["data"]["params"]} == {"lr": "0.1"}
+    missing = http.post(
+        f"/api/v1/imports/runs/{uuid.uuid4().hex}/metrics",
+        json={"points": [{"key": "x", "value": 1, "timestamp": T0}]},
+    )
+    assert missing.status_code == 404
+    bad = http.post(
+        f"/api/v1/imports/runs/{run_id}/metrics",
+        json={"points": [{"key": "../x", "value": 1, "timestamp": T0}]},
+    )
+    assert bad.status_code == 400
+    assert "'points.0.key'" in bad.json()["error"]["message"]
+
+
+def test_versions_keep_their_numbers_and_the_counter_moves_past_them(
+    http: httpx.Client,
+) -> None:
+    name = f"imp-model-{uuid.uuid4().hex[:8]}"
+    experiment = _experiment(http)
+    run_id = uuid.uuid4().hex
+    assert http.put(f"/api/v1/imports/runs/{run_id}", json=_run(experiment)).status_code == 200
+    model = {
+        "description": "Doubles.",
+        "creation_time": T0,
+        "last_updated_time": T0,
+        "tags": {"owner": "vision"},
+    }
+    assert http.put(f"/api/v1/imports/models/{name}", json=model).json()["outcome"] == "imported"
+    assert http.put(f"/api/v1/imports/models/{name}", json=model).json()["outcome"] == "unchanged"
+    version = {
+        "source": f"runs:/{run_id}/model",
+        "run_id": run_id,
+        "stage": "Production",
+        "description": "first",
+        "creation_time": T0 + 1,
+        "last_updated_time": T0 + 2,
+    }
+    one = http.put(f"/api/v1/imports/models/{name}/versions/1", json=version)
+    assert one.json() == {"outcome": "imported", "semver": "1.0.0"}
+    three = http.put(
+        f"/api/v1/imports/models/{name}/versions/3",
+        json={**version, "stage": "None", "tags": {"modelyard.semver": "2.0.0"}},
+    )
+    assert three.json() == {"outcome": "imported", "semver": "2.0.0"}
+    again = http.put(f"/api/v1/imports/models/{name}/versions/1", json=version)
+    assert again.json() == {"outcome": "unchanged", "semver": "1.0.0"}
+    other = http.put(
+        f"/api/v1/imports/models/{name}/versions/1", json={**version, "source": "runs:/x/y"}
+    )
+    assert other.status_code == 409, other.text
+    got = http.get(
+        "/api/2.0/mlflow/model-versions/get", params={"name": name, "version": "1"}
+    ).json()["model_version"]
+    assert got["current_stage"] == "Production"
+    assert got["creation_timestamp"] == T0 + 1
+    created = http.post(
+        "/api/2.0/mlflow/model-versions/create",
+        json={"name": name, "source": f"runs:/{run_id}/model", "run_id": run_id},
+    )
+    assert created.status_code == 200, created.text
+    assert created.json()["model_version"]["version"] == "4"
