@@ -30,6 +30,7 @@ CLIENT_COMMANDS: dict[str, tuple[str, str]] = {
     "projects": ("modelyard_client.commands.projects", "projects"),
     "tokens": ("modelyard_client.commands.tokens", "tokens"),
     "users": ("modelyard_client.commands.access", "users"),
+    "import": ("modelyard_client.commands.mlflow_import", "import_"),
 }
 
 #: commands the server distribution provides, with their one-line help
@@ -101,6 +102,7 @@ _HELP = {
     "whoami": "The server, project, user and role the settings point at.",
     "ci": "For CI jobs: a merge request's candidates against production, as Markdown.",
     "export": "Copy a project's history to an MLflow server (export mlflow --to URL).",
+    "import": "Bring an MLflow history into a project (import mlflow --from URL | --store).",
     "models": "Models and versions: list, promote, resolve, alias, pull, verify, upload.",
     "projects": "Projects and their members.",
     "tokens": "Personal and project access tokens.",
