@@ -256,7 +256,7 @@ def _from_blocks(
 ) -> list[ChartSeries]:
     """Histories charted from blocks: columns of ``2**w`` aligned steps, the smallest width
     that needs no more columns than asked for; each column's extremes merged from its blocks
-    of the coarsest level that fits in it (one to eight; more only above 2**24 steps)."""
+    of the coarsest level that fits in it (one to four; more only above 2**24 steps)."""
     low, high = request.low, request.high
     wanted = -(-(high - low + 1) // request.columns)
     width = (wanted - 1).bit_length()

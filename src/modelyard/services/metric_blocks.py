@@ -4,7 +4,7 @@ For every run and metric key, a *block* of level ``L`` holds the steps ``s`` wit
 ``s >> L == bucket`` (2**L consecutive steps, aligned): how many finite points were logged into
 it, its lowest finite point and its highest (ties: the earliest by step, then timestamp).
 A chart whose pixel columns are ``2**w`` steps wide reads the blocks of the coarsest level
-that fits in a column (``chart_data``): one to eight per column instead of every point.
+that fits in a column (``chart_data``): one to four per column instead of every point.
 
 The blocks are written in the transaction that writes the points (``run_data``): a batch is
 summed up in memory first, then one upsert per level and bucket merges it into the stored
