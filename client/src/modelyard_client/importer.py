@@ -17,6 +17,7 @@ import json
 import math
 import re
 from collections.abc import Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO, Protocol
 
@@ -26,6 +27,7 @@ from modelyard_client.http import Http, file_path, seg
 from modelyard_client.mlflow_rest import Json, pairs
 
 MAX_BODY = 800_000  # bytes of points per request (the server takes up to 1 MiB)
+POINT_BYTES = 110  # a point's JSON without its key and optional fields, at most
 MAX_POINTS = 5000
 ENTITIES = (
     "experiments",
@@ -153,6 +155,7 @@ class Importer:
         self.skip_deleted = skip_deleted
         self.report = Report()
         self.status = Status(self.report)
+        self.sender = ThreadPoolExecutor(max_workers=1, thread_name_prefix="points")
 
     # the whole import -------------------------------------------------------------------------
 
@@ -171,6 +174,7 @@ class Importer:
             for model in self.source.registered_models():
                 self._registered_model(model)
         finally:
+            self.sender.shutdown(wait=True)
             self.status.close()
         return self.report
 
@@ -246,30 +250,41 @@ class Importer:
         )
 
     def _points(self, run_id: str, key: str) -> None:
-        batch: list[bytes] = []
+        """The metric's history in batches; each batch is sent while the next one is read."""
+        pending: Future[None] | None = None
+
+        def flush(batch: list[Json]) -> None:
+            nonlocal pending
+            if pending is not None:
+                pending.result()
+            pending = self.sender.submit(self._send_points, run_id, batch)
+
+        batch: list[Json] = []
         size = 0
+        per_point = POINT_BYTES + len(key)
         for page in self.source.history(run_id, key):
             for point in page:
-                encoded = json.dumps(_point(key, point), separators=(",", ":")).encode()
-                if batch and (size + len(encoded) > MAX_BODY or len(batch) >= MAX_POINTS):
-                    self._send_points(run_id, batch)
+                value = _point(key, point)
+                batch.append(value)
+                size += per_point
+                if len(value) > 4:  # model and dataset links
+                    size += sum(len(str(v)) + 20 for v in list(value.values())[4:])
+                if size > MAX_BODY or len(batch) >= MAX_POINTS:
+                    flush(batch)
                     batch, size = [], 0
-                batch.append(encoded)
-                size += len(encoded) + 1
         if batch:
-            self._send_points(run_id, batch)
+            flush(batch)
+        if pending is not None:
+            pending.result()
 
-    def _send_points(self, run_id: str, batch: list[bytes], *, link_only: bool = False) -> None:
-        body = (
-            b'{"points":['
-            + b",".join(batch)
-            + b"]"
-            + (b',"link_only":true}' if link_only else b"}")
-        )
+    def _send_points(self, run_id: str, batch: list[Json], *, link_only: bool = False) -> None:
+        payload: Json = {"points": batch}
+        if link_only:
+            payload["link_only"] = True
         response = self.target.send(
             "POST",
             f"/api/v1/imports/runs/{seg(run_id)}/metrics",
-            body=body,
+            body=json.dumps(payload, separators=(",", ":")).encode(),
             headers={"Content-Type": "application/json"},
         )
         raw = self.target.read(response)
@@ -383,12 +398,11 @@ class Importer:
     def _model_points(self, model_id: str, metrics: list[Json]) -> None:
         """The logged model's metrics: the points of its run at the same key, step and time are
         linked to it (MLflow keeps a model's metrics apart, NaN as 0)."""
-        by_run: dict[str, list[bytes]] = {}
+        by_run: dict[str, list[Json]] = {}
         for metric in metrics:
             if metric.get("run_id"):
                 point = _point(str(metric["key"]), {**metric, "model_id": model_id})
-                encoded = json.dumps(point, separators=(",", ":")).encode()
-                by_run.setdefault(str(metric["run_id"]), []).append(encoded)
+                by_run.setdefault(str(metric["run_id"]), []).append(point)
         for run_id, batch in by_run.items():
             try:
                 for start in range(0, len(batch), 1000):
@@ -490,27 +504,29 @@ def _dataset_input(entry: Json) -> Json:
     return {"dataset": out, "tags": pairs(entry.get("tags"))}
 
 
+_SPECIAL = {
+    "nan": "NaN",
+    "infinity": "Infinity",
+    "-infinity": "-Infinity",
+    "inf": "Infinity",
+    "-inf": "-Infinity",
+}
+
+
 def _point(key: str, point: Json) -> Json:
     value = point.get("value", 0)
     if isinstance(value, str):
-        value = {
-            "nan": "NaN",
-            "infinity": "Infinity",
-            "-infinity": "-Infinity",
-            "inf": "Infinity",
-            "-inf": "-Infinity",
-        }.get(value.lower(), value)
-    elif isinstance(value, float) and math.isnan(value):
-        value = "NaN"
-    elif isinstance(value, float) and value in (float("inf"), float("-inf")):
-        value = "Infinity" if value > 0 else "-Infinity"
+        value = _SPECIAL.get(value.lower(), value)
+    elif isinstance(value, float) and not math.isfinite(value):
+        value = "NaN" if math.isnan(value) else "Infinity" if value > 0 else "-Infinity"
     out: Json = {
         "key": key,
         "value": value,
         "timestamp": int(point.get("timestamp") or 0),
         "step": int(point.get("step") or 0),
     }
-    for optional in ("model_id", "dataset_name", "dataset_digest"):
-        if point.get(optional):
-            out[optional] = point[optional]
+    if len(point) > 4:
+        for optional in ("model_id", "dataset_name", "dataset_digest"):
+            if point.get(optional):
+                out[optional] = point[optional]
     return out
