@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import shutil
 import signal
 import socket
@@ -153,24 +152,27 @@ def import_into_modelyard(db: Path, folder: Path) -> dict[str, Any]:
         server_peak.start()
         env = {**os.environ, "MODELYARD_URL": url}
         began = time.perf_counter()
-        before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-        done = subprocess.run(
+        importer = subprocess.Popen(
             [str(BIN / "modelyard"), "import", "mlflow", "--store", f"sqlite:///{db}", "--json"],
-            capture_output=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
             text=True,
             env=env,
-            check=False,
         )
+        client_peak = Peak(importer.pid)
+        client_peak.start()
+        out, err = importer.communicate()
         seconds = time.perf_counter() - began
-        client_peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+        client_peak.done.set()
         server_peak.done.set()
+        done = subprocess.CompletedProcess(importer.args, importer.returncode, out, err)
         if done.returncode != 0:
             raise RuntimeError(done.stdout[-3000:] + done.stderr[-3000:])
         report = json.loads(done.stdout)
         return {
             "seconds": seconds,
             "report": report,
-            "client_peak_mib": max(client_peak, before) / 1024,
+            "client_peak_mib": client_peak.peak,
             "server_peak_mib": server_peak.peak,
         }
     finally:
