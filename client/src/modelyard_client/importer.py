@@ -307,8 +307,8 @@ class Importer:
         owner: str,
     ) -> None:
         try:
-            have = self._target_files(target_listing)
             wanted = list(listed)
+            have = self._target_files(target_listing) if wanted else {}
         except (HttpError, ClientError) as exc:
             self.report.fail("files", f"of {owner}", str(exc))
             return
