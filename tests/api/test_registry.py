@@ -140,7 +140,7 @@ def test_bad_promotions_store_nothing(http: httpx.Client, candidate) -> None:  #
         ({}, 400, "INVALID_PARAMETER_VALUE"),
         ({"candidate": uuid.uuid4().hex}, 404, "RESOURCE_DOES_NOT_EXIST"),
         ({"candidate": run_id, "path": "../other"}, 400, "INVALID_PARAMETER_VALUE"),
-        ({"candidate": run_id, "path": "nothing-here"}, 400, "INVALID_PARAMETER_VALUE"),
+        ({"candidate": run_id, "path": "nothing-here"}, 409, "RESOURCE_CONFLICT"),
     ]
     for body, status, code in cases:
         answer = http.post(f"/models/{name}/versions", json=body)

@@ -444,9 +444,10 @@ async def list_versions(args: Args[ModelRef, NoBody]) -> Response:
         },
     ),
     errors={
-        400: "An invalid body, or a source without files at that path.",
+        400: "An invalid body.",
         404: "No such candidate, logged model or package.",
-        409: "The semver exists already, or the upload does not hold the announced files.",
+        409: "The semver exists already, the source has no files at that path, or the upload "
+        "does not hold the announced files.",
     },
 )
 async def promote(args: Args[ModelRef, Promotion]) -> Response:

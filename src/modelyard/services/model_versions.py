@@ -26,7 +26,7 @@ from modelyard.db.schema import (
     runs,
 )
 from modelyard.db.schema import packages as package_rows
-from modelyard.errors import AlreadyExists, InvalidParameter, NotFound
+from modelyard.errors import AlreadyExists, Conflict, InvalidParameter, NotFound
 from modelyard.services import artifacts, limits, packages, registry_events, semver
 from modelyard.services import logged_models as logged_model_service
 from modelyard.services.aliases import record_alias_event
@@ -201,7 +201,7 @@ def create_version(
         chosen = _next_semver(conn, model.id, highest, wanted, bump)
         package_id = _promote_files(conn, project_id, model.id, number, origin, now)
         if require_files and package_id is None:
-            raise InvalidParameter(f"There are no files at {source} to promote.")
+            raise Conflict(f"There are no files at {source} to promote.")
         version_id = conn.execute(
             _INSERT_VERSION,
             {
