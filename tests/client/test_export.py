@@ -97,9 +97,22 @@ def _client(uri: str, token: str | None, monkeypatch: pytest.MonkeyPatch):  # ty
     else:
         monkeypatch.delenv("MLFLOW_TRACKING_TOKEN", raising=False)
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    # set_registry_uri exports MLFLOW_REGISTRY_URI: set it here first so that it is undone
+    monkeypatch.setenv("MLFLOW_REGISTRY_URI", uri)
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
     return MlflowClient(uri, registry_uri=uri)
+
+
+@pytest.fixture(autouse=True)
+def _no_uri_left_behind(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """MLflow's URIs are process-wide: the tests after these must not talk to their servers
+    (monkeypatch, torn down after this, then restores the environment)."""
+    yield
+    import mlflow
+
+    mlflow.set_registry_uri(None)  # type: ignore[arg-type]
+    mlflow.set_tracking_uri(None)  # type: ignore[arg-type]
 
 
 def _fill(yard: Yard, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> dict[str, Any]:
