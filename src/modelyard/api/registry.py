@@ -140,7 +140,11 @@ class AliasEvent(Out):
 class AliasHistory(Out):
     alias: str
     events: list[AliasEvent] = Field(description="Oldest first.")
-    at: Millis | None = Field(default=None, description="The time asked for (with ?at=).")
+    at: int | None = Field(
+        default=None,
+        description="The time asked for (with ?at=), in milliseconds since the epoch (negative "
+        "before 1970).",
+    )
     version_at: int | None = Field(
         default=None, description="Where the alias pointed then (with ?at=); null: nowhere."
     )
