@@ -6,19 +6,34 @@ from __future__ import annotations
 
 import math
 import uuid
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import pytest
 
-from tests.conftest import Server
+from tests.conftest import BACKENDS, Server, _drop_pg_database, _session_backend
 
 T0 = 1_700_000_000_000
 
 
+@pytest.fixture(scope="module", params=BACKENDS)
+def import_server(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Server]:
+    """A server of this module's own: imports keep the source's ids (987654 here), which the
+    session's shared server must not hold, since other tests use such ids as unknown ones."""
+    backend, pg_name = _session_backend(request.param, tmp_path_factory.mktemp("imports"))
+    srv = Server(backend)
+    yield srv
+    srv.stop()
+    if pg_name:
+        _drop_pg_database(pg_name)
+
+
 @pytest.fixture
-def http(server: Server) -> httpx.Client:
-    return httpx.Client(base_url=server.url, timeout=30)
+def http(import_server: Server) -> httpx.Client:
+    return httpx.Client(base_url=import_server.url, timeout=30)
 
 
 def _experiment(http: httpx.Client, **extra: Any) -> str:
