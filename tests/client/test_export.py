@@ -4,6 +4,7 @@ from both servers and compared, run by run through the mapping file."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -265,11 +266,27 @@ def _run_view(client: Any, run_id: str, ids: dict[str, str]) -> dict[str, Any]:
     }
 
 
+def _own_project(yard: Yard) -> Yard:
+    """The session's server, in a new project: an export copies a whole project, and other
+    tests leave runs (some still running) in the shared one."""
+    name = f"export-{uuid.uuid4().hex[:8]}"
+    made = requests.post(
+        f"{yard.server.url}/api/v1/projects",
+        json={"name": name},
+        headers=yard.headers(),
+        timeout=30,
+    )
+    assert made.status_code == 201, made.text
+    return dataclasses.replace(yard, project=name)
+
+
 @pytest.mark.parametrize("yard", ["sqlite"], indirect=True)
 def test_export_to_a_fresh_mlflow_server(
     yard: Yard, mlflow_server: MlflowServer, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     import mlflow
+
+    yard = _own_project(yard)
 
     made = _fill(yard, monkeypatch, tmp_path)
     mapping = tmp_path / "mapping.json"
