@@ -150,12 +150,15 @@ def get(db: Database, project_id: int, run_id: str | None) -> Run:
 
 # The page's children, read on the driver's cursor: for a page of 100 runs, SQLAlchemy's
 # expanding IN and its row objects cost several times the queries themselves.
+# Keys come in their order, so a run reads the same however the database chose to scan.
 _CHILDREN = {
-    "params": 'SELECT run_pk, "key", "value" FROM params WHERE run_pk IN ({marks})',
-    "tags": 'SELECT run_pk, "key", "value" FROM run_tags WHERE run_pk IN ({marks})',
+    "params": 'SELECT run_pk, "key", "value" FROM params WHERE run_pk IN ({marks}) '
+    'ORDER BY run_pk, "key"',
+    "tags": 'SELECT run_pk, "key", "value" FROM run_tags WHERE run_pk IN ({marks}) '
+    'ORDER BY run_pk, "key"',
     "metrics": (
         'SELECT run_pk, "key", "value", "timestamp", step, is_nan FROM latest_metrics '
-        "WHERE run_pk IN ({marks})"
+        'WHERE run_pk IN ({marks}) ORDER BY run_pk, "key"'
     ),
     "inputs": (
         "SELECT i.run_pk, i.tags_json, d.name, d.digest, d.source_type, d.source, d.schema, "
