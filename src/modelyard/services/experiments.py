@@ -376,3 +376,19 @@ def dataset_summaries(
     with db.read() as conn:
         ids = resolve_default(conn, project_id, numbers)
         return [DatasetSummary(*row) for row in conn.execute(query, {"ids": ids})]
+
+
+def _artifact_root(artifact_location: str | None, experiment_id: object) -> str:
+    return (artifact_location or f"mlflow-artifacts:/{experiment_id}").rstrip("/")
+
+
+def run_artifact_uri(artifact_location: str | None, experiment_id: object, run_id: str) -> str:
+    """Where a run of the experiment keeps its files."""
+    return f"{_artifact_root(artifact_location, experiment_id)}/{run_id}/artifacts"
+
+
+def logged_model_location(
+    artifact_location: str | None, experiment_id: object, model_id: str
+) -> str:
+    """Where a logged model of the experiment keeps its files."""
+    return f"{_artifact_root(artifact_location, experiment_id)}/models/{model_id}/artifacts"

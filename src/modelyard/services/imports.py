@@ -218,15 +218,14 @@ def import_run(db: Database, project_id: int, item: RunIn) -> str:
         deleted = item.lifecycle_stage == experiment_service.DELETED
         created = row is None
         if row is None:
-            location = (
-                experiment.artifact_location or f"mlflow-artifacts:/{experiment.id}"
-            ).rstrip("/")
             conn.execute(
                 insert(runs).values(
                     id=item.run_id,
                     project_id=project_id,
                     experiment_id=experiment.id,
-                    artifact_uri=f"{location}/{item.run_id}/artifacts",
+                    artifact_uri=experiment_service.run_artifact_uri(
+                        experiment.artifact_location, experiment.id, item.run_id
+                    ),
                     deleted_time=now_ms() if deleted else None,
                     **wanted,
                 )
@@ -404,15 +403,14 @@ def import_logged_model(db: Database, project_id: int, item: LoggedModelIn) -> s
         }
         created = row is None
         if row is None:
-            location = (
-                experiment.artifact_location or f"mlflow-artifacts:/{experiment.id}"
-            ).rstrip("/")
             conn.execute(
                 insert(logged_models).values(
                     id=item.model_id,
                     project_id=project_id,
                     experiment_id=experiment.id,
-                    artifact_location=f"{location}/models/{item.model_id}/artifacts",
+                    artifact_location=experiment_service.logged_model_location(
+                        experiment.artifact_location, experiment.id, item.model_id
+                    ),
                     **wanted,
                 )
             )

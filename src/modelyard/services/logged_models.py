@@ -188,9 +188,6 @@ def create(
             )
         if run_id is not None:
             run_service.load_row(conn, project_id, run_id)
-        location = (experiment.artifact_location or f"mlflow-artifacts:/{experiment.id}").rstrip(
-            "/"
-        )
         row = {
             "id": model_id,
             "project_id": project_id,
@@ -199,7 +196,9 @@ def create(
             "model_type": kind,
             "status": PENDING,
             "source_run_id": run_id,
-            "artifact_location": f"{location}/models/{model_id}/artifacts",
+            "artifact_location": experiment_service.logged_model_location(
+                experiment.artifact_location, experiment.id, model_id
+            ),
             "lifecycle_stage": ACTIVE,
             "creation_time": now,
             "last_updated_time": now,

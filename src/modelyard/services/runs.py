@@ -96,9 +96,6 @@ def create(
                 f"The experiment {number} must be in the 'active' state. "
                 f"Current state is {experiment.lifecycle_stage}."
             )
-        location = (experiment.artifact_location or f"mlflow-artifacts:/{experiment.id}").rstrip(
-            "/"
-        )
         row = {
             "id": run_id,
             "project_id": project_id,
@@ -108,7 +105,9 @@ def create(
             "status": "RUNNING",
             "start_time": now_ms() if start_time is None else start_time,
             "end_time": None,
-            "artifact_uri": f"{location}/{run_id}/artifacts",
+            "artifact_uri": experiment_service.run_artifact_uri(
+                experiment.artifact_location, experiment.id, run_id
+            ),
             "lifecycle_stage": ACTIVE,
         }
         pk = conn.execute(_INSERT_RUN, row).scalar_one()
