@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import Server, run_cli, screenshot
+from tests.ui.scripts import watch_origin
 
 PASSWORD = "correct horse battery staple"
 
@@ -72,6 +73,7 @@ def test_sign_in_find_compare_promote_alias_download(
 ) -> None:
     server, runs = team
     context = browser.new_context(accept_downloads=True)
+    elsewhere = watch_origin(context, server.url)
     page = context.new_page()
     base = f"{server.url}/projects/vision"
 
@@ -173,4 +175,5 @@ def test_sign_in_find_compare_promote_alias_download(
     page.wait_for_url("**/ui/link?to=**")
     assert "No page answers the link #/no/such/page" in page.locator("[role=alert]").inner_text()
     screenshot(page, "ui-08-unknown-link")
+    assert elsewhere == []  # no page of the walk asked any other host for anything
     context.close()

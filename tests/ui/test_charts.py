@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import Server, screenshot
+from tests.ui.scripts import watch_origin
 
 STEPS = 3000
 BASE_TS = 1_700_000_000_000
@@ -49,8 +50,8 @@ def charted(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Server, 
 
 def open_charts(browser: Any, url: str) -> tuple[Any, Any, list[str]]:
     context = browser.new_context(viewport={"width": 1300, "height": 1000})
+    errors = watch_origin(context, url)  # a request to any other host fails the test
     page = context.new_page()
-    errors: list[str] = []
     page.on("pageerror", lambda exc: errors.append(str(exc)))
     page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
     page.goto(url)
