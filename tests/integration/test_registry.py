@@ -123,6 +123,61 @@ def test_versions_numbers_semvers_aliases_and_stages(client, model_run) -> None:
     assert [v.version for v in ordered] == ["1", "3", "4"]
 
 
+def test_one_models_versions_paged_in_every_order(client, model_run) -> None:  # type: ignore[no-untyped-def]
+    """A model's own versions (``name = '…'``) come a page at a time from the database: the
+    same versions, in the same order, as the general filter that is evaluated version by
+    version; deleted versions left out; tags and aliases on every page."""
+    run_id, _model, _features = model_run
+    name = unique("paged")
+    client.create_registered_model(name)
+    for n in range(7):
+        client.create_model_version(
+            name, f"runs:/{run_id}/model", run_id=run_id, tags={"n": str(n)}
+        )
+    client.delete_model_version(name, "4")
+    client.update_model_version(name, "2", description="touched last")
+    client.set_registered_model_alias(name, "best", "6")
+
+    def pages(filter_string: str, order_by: list[str]) -> list[list[str]]:
+        found, token = [], None
+        while True:
+            page = client.search_model_versions(
+                filter_string, max_results=3, order_by=order_by, page_token=token
+            )
+            found.append([v.version for v in page])
+            assert all(v.tags["n"] == str(int(v.version) - 1) for v in page)
+            assert all(v.aliases == (["best"] if v.version == "6" else []) for v in page)
+            token = page.token
+            if not token:
+                return found
+
+    orders = {
+        (): ["2", "7", "6", "5", "3", "1"],
+        ("version_number ASC",): ["1", "2", "3", "5", "6", "7"],
+        ("creation_timestamp ASC", "version_number DESC"): None,
+        ("last_updated_timestamp DESC",): ["2", "7", "6", "5", "3", "1"],
+        ("name DESC", "version_number ASC"): ["1", "2", "3", "5", "6", "7"],
+    }
+    for order_by, expected in orders.items():
+        by_name = pages(f"name = '{name}'", list(order_by))
+        general = pages(f"name LIKE '{name}'", list(order_by))
+        assert by_name == general, order_by
+        flat = [v for page in by_name for v in page]
+        assert sorted(flat, key=int) == ["1", "2", "3", "5", "6", "7"]
+        assert [len(page) for page in by_name] == [3, 3]
+        if expected is not None:
+            assert flat == expected, order_by
+    with pytest.raises(MlflowException, match="max_results"):
+        client.search_model_versions(f"name = '{name}'", max_results=0)
+    first = client.search_model_versions(f"name = '{name}'", max_results=3)
+    with pytest.raises(MlflowException, match="page token"):
+        client.search_model_versions(
+            f"name = '{name}'", max_results=3, order_by=["version_number ASC"],
+            page_token=first.token,
+        )  # fmt: skip
+    assert client.search_model_versions("name = 'no-such-model'") == []
+
+
 def test_load_by_number_alias_semver_and_latest(client, model_run) -> None:  # type: ignore[no-untyped-def]
     import mlflow.pyfunc
 

@@ -11,6 +11,7 @@ import logging
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Any
 
 from sqlalchemy import Connection, Engine, create_engine, event
@@ -24,6 +25,38 @@ log = logging.getLogger(__name__)
 DEFAULT_BUSY_TIMEOUT = 15.0
 #: set in ``conn.info`` by a write whose commit others want to hear of (the webhook outbox)
 WAKE = "modelyard.wake"
+
+
+class Rider:
+    """Work that rides in the next write transaction of the current context (a request's
+    audit entry joins the change it records: one commit, stored exactly when the change is).
+    ``work`` is None once done; if no write came, the caller does it on its own."""
+
+    __slots__ = ("work",)
+
+    def __init__(self, work: Callable[[Connection], None]) -> None:
+        self.work: Callable[[Connection], None] | None = work
+
+
+_RIDER: ContextVar[Rider | None] = ContextVar("modelyard_rider", default=None)
+
+
+@contextmanager
+def riding(work: Callable[[Connection], None]) -> Iterator[Rider]:
+    """Within this block, the first write transaction to commit also runs ``work``."""
+    rider = Rider(work)
+    token = _RIDER.set(rider)
+    try:
+        yield rider
+    finally:
+        _RIDER.reset(token)
+
+
+def _ride(conn: Connection) -> None:
+    rider = _RIDER.get()
+    if rider is not None and rider.work is not None:
+        work, rider.work = rider.work, None
+        work(conn)
 
 
 class Database:
@@ -62,6 +95,7 @@ class Database:
                 conn.begin(),
             ):
                 yield conn
+                _ride(conn)
             return
         if not self._write_lock.acquire(timeout=self.busy_timeout):
             raise Unavailable("The database is busy; please retry.")
@@ -70,6 +104,7 @@ class Database:
                 conn.info["begin_immediate"] = True
                 with self._woken(conn), conn.begin():
                     yield conn
+                    _ride(conn)
         finally:
             self._write_lock.release()
 

@@ -341,6 +341,7 @@ model_versions = Table(
     UniqueConstraint("model_pk", "version", name="uq_model_versions_number"),
     UniqueConstraint("model_pk", "semver", name="uq_model_versions_semver"),
     Index("ix_model_versions_updated", "last_updated_time"),
+    Index("ix_model_versions_model_updated", "model_pk", "last_updated_time", "version"),
 )
 model_version_tags = _owned_key_values("model_version_tags", "model_versions.id", Integer())
 

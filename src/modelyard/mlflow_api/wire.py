@@ -14,7 +14,7 @@ from starlette.responses import Response
 
 from modelyard.auth.roles import NOBODY, Principal
 from modelyard.blobs import BlobStore
-from modelyard.db.engine import Database
+from modelyard.db.engine import Database, riding
 from modelyard.errors import BadRequest, ErrorCode, InvalidParameter, ModelyardError
 from modelyard.services import audit, validation
 from modelyard.services.paths import InvalidPath
@@ -194,6 +194,12 @@ def audited(request: Request) -> str | None:
     return None if rule is None else rule.audit
 
 
+async def _handle(handler: Handler, context: Context, message: Message) -> Any:
+    if context.db.is_sqlite:
+        return handler(context, message)
+    return await run_in_threadpool(handler, context, message)
+
+
 def endpoint(
     handler: Handler, context_of: Callable[[Request], Context]
 ) -> Callable[[Request], Awaitable[Response]]:
@@ -213,13 +219,14 @@ def endpoint(
                 # the resource the URL names, e.g. /logged-models/{model_id}, wins over the body
                 message.data.update(request.path_params)
             context = context_of(request)
-            if context.db.is_sqlite:
-                result = handler(context, message)
-            else:
-                result = await run_in_threadpool(handler, context, message)
             action = audited(request)
-            if action is not None:
-                await call(context, audit.record_call, context, action, message.data)
+            if action is None:
+                result = await _handle(handler, context, message)
+            else:  # the entry rides in the change's own transaction; alone if nothing changed
+                with riding(audit.call_recorder(context, action, message.data)) as entry:
+                    result = await _handle(handler, context, message)
+                if entry.work is not None:
+                    await call(context, audit.record_call, context, action, message.data)
         except ModelyardError as exc:
             return failure(exc)
         return respond(result)

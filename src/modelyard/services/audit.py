@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -28,32 +29,47 @@ def record(
     if len(text) > MAX_DETAIL_CHARS:
         text = orjson.dumps({"truncated": text[:MAX_DETAIL_CHARS]}).decode()
     conn.execute(
-        insert(audit_events).values(
-            project_id=project_id,
-            at=now_ms(),
-            actor=actor[:256],
-            action=action,
-            target=target,
-            details=text,
-            address=address[:64],
-        )
+        _INSERT,
+        {
+            "project_id": project_id,
+            "at": now_ms(),
+            "actor": actor[:256],
+            "action": action,
+            "target": target,
+            "details": text,
+            "address": address[:64],
+        },
     )
+
+
+_INSERT = insert(audit_events)
 
 
 _TARGET_KEYS = ("name", "new_name", "version", "ref", "alias", "key", "stage", "experiment_id")
 
 
 def record_call(ctx: Any, action: str, data: dict[str, Any]) -> None:
-    """Record a successful API call (``ctx`` is the request's context): the resource named
-    by the request as the target, the rest of the request's small fields as details."""
+    """Record a successful API call (``ctx`` is the request's context) in a transaction of its
+    own (for a call that changed nothing: see ``call_recorder``)."""
+    with ctx.db.write() as conn:
+        call_recorder(ctx, action, data)(conn)
+
+
+def call_recorder(ctx: Any, action: str, data: dict[str, Any]) -> Callable[[Connection], None]:
+    """What records an API call in a given transaction: the resource named by the request as
+    the target, the rest of the request's small fields as details. Given to
+    ``Database``'s ``riding``, it joins the transaction of the change the call makes."""
     target = " ".join(f"{k}={data[k]}" for k in _TARGET_KEYS if data.get(k) not in (None, ""))
     details = {
         k: v
         for k, v in data.items()
         if k not in _TARGET_KEYS and isinstance(v, str | int | float | bool) and len(str(v)) < 500
     }
-    with ctx.db.write() as conn:
+
+    def write(conn: Connection) -> None:
         record(conn, ctx.project_id, ctx.actor, action, target, details, ctx.address)
+
+    return write
 
 
 def events(

@@ -207,23 +207,33 @@ LATEST_OF_MODEL = (
 
 
 def _versions(
-    conn: Connection, where: str, params: tuple[Any, ...], names: dict[int, str]
+    conn: Connection,
+    where: str,
+    params: tuple[Any, ...],
+    names: dict[int, str],
+    tail: str = "",
+    tail_params: tuple[Any, ...] = (),
 ) -> list[ModelVersion]:
     """Live versions matching ``where`` with their tags and aliases, read at the driver level
-    (three queries, plain tuples: the registry's hot path)."""
+    (three queries, plain tuples: the registry's hot path). ``tail`` (ORDER BY, LIMIT, OFFSET
+    with ``tail_params``) chooses a page of them, in that order; tags are read for it only."""
+    if tail:
+        chosen = f"SELECT id FROM model_versions WHERE {where} AND deleted = ? {tail}"
+        chosen_params: tuple[Any, ...] = (*params, False, *tail_params)
+    else:  # the tags of deleted versions too: fewer conditions, nothing shown of them
+        chosen, chosen_params = f"SELECT id FROM model_versions WHERE {where}", params
     rows = driver_rows(
         conn,
-        f"SELECT {_VERSION_COLUMNS} FROM model_versions WHERE {where} AND deleted = ?",
-        (*params, False),
+        f"SELECT {_VERSION_COLUMNS} FROM model_versions WHERE {where} AND deleted = ? {tail}",
+        (*params, False, *tail_params),
     )
     if not rows:
         return []
-    chosen = f"SELECT id FROM model_versions WHERE {where}"
     tags: dict[int, dict[str, str]] = {}
     for owner, key, value in driver_rows(
         conn,
         f"SELECT owner, key, value FROM model_version_tags WHERE owner IN ({chosen})",
-        params,
+        chosen_params,
     ):
         tags.setdefault(owner, {})[key] = value
     aliases: dict[tuple[int, int], list[str]] = {}
@@ -519,6 +529,34 @@ def versions_of(db: Database, project_id: int, name: str) -> list[ModelVersion]:
         if row is None:
             return []
         return _versions(conn, BY_MODEL, (row.id,), {row.id: row.name})
+
+
+#: the version columns a page of one model's versions can be ordered by
+VERSION_SORT_COLUMNS = {
+    "version_number": "version",
+    "creation_timestamp": "creation_time",
+    "last_updated_timestamp": "last_updated_time",
+}
+
+
+def page_of_versions(
+    db: Database,
+    project_id: int,
+    name: str,
+    order: list[tuple[str, bool]],
+    limit: int,
+    offset: int,
+) -> list[ModelVersion]:
+    """Up to ``limit`` live versions of one model from ``offset`` on, ordered in the database
+    by ``order`` (keys of ``VERSION_SORT_COLUMNS``, descending or not; the version number,
+    unique, ends every order)."""
+    terms = [f"{VERSION_SORT_COLUMNS[key]} {'DESC' if desc else 'ASC'}" for key, desc in order]
+    tail = f"ORDER BY {', '.join([*terms, 'version DESC'])} LIMIT ? OFFSET ?"
+    with db.read() as conn:
+        row = find_model_row(conn, project_id, name)
+        if row is None:
+            return []
+        return _versions(conn, BY_MODEL, (row.id,), {row.id: row.name}, tail, (limit, offset))
 
 
 def all_versions(db: Database, project_id: int) -> list[ModelVersion]:

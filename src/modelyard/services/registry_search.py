@@ -38,21 +38,31 @@ def _page(
             f"Invalid value {max_results} for parameter 'max_results' supplied. It must be "
             f"between 1 and {limit}."
         )
-    offset = 0
-    if token:
-        try:
-            decoded = json.loads(base64.b64decode(token, validate=True))
-            offset, bound = int(decoded["offset"]), decoded["query"]
-        except (ValueError, KeyError, TypeError):
-            raise InvalidParameter("Invalid page token, could not base64-decode") from None
-        if bound != print_ or offset < 0:
-            raise InvalidParameter("The page token belongs to another filter or order.")
+    offset = _offset(token, print_)
     page = items[offset : offset + max_results]
     following = offset + max_results
     if following >= len(items):
         return page, None
-    encoded = json.dumps({"offset": following, "query": print_}).encode()
-    return page, base64.b64encode(encoded).decode()
+    return page, _token(following, print_)
+
+
+def _offset(token: str | None, print_: str) -> int:
+    """Where the page a token asks for starts (0 without one)."""
+    if not token:
+        return 0
+    try:
+        decoded = json.loads(base64.b64decode(token, validate=True))
+        offset, bound = int(decoded["offset"]), decoded["query"]
+    except (ValueError, KeyError, TypeError):
+        raise InvalidParameter("Invalid page token, could not base64-decode") from None
+    if bound != print_ or offset < 0:
+        raise InvalidParameter("The page token belongs to another filter or order.")
+    return offset
+
+
+def _token(offset: int, print_: str) -> str:
+    encoded = json.dumps({"offset": offset, "query": print_}).encode()
+    return base64.b64encode(encoded).decode()
 
 
 def _sorted(items: list[T], keys: list[OrderKey], value: Callable[[T, str], Any]) -> list[T]:
@@ -238,10 +248,19 @@ def search_versions(
         OrderKey(Ident("attribute", "version_number"), True),
     ]
     name = _only_name(node)
-    if name is not None:  # the client's usual `name = '…'`: read that model's versions only
-        candidates, node = registry.versions_of(db, project_id, name), None
-    else:
-        candidates = registry.all_versions(db, project_id)
+    print_ = fingerprint(filter_text, order_by)
+    if name is not None:  # the client's usual `name = '…'`: one model's page, from the database
+        if not 1 <= max_results <= MAX_VERSIONS:
+            _page([], max_results, MAX_VERSIONS, None, print_)  # raises the error
+        offset = _offset(token, print_)
+        order = [
+            (k.ident.key, k.descending) for k in keys if k.ident.key != "name"
+        ]  # one model: its name orders nothing
+        page = registry.page_of_versions(db, project_id, name, order, max_results + 1, offset)
+        if len(page) <= max_results:
+            return page, None
+        return page[:max_results], _token(offset + max_results, print_)
+    candidates = registry.all_versions(db, project_id)
     found = [v for v in candidates if matches(node, partial(_version_value, v))]
     ordered = _sorted(found, keys, _version_order_value)
-    return _page(ordered, max_results, MAX_VERSIONS, token, fingerprint(filter_text, order_by))
+    return _page(ordered, max_results, MAX_VERSIONS, token, print_)
