@@ -39,29 +39,30 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import tracking
-from tracking import (
+import harness
+import results
+from harness import (
     BASE_TS,
     CLIENT_ENV,
-    SEARCH_FILTER,
-    SEARCH_MAX,
-    SEARCH_ORDER,
     Outcome,
     Rest,
     Server,
     executable,
-    expected_search,
-    fmt,
-    host_info,
     log,
     percentile,
-    print_errors,
-    process_tree,
     record_error,
-    save_results,
-    search_data,
     stop_on_sigterm,
     stop_server,
+)
+from procs import process_tree
+from results import fmt, host_info, print_errors, save_results
+from tracking_workloads import (
+    SEARCH_FILTER,
+    SEARCH_MAX,
+    SEARCH_ORDER,
+    expected_search,
+    log_search_run,
+    search_data,
 )
 
 BENCH_DIR = Path(__file__).resolve().parent
@@ -156,7 +157,7 @@ class _Connection(http.client.HTTPConnection):
 
 
 class TokenRest(Rest):
-    """``tracking.Rest`` on a project URL, sending a token: same thin client, same cost."""
+    """``harness.Rest`` on a project URL, sending a token: same thin client, same cost."""
 
     def __init__(self, server_url: str, project: str | None, token: str | None) -> None:
         super().__init__(server_url)
@@ -294,7 +295,7 @@ def set_up(caller: Caller) -> None:
     caller.ids["search_experiment"] = search_experiment
     caller.search_data = search_data(SEARCH_RUNS)
     for run in caller.search_data:
-        run_id = tracking.log_search_run(rest, search_experiment, run)
+        run_id = log_search_run(rest, search_experiment, run)
         caller.ids.setdefault("get_run", run_id)
 
 
@@ -526,7 +527,7 @@ def run_bench(
             log(f"{kind}: creating {'users, tokens and ' if kind == 'auth' else ''}the project")
             tokens.update(prepare_storage(kind, tmp / kind, databases.get(kind)))
             log(f"{kind}: starting")
-            servers[kind] = tracking.start_server(kind, tmp / kind, command_for(databases))
+            servers[kind] = harness.start_server(kind, tmp / kind, command_for(databases))
             log(f"{kind}: /health after {servers[kind].cold_start_s:.1f} s")
             out.details.setdefault("commands", {})[kind] = servers[kind].command_line()
         for variant in VARIANTS:
@@ -543,7 +544,7 @@ def run_bench(
         try:
             unauthenticated.get("/experiments/search", {"max_results": 1})
             raise RuntimeError("CHECK FAILED: the --auth server answered a call without token")
-        except tracking.HttpError as exc:
+        except harness.HttpError as exc:
             if exc.status != 401:
                 raise
         finally:
@@ -634,7 +635,7 @@ def print_table(report: list[dict[str, Any]]) -> None:
         "mean",
         f"vs no auth: p50 delta, p50 / mean ratio, target p50 <= {TARGET_RATIO:.2f}x",
     )
-    tracking.print_table(
+    results.print_table(
         [
             {
                 "label": r["label"],

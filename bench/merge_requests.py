@@ -27,7 +27,7 @@ from typing import Any
 
 import requests
 
-from tracking import BASE_TS, CLIENT_ENV, Rest, start_server, stop_server
+from harness import BASE_TS, CLIENT_ENV, Rest, start_server, stop_server
 
 REPOSITORY = "https://gitlab.example.com/ml/churn"
 PAGE = 50

@@ -22,21 +22,21 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import tracking
-from servers import cpu_ticks, cpu_used, postgres_pids
-from tracking import (
+import harness
+from harness import (
     BATCH_SIZE,
     Rest,
     Server,
     batch_body,
     executable,
-    host_info,
     log,
     percentile,
     start_server,
     stop_server,
     tail,
 )
+from results import host_info
+from servers import cpu_ticks, cpu_used, postgres_pids
 
 BASE_TS = 1_700_000_000_000
 SEARCHES = {
@@ -494,8 +494,8 @@ def print_table(out: Results, args: argparse.Namespace) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    tracking.stop_on_sigterm()
-    os.environ.update(tracking.CLIENT_ENV)
+    harness.stop_on_sigterm()
+    os.environ.update(harness.CLIENT_ENV)
     steps = max(1, args.points // (2 * args.runs))
     out = Results()
     name, url = create_database(args.database_url)
@@ -544,7 +544,7 @@ def main(argv: list[str] | None = None) -> int:
     for error in out.errors:
         print(f"ERROR: {error}")
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-    output = args.output or tracking.RESULTS_DIR / f"postgres-scale-{stamp}.json"
+    output = args.output or harness.RESULTS_DIR / f"postgres-scale-{stamp}.json"
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(
         json.dumps(

@@ -31,25 +31,24 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import tracking
-from artifacts import server_command, wait_until_quiet
-from tracking import (
+import harness
+import results
+from harness import (
     CLIENT_ENV,
     HttpError,
     Outcome,
     Rest,
     Server,
-    fmt,
-    host_info,
+    artifact_server_command,
     log,
     percentile,
-    print_errors,
     record_error,
-    save_results,
     stop_on_sigterm,
     stop_server,
     timed_calls,
 )
+from procs import wait_until_quiet
+from results import fmt, host_info, print_errors, save_results
 
 BENCH_DIR = Path(__file__).resolve().parent
 RESULTS_DIR = BENCH_DIR / "results"
@@ -326,7 +325,7 @@ def reconnect(rest: Rest, model: str) -> None:
 
 def start_server(kind: str, workdir: Path) -> Server:
     """modelyard with SQLite and local blobs; MLflow with SQLite and proxied local artifacts."""
-    return tracking.start_server(kind, workdir, command_for=server_command)
+    return harness.start_server(kind, workdir, command_for=artifact_server_command)
 
 
 def bench_server(kind: str, tmp: Path, plan: Plan, logs_dir: Path) -> Outcome:
@@ -458,7 +457,7 @@ def build_report(plan: Plan, outcomes: dict[str, Outcome]) -> list[dict[str, Any
 
 def print_table(report: list[dict[str, Any]]) -> None:
     headers = ("workload", "modelyard", "mlflow", "ratio (mlflow / modelyard)", "target")
-    tracking.print_table(report, headers)
+    results.print_table(report, headers)
 
 
 # --------------------------------------------------------------------------------------------

@@ -29,8 +29,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import tracking
-from tracking import (
+import harness
+from harness import (
     API,
     BATCH_SIZE,
     Rest,
@@ -38,13 +38,13 @@ from tracking import (
     batch_body,
     executable,
     free_port,
-    host_info,
     log,
-    process_tree,
     start_server,
     stop_server,
     tail,
 )
+from procs import process_tree
+from results import host_info
 
 ARTIFACTS = "/api/2.0/mlflow-artifacts/artifacts"
 KINDS = ("modelyard", "mlflow")
@@ -510,8 +510,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    tracking.stop_on_sigterm()
-    os.environ.update(tracking.CLIENT_ENV)
+    harness.stop_on_sigterm()
+    os.environ.update(harness.CLIENT_ENV)
     plan = Plan(
         servers=args.servers or ([1, 3] if args.quick else [1, 2, 3]),
         clients=args.clients,
@@ -539,7 +539,7 @@ def main(argv: list[str] | None = None) -> int:
     for r in results:
         if r.error:
             print(f"ERROR [{r.kind} x{r.servers}]: {r.error}")
-    output = args.output or tracking.RESULTS_DIR / f"servers-{stamp}.json"
+    output = args.output or harness.RESULTS_DIR / f"servers-{stamp}.json"
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(
         json.dumps(

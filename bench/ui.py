@@ -48,26 +48,24 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import tracking
+import harness
+import results
 import ui_charts
-from artifacts import wait_until_quiet
-from tracking import (
+from harness import (
     BASE_TS,
     CLIENT_ENV,
     Outcome,
     Server,
     executable,
-    fmt,
-    host_info,
     log,
     percentile,
-    print_errors,
     record_error,
-    save_results,
     stop_on_sigterm,
     stop_server,
     timed_calls,
 )
+from procs import wait_until_quiet
+from results import fmt, host_info, print_errors, save_results
 
 BENCH_DIR = Path(__file__).resolve().parent
 RESULTS_DIR = BENCH_DIR / "results"
@@ -454,7 +452,7 @@ def measure(
 def command_for(database_url: str | None) -> Callable[[str, Path, int], list[str]]:
     def command(kind: str, workdir: Path, port: int) -> list[str]:
         if kind == "mlflow":
-            return tracking.server_command(kind, workdir, port)
+            return harness.server_command(kind, workdir, port)
         extra = ["--database-url", database_url] if database_url else []
         return [
             executable("modelyard"), "server", "--data-dir", str(workdir / "data"),
@@ -489,7 +487,7 @@ def bench_server(
     out.figures["load_runs_s"] = size / load_s
     log(f"{kind}: loaded in {load_s:.1f} s ({size / load_s:,.0f} candidates/s)")
     try:
-        server = tracking.start_server(kind, workdir, command_for=command_for(database_url))
+        server = harness.start_server(kind, workdir, command_for=command_for(database_url))
     except Exception as exc:
         record_error(out, kind, "start", exc)
         return out
@@ -532,7 +530,7 @@ def bench_charts_server(
     out.details["charts_load_s"] = load_s
     log(f"{kind}: loaded in {load_s:.1f} s")
     try:
-        server = tracking.start_server(kind, workdir, command_for=command_for(database_url))
+        server = harness.start_server(kind, workdir, command_for=command_for(database_url))
     except Exception as exc:
         record_error(out, kind, "start", exc)
         return out
@@ -705,7 +703,7 @@ def main(argv: list[str] | None = None) -> int:
         + ("" if plan.mlflow_candidates == plan.candidates else " (fewer: --mlflow-candidates)")
     )
     headers = ("request", "modelyard", "mlflow runs/search", "ratio", "modelyard target")
-    tracking.print_table(report, headers)
+    results.print_table(report, headers)
     print(
         "UI rows: modelyard's server-rendered page (or CSV) against MLflow's runs/search for the "
         "same rows, which its browser UI renders; ratio > 1 means modelyard is faster"

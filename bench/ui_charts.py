@@ -30,8 +30,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from artifacts import cpu_seconds, server_pids
-from tracking import BASE_TS, Outcome, Server, log, percentile, timed_calls
+from harness import BASE_TS, Outcome, Server, log, percentile, timed_calls
+from procs import cpu_seconds, server_pids
 
 RUNS = 100
 METRICS = 5

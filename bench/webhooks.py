@@ -34,19 +34,18 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-from tracking import (
+from harness import (
     CLIENT_ENV,
     Rest,
     Server,
     executable,
-    host_info,
     log,
     percentile,
-    save_results,
     start_server,
     stop_on_sigterm,
     stop_server,
 )
+from results import host_info, save_results
 
 BENCH_DIR = Path(__file__).resolve().parent
 RESULTS_DIR = BENCH_DIR / "results"
