@@ -59,6 +59,8 @@ MLMODEL = b"artifact_path: model\nflavors: {}\nmodel_uuid: registry-bench\n"
 ALIAS = "champion"
 SEARCH_MAX_RESULTS = 1000
 VS_MLFLOW_TARGET = 10.0  # modelyard p50 at least 10x lower than MLflow's
+#: the speed issue's absolute targets for modelyard's raw-HTTP p50 (ms), shown beside the ratio
+ABSOLUTE_TARGETS_MS = {"create.raw_p50_ms": 1.0, "search.raw_p50_ms": 2.0}
 WAYS = ("raw", "client")
 WAY_LABELS = {"raw": "raw HTTP", "client": "MlflowClient"}
 OPERATIONS = (
@@ -437,6 +439,12 @@ def build_report(plan: Plan, outcomes: dict[str, Outcome]) -> list[dict[str, Any
             met = None if ratio is None else ratio >= VS_MLFLOW_TARGET
             verdict = "n/a" if met is None else ("ok" if met else "MISS")
             target_text = f">= {VS_MLFLOW_TARGET:g}x mlflow  {verdict}"
+        if row.key in ABSOLUTE_TARGETS_MS:
+            limit = ABSOLUTE_TARGETS_MS[row.key]
+            within = None if mine is None else mine <= limit
+            met = within if met is None else (met and within is not False)
+            verdict = "n/a" if within is None else ("ok" if within else "MISS")
+            target_text += f"; <= {limit:g} ms  {verdict}"
         report.append(
             {
                 "key": row.key,
