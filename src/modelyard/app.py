@@ -36,7 +36,8 @@ from modelyard.services.outbox import Policy
 from modelyard.settings import Settings
 from modelyard.web import limits, login
 from modelyard.web.limits import BodyLimits
-from modelyard.webhooks.worker import DeliveryWorker, WorkerSettings
+from modelyard.webhooks.process import SenderProcess
+from modelyard.webhooks.worker import WorkerSettings
 
 logger = logging.getLogger("modelyard")
 
@@ -147,7 +148,7 @@ def create_app(settings: Settings, *, database: Database | None = None) -> Starl
             address=client[0] if client else "",
         )
 
-    worker = DeliveryWorker(db, worker_settings(settings))
+    worker = SenderProcess(db, worker_settings(settings))
 
     @asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:

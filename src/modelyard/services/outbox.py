@@ -125,6 +125,13 @@ _NEXT_DUE = (
     "JOIN webhook_deliveries d ON d.id = heads.head "
     "JOIN webhooks w ON w.id = d.webhook_pk WHERE w.status = 'ACTIVE'"
 )
+_HEAD_OF = (
+    "SELECT d.id, d.delivery_id, d.webhook_pk, w.webhook_id, w.project_id, w.failing_since, "
+    "d.event, d.body, d.attempts, d.created_at, w.url, w.secret, d.next_attempt_at "
+    "FROM webhook_deliveries d JOIN webhooks w ON w.id = d.webhook_pk "
+    "WHERE d.webhook_pk = ? AND d.state = 'pending' AND w.status = 'ACTIVE' "
+    "ORDER BY d.id LIMIT 1"
+)
 _RECORD = (
     "UPDATE webhook_deliveries SET attempts = ?, last_attempt_at = ?, last_status = ?, "
     "last_error = ?, response_excerpt = ?, duration_ms = ?, state = ?, delivered_at = ?, "
@@ -163,6 +170,14 @@ def due(conn: Connection, busy: Collection[int], limit: int) -> list[Claim]:
     """Due deliveries of webhooks not in ``busy`` (the single sender of a SQLite database)."""
     rows = driver_rows(conn, _DUE, (now_ms(), limit + len(busy)))
     return [_claim(row) for row in rows if row[2] not in busy][:limit]
+
+
+def next_of(conn: Connection, webhook_pk: int) -> Claim | None:
+    """The webhook's oldest pending delivery, when it is due (its sender goes on with it)."""
+    rows = driver_rows(conn, _HEAD_OF, (webhook_pk,))
+    if not rows or rows[0][12] > now_ms():
+        return None
+    return _claim(rows[0][:12])
 
 
 def claim_locked(conn: Connection) -> Claim | None:

@@ -189,6 +189,8 @@ class DeliveryWorker:
         self._lock = _SendLock(path)
         self._bell = _Doorbell(path)
         self._busy: set[int] = set()
+        #: the dispatcher's last look filled every sender (something due may have been left)
+        self._saturated = False
         self._busy_guard = threading.Lock()
         self._pool: ThreadPoolExecutor | None = None
 
@@ -254,15 +256,14 @@ class DeliveryWorker:
                 self._stopping.wait(POLL_SECONDS)
                 continue
             try:
-                sent = self._send_one()
+                more = self._send_one()
             except Exception:
                 logger.exception("webhook delivery failed unexpectedly")
-                sent = False
-            if sent:
+                more = False
+            if more:
                 continue
-            idle = self._idle_seconds()
-            if self._busy:  # the earliest due may be one in flight: its end wakes us anyway
-                idle = max(idle, BUSY_WAIT_SECONDS)
+            # the earliest due may be one in flight: its end wakes us anyway
+            idle = BUSY_WAIT_SECONDS if self._busy else self._idle_seconds()
             with self._cv:
                 if self._generation == generation and not self._stopping.is_set():
                     self._cv.wait(idle)
@@ -279,7 +280,8 @@ class DeliveryWorker:
 
     def _send_one(self) -> bool:
         """Send what is due: on PostgreSQL in this thread, under a lock; on SQLite by handing
-        each due webhook's oldest delivery to a sender thread. False when none was due."""
+        each due webhook's oldest delivery to a sender thread. True when more may be due now
+        (on SQLite: every sender got one, and another may be free already)."""
         if not self.db.is_sqlite:
             return self._send_locked()
         with self._busy_guard:
@@ -289,22 +291,39 @@ class DeliveryWorker:
             with self.db.read() as conn:
                 found = outbox.due(conn, self._busy, room)
             self._busy.update(claim.webhook_pk for claim in found)
+            self._saturated = len(found) == room
         assert self._pool is not None
         for claim in found:
             self._pool.submit(self._send_here, claim)
-        return bool(found)
+        return self._saturated
 
     def _send_here(self, claim: outbox.Claim) -> None:
+        """SQLite: send a webhook's deliveries while they are due, one after the other; then
+        free the webhook, and wake the dispatcher if it may have left something for later."""
+        found: outbox.Claim | None = claim
+        ok = False
+        generation = -1
         try:
-            result = self._attempt(claim)
-            with self.db.write() as conn:
-                self._record(conn, claim, result)
+            while found is not None and not self._stopping.is_set():
+                with self._cv:
+                    generation = self._generation
+                result = self._attempt(found)
+                with self.db.write() as conn:
+                    self._record(conn, found, result)
+                    ok = result.ok
+                    found = outbox.next_of(conn, found.webhook_pk) if ok else None
         except Exception:
             logger.exception("webhook delivery failed unexpectedly")
+            ok = False
         finally:
             with self._busy_guard:
                 self._busy.discard(claim.webhook_pk)
-            self._notify()  # the webhook's next delivery may go now
+                recheck = self._saturated or not ok
+            with self._cv:
+                # an event queued since the last look may have been skipped as busy
+                recheck = recheck or self._generation != generation
+            if recheck:
+                self._notify()
 
     def _send_locked(self) -> bool:
         """PostgreSQL: claim, send and record in one transaction, and go on with what falls
