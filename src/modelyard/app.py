@@ -116,6 +116,7 @@ def worker_settings(settings: Settings) -> WorkerSettings:
         policy=Policy(
             retry_ms=int(settings.webhook_retry_hours * hour_ms),
             disable_after_ms=int(settings.webhook_disable_after_hours * hour_ms),
+            retention_ms=int(settings.webhook_retention_days * 24 * hour_ms),
         ),
     )
 

@@ -143,6 +143,13 @@ class StorageGroup(click.Group):
     "[env MODELYARD_WEBHOOK_DISABLE_AFTER_HOURS; 72].",
 )
 @click.option(
+    "--webhook-retention-days",
+    type=float,
+    default=None,
+    help="Days delivered and given-up webhook deliveries are kept (0: forever) "
+    "[env MODELYARD_WEBHOOK_RETENTION_DAYS; 30].",
+)
+@click.option(
     "--webhook-senders",
     type=int,
     default=None,

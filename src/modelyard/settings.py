@@ -107,6 +107,13 @@ class Settings:
             "audit entry."
         ),
     )
+    webhook_retention_days: float = field(
+        default=30.0,
+        metadata=_meta(
+            "Delivered and given-up webhook deliveries older than this many days are removed "
+            "(0: kept forever)."
+        ),
+    )
     webhook_senders: int = field(
         default=4,
         metadata=_meta(

@@ -6,10 +6,12 @@ from __future__ import annotations
 import itertools
 import os
 import random
+import signal
 import threading
 import time
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import requests
@@ -210,4 +212,119 @@ def test_one_process_sends_on_sqlite_with_several_workers(make_backend) -> None:
         assert elapsed < 60
     finally:
         receiver.stop()
+        server.stop()
+
+
+def _children(pid: int) -> list[int]:
+    """The processes whose parent is ``pid``."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{entry}/stat").read_text()
+        except OSError:
+            continue
+        if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+            found.append(int(entry))
+    return found
+
+
+def _running(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state not in ("Z", "X")
+
+
+@pytest.mark.parametrize("kind", sorted(KILLS))
+def test_the_delivery_process_ends_with_its_server(  # type: ignore[no-untyped-def]
+    make_backend, receiver: Receiver, kind: str
+) -> None:
+    """Deliveries are sent by a child process of the server. SIGKILL to the server process
+    alone (not its process group, as an out-of-memory killer does) ends that child too, and the
+    next server sends the delivery left waiting, with the same delivery id."""
+    backend: Backend = make_backend(kind)
+    server = Server(backend, env=ALLOW_PRIVATE)
+    receiver.status = 503
+    events = [{"entity": "MODEL_VERSION_ALIAS", "action": "CREATED"}]
+    model = setup_model(server, receiver.url, events)
+    moved = mlflow(
+        server, "POST", "registered-models/alias", name=model, alias="production", version="2"
+    )
+    assert moved.status_code == 200, moved.text
+    refused = receiver.wait_for(1, timeout=20)
+    children = _children(server.proc.pid)
+    assert children, "the server started no delivery process"
+    os.kill(server.proc.pid, signal.SIGKILL)
+    server.proc.wait(timeout=20)
+    deadline = time.monotonic() + 10
+    while any(_running(child) for child in children) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not any(_running(child) for child in children)
+    receiver.status = 200
+    server = Server(backend, env=ALLOW_PRIVATE)
+    try:
+        got = receiver.wait_for(
+            1,
+            timeout=30,
+            where=lambda r: r is not refused[0] and r.delivery_id == refused[0].delivery_id,
+        )
+        assert got[0].json["data"] == {"name": model, "alias": "production", "version": "2"}
+    finally:
+        server.stop()
+
+
+@pytest.mark.parametrize("kind", sorted(KILLS))
+def test_finished_deliveries_are_removed_after_the_retention(  # type: ignore[no-untyped-def]
+    make_backend, receiver: Receiver, kind: str
+) -> None:
+    """Delivered and given-up deliveries older than ``--webhook-retention-days`` are removed
+    by the server; pending ones stay, whatever their age."""
+    backend: Backend = make_backend(kind)
+    server = Server(backend, env=ALLOW_PRIVATE)
+    events = [{"entity": "MODEL_VERSION_TAG", "action": "SET"}]
+    try:
+        model = setup_model(server, receiver.url, events)
+        for n in range(3):
+            tagged = mlflow(
+                server,
+                "POST",
+                "model-versions/set-tag",
+                name=model,
+                version="1",
+                key=f"k{n}",
+                value="v",
+            )
+            assert tagged.status_code == 200, tagged.text
+        receiver.wait_for(3)
+        hooks = requests.get(f"{server.url}/api/v1/webhooks", timeout=10).json()["webhooks"]
+        hook_id = hooks[0]["webhook_id"]
+
+        def states() -> list[str]:
+            answer = requests.get(f"{server.url}/api/v1/webhooks/{hook_id}/deliveries", timeout=10)
+            assert answer.status_code == 200, answer.text
+            return [d["state"] for d in answer.json()["deliveries"]]
+
+        deadline = time.monotonic() + 20
+        while states() != ["delivered"] * 3 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert states() == ["delivered"] * 3
+        receiver.status = 503  # the next one stays pending, retried
+        tagged = mlflow(
+            server, "POST", "model-versions/set-tag", name=model, version="1", key="late", value="v"
+        )
+        assert tagged.status_code == 200
+        receiver.wait_for(4)
+    finally:
+        server.stop()
+    time.sleep(1.0)  # every delivery is now older than the retention below (0.5 s)
+    server = Server(backend, "--webhook-retention-days", str(0.5 / 86400), env=ALLOW_PRIVATE)
+    try:
+        deadline = time.monotonic() + 20
+        while states() != ["pending"] and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert states() == ["pending"]
+    finally:
         server.stop()

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Connection, and_, insert, select, update
+from sqlalchemy import Connection, and_, delete, insert, select, update
 
 from modelyard.db.dialect import driver_rows, driver_sql
 from modelyard.db.engine import WAKE, Database
@@ -50,6 +50,8 @@ class Policy:
 
     retry_ms: int = 24 * 3600 * 1000
     disable_after_ms: int = 72 * 3600 * 1000
+    #: finished deliveries (delivered or given up) older than this are removed; 0: never
+    retention_ms: int = 30 * 24 * 3600 * 1000
 
 
 _SUBSCRIBERS = (
@@ -344,6 +346,28 @@ def record_test(
             {"event": test.event, "status": attempt.status, "error": attempt.error[:200]},
             address,
         )
+
+
+def prune(db: Database, policy: Policy, *, batch: int = 1000) -> int:
+    """Remove finished deliveries (delivered, given up, test sends) whose event is older than
+    the policy's retention, in short transactions of ``batch`` rows; pending ones are kept
+    whatever their age. Returns how many were removed."""
+    if policy.retention_ms <= 0:
+        return 0
+    cutoff = now_ms() - policy.retention_ms
+    old = (
+        select(_d.c.id)
+        .where(_d.c.state != PENDING, _d.c.created_at < cutoff)
+        .limit(batch)
+        .scalar_subquery()
+    )
+    removed = 0
+    while True:
+        with db.write() as conn:
+            count = conn.execute(delete(_d).where(_d.c.id.in_(old))).rowcount
+        removed += count
+        if count < batch:
+            return removed
 
 
 # ---------------------------------------------------------------- reading deliveries

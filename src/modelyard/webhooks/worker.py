@@ -43,6 +43,8 @@ BATCH = 50
 BATCH_SECONDS = 1.0
 #: how long the SQLite dispatcher waits at least while deliveries are in flight
 BUSY_WAIT_SECONDS = 0.2
+#: how often finished deliveries past their retention are removed (also once at start)
+PRUNE_SECONDS = 3600.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -198,6 +200,7 @@ class DeliveryWorker:
 
     def start(self) -> None:
         self.db.wake_listeners.append(self.wake)
+        self._spawn(self._prune, "webhook-pruner")
         if self.db.is_sqlite:
             self._pool = ThreadPoolExecutor(
                 max(self.settings.senders, 1), thread_name_prefix="webhook-sender"
@@ -245,6 +248,22 @@ class DeliveryWorker:
                 continue
             if self._bell.wait():
                 self._notify()
+
+    def _prune(self) -> None:
+        """Remove finished deliveries past their retention, at start and then hourly (on
+        SQLite in the process that sends; on PostgreSQL any process may, it is idempotent)."""
+        while not self._stopping.is_set():
+            if self._lock.held():
+                try:
+                    removed = outbox.prune(self.db, self.settings.policy)
+                except Exception:
+                    logger.exception("removing old webhook deliveries failed")
+                else:
+                    if removed:
+                        logger.info("removed %d webhook deliveries past retention", removed)
+                self._stopping.wait(PRUNE_SECONDS)
+            else:
+                self._stopping.wait(POLL_SECONDS)
 
     # ------------------------------------------------------------ sending
 
