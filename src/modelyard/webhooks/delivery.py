@@ -9,6 +9,7 @@ is kept, and no proxy, redirect or connection reuse can take the request elsewhe
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import hmac
 import socket
@@ -77,7 +78,7 @@ def post(
     started = time.monotonic()
     deadline = started + timeout
     try:
-        target = parse_url(url)
+        target = _parsed(url)
         sock = _connect(target, allow_private, deadline)
         try:
             _send(sock, target, body, extra_headers, deadline)
@@ -91,6 +92,13 @@ def post(
     except (OSError, ValueError) as exc:
         return Outcome(None, error=_describe(exc), duration_ms=_since(started))
     return Outcome(status, excerpt, duration_ms=_since(started))
+
+
+@functools.lru_cache(maxsize=1024)
+def _parsed(url: str) -> Target:
+    """``parse_url``, remembered per URL: it depends on the text alone (resolving and checking
+    the addresses happens at every attempt). A URL it refuses is not remembered."""
+    return parse_url(url)
 
 
 def _since(started: float) -> int:
