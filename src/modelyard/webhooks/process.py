@@ -28,8 +28,9 @@ from modelyard.db.engine import Database
 from modelyard.webhooks.worker import DeliveryWorker, WorkerSettings
 
 logger = logging.getLogger("modelyard.webhooks")
-#: the delivery process's niceness above its server's (lower priority)
-NICENESS = 10
+#: the delivery process's niceness above its server's: the lowest priority, it uses what CPU
+#: answering requests leaves
+NICENESS = 19
 RESTART_SECONDS = 1.0
 STOP_SECONDS = 5.0
 

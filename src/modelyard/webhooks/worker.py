@@ -193,6 +193,9 @@ class DeliveryWorker:
         self._busy: set[int] = set()
         #: the dispatcher's last look filled every sender (something due may have been left)
         self._saturated = False
+        #: SQLite: attempts that ended, waiting for the recorder (None: not attempted)
+        self._done: list[tuple[outbox.Claim, outbox.Attempt | None]] = []
+        self._done_cv = threading.Condition()
         self._busy_guard = threading.Lock()
         self._pool: ThreadPoolExecutor | None = None
 
@@ -206,6 +209,7 @@ class DeliveryWorker:
                 max(self.settings.senders, 1), thread_name_prefix="webhook-sender"
             )
             self._spawn(self._run, "webhook-dispatcher")
+            self._spawn(self._record_sent, "webhook-recorder")
             self._spawn(self._listen, "webhook-doorbell")
             return
         for n in range(max(self.settings.senders, 1)):
@@ -221,6 +225,8 @@ class DeliveryWorker:
         with contextlib.suppress(ValueError):
             self.db.wake_listeners.remove(self.wake)
         self._notify()
+        with self._done_cv:
+            self._done_cv.notify_all()
         deadline = time.monotonic() + timeout
         for thread in self._threads:
             thread.join(max(deadline - time.monotonic(), 0))
@@ -317,27 +323,59 @@ class DeliveryWorker:
         return self._saturated
 
     def _send_here(self, claim: outbox.Claim) -> None:
-        """SQLite: send a webhook's deliveries while they are due, one after the other; then
-        free the webhook, and wake the dispatcher if it may have left something for later."""
-        found: outbox.Claim | None = claim
-        ok = False
-        generation = -1
+        """SQLite, a sender thread: one attempt, handed to the recorder."""
+        result: outbox.Attempt | None = None
         try:
-            while found is not None and not self._stopping.is_set():
-                with self._cv:
-                    generation = self._generation
-                result = self._attempt(found)
-                with self.db.write() as conn:
-                    self._record(conn, found, result)
-                    ok = result.ok
-                    found = outbox.next_of(conn, found.webhook_pk) if ok else None
+            result = self._attempt(claim)
         except Exception:
             logger.exception("webhook delivery failed unexpectedly")
-            ok = False
-        finally:
+        with self._done_cv:
+            self._done.append((claim, result))
+            self._done_cv.notify()
+
+    def _record_sent(self) -> None:
+        """SQLite, the recorder thread: records every attempt that has ended in one write
+        transaction (fewer, shorter holds of the database's write lock), and in it looks up
+        the next due delivery of each webhook that succeeded, which goes to a sender at once
+        (the webhook stays busy, so its deliveries stay in order). A webhook with nothing due
+        is freed; the dispatcher is woken if it may have left something for later."""
+        while True:
+            with self._done_cv:
+                while not self._done and not self._stopping.is_set():
+                    self._done_cv.wait(POLL_SECONDS)
+                if not self._done:  # stopping (what has ended is still recorded)
+                    return
+                done, self._done = self._done, []
+            with self._cv:
+                generation = self._generation
+            following: list[outbox.Claim] = []
+            failed = False
+            try:
+                with self.db.write() as conn:
+                    for claim, result in done:
+                        if result is None:  # nothing to record: sent again later
+                            failed = True
+                            continue
+                        self._record(conn, claim, result)
+                        found = outbox.next_of(conn, claim.webhook_pk) if result.ok else None
+                        failed = failed or not result.ok
+                        if found is not None and not self._stopping.is_set():
+                            following.append(found)
+            except Exception:
+                logger.exception("recording webhook deliveries failed")
+                failed, following = True, []
+            going_on = {claim.webhook_pk for claim in following}
+            assert self._pool is not None
+            try:
+                for claim in following:
+                    self._pool.submit(self._send_here, claim)
+            except RuntimeError:  # the pool was shut down: stopping
+                going_on = set()
             with self._busy_guard:
-                self._busy.discard(claim.webhook_pk)
-                recheck = self._saturated or not ok
+                self._busy.difference_update(
+                    claim.webhook_pk for claim, _ in done if claim.webhook_pk not in going_on
+                )
+                recheck = self._saturated or failed
             with self._cv:
                 # an event queued since the last look may have been skipped as busy
                 recheck = recheck or self._generation != generation
