@@ -1,16 +1,20 @@
-"""The delivery worker: threads in every server process that drain the outbox.
+"""The delivery worker: the threads of a server's delivery process (``webhooks.process``)
+that drain the outbox.
 
-A commit that queued deliveries wakes this process's worker at once; otherwise each sender
-thread looks again when the earliest retry falls due, and at least every second (for events
-written by other processes and the CLI).
+A commit that queued deliveries wakes the worker at once (through its server's pipe);
+otherwise the threads look again when the earliest retry falls due, and at least every second
+(for events written by other processes and the CLI). Finished deliveries past their retention
+are removed at start and hourly.
 
 - PostgreSQL: every process sends. A sender claims one due delivery with ``FOR UPDATE SKIP
   LOCKED``, sends it and records the outcome in the claim's transaction; a process that dies
   mid-send rolls back, and the delivery is sent again, with the same delivery id.
 - SQLite: one process sends: the one holding an exclusive ``flock`` on a file beside the
   database (the kernel releases it when that process dies, and another takes over within a
-  second). Processes that do not send ring it through a datagram socket when they queue
-  deliveries, so ``--workers N`` keeps the latency low.
+  second). A dispatcher hands due deliveries to sender threads; a recorder records what they
+  sent, several in one transaction, and hands on each webhook's next due delivery. Processes
+  that do not send ring the sender through a datagram socket when they queue deliveries, so
+  ``--workers N`` keeps the latency low.
 """
 
 from __future__ import annotations
