@@ -371,7 +371,14 @@ alias_events = Table(
     Index("ix_alias_events_model_alias_key_at", "model_pk", "alias_key", "at"),
 )
 
-Index("ix_metrics_model_id", metrics.c.model_id)
+# Only the points linked to a logged model: the others are never looked up by model, and
+# indexing them too would cost more than the points' own insert.
+Index(
+    "ix_metrics_model_id",
+    metrics.c.model_id,
+    sqlite_where=metrics.c.model_id.is_not(None),
+    postgresql_where=metrics.c.model_id.is_not(None),
+)
 
 # Access: users, their roles in projects, tokens, browser sessions and the audit log. Secrets
 # (tokens, session cookies) are stored only as their sha256; passwords as scrypt hashes.
