@@ -11,6 +11,7 @@ from typing import Any
 
 import httpx
 import pytest
+import sqlalchemy
 
 from tests.conftest import BACKENDS, Server, _drop_pg_database, _session_backend
 
@@ -198,3 +199,145 @@ def test_versions_keep_their_numbers_and_the_counter_moves_past_them(
     )
     assert created.status_code == 200, created.text
     assert created.json()["model_version"]["version"] == "4"
+
+
+def _summarised_points(import_server: Server, run_id: str, key: str) -> int:
+    """The points the chart summaries hold for a run's key (their finest blocks' counts)."""
+    engine = sqlalchemy.create_engine(import_server.backend.url)
+    try:
+        with engine.connect() as conn:
+            found = conn.execute(
+                sqlalchemy.text(
+                    "SELECT COALESCE(SUM(b.points), 0) FROM metric_blocks b JOIN runs r "
+                    'ON r.pk = b.run_pk WHERE r.id = :run AND b."key" = :key AND b.level = 4'
+                ),
+                {"run": run_id, "key": key},
+            ).scalar()
+    finally:
+        engine.dispose()
+    return int(found or 0)
+
+
+def test_series_keep_every_value_and_fill_the_chart_summaries_once(
+    http: httpx.Client, import_server: Server
+) -> None:
+    run_id = uuid.uuid4().hex
+    experiment = _experiment(http)
+    assert http.put(f"/api/v1/imports/runs/{run_id}", json=_run(experiment)).status_code == 200
+    values: list[Any] = [0.1 * i for i in range(300)]
+    values[3], values[4], values[5] = "NaN", "Infinity", "-Infinity"
+    values[6] = 5e-324
+    series = {
+        "key": "loss",
+        "steps": list(range(300)),
+        "timestamps": [T0 + i for i in range(300)],
+        "values": values,
+    }
+    path = f"/api/v1/imports/runs/{run_id}/metric-series"
+    first = http.post(path, json={"series": [series]})
+    assert first.status_code == 200, first.text
+    assert first.json() == {"added": 300}
+    assert _summarised_points(import_server, run_id, "loss") == 297
+    # a second import, and one resumed halfway with points of its own, add each point once
+    assert http.post(path, json={"series": [series]}).json() == {"added": 0}
+    more = {
+        **series,
+        "steps": [*range(150, 300), 300],
+        "timestamps": [*series["timestamps"][150:], T0 + 300],
+        "values": [*values[150:], 1.5],
+    }
+    assert http.post(path, json={"series": [more]}).json() == {"added": 1}
+    assert _summarised_points(import_server, run_id, "loss") == 298
+    history = http.get(
+        "/api/2.0/mlflow/metrics/get-history", params={"run_id": run_id, "metric_key": "loss"}
+    ).json()["metrics"]
+    got = [float(m["value"]) for m in sorted(history, key=lambda m: m["step"])]
+    assert len(got) == 301
+    assert math.isnan(got[3])
+    assert got[4:7] == [math.inf, -math.inf, 5e-324]
+    assert got[:3] == values[:3]
+    assert got[7:300] == values[7:300]
+    run = http.get("/api/2.0/mlflow/runs/get", params={"run_id": run_id}).json()["run"]
+    assert run["data"]["metrics"] == [
+        {"key": "loss", "value": 1.5, "timestamp": T0 + 300, "step": 300}
+    ]
+    # the points of the other import call count in the summaries too
+    old = f"/api/v1/imports/runs/{run_id}/metrics"
+    point = {"key": "acc", "value": 0.5, "timestamp": T0, "step": 1}
+    assert http.post(old, json={"points": [point]}).json() == {"added": 1}
+    assert http.post(old, json={"points": [point]}).json() == {"added": 0}
+    assert _summarised_points(import_server, run_id, "acc") == 1
+
+
+def test_series_that_do_not_line_up_or_are_too_many_are_refused(http: httpx.Client) -> None:
+    run_id = uuid.uuid4().hex
+    experiment = _experiment(http)
+    assert http.put(f"/api/v1/imports/runs/{run_id}", json=_run(experiment)).status_code == 200
+    path = f"/api/v1/imports/runs/{run_id}/metric-series"
+    ragged = {"key": "x", "steps": [0, 1], "timestamps": [T0], "values": [1.0, 2.0]}
+    answer = http.post(path, json={"series": [ragged]})
+    assert answer.status_code == 400, answer.text
+    assert "equally long" in answer.json()["error"]["message"]
+    many = 50_001
+    big = {"key": "x", "steps": [0] * many, "timestamps": [T0] * many, "values": [1] * many}
+    answer = http.post(path, json={"series": [big]})
+    assert answer.status_code == 400, answer.text
+    assert "at most 50000 items" in answer.json()["error"]["message"]
+    split = {"key": "x", "steps": [0] * 25_001, "timestamps": [T0] * 25_001, "values": [1] * 25_001}
+    answer = http.post(path, json={"series": [split, {**split, "key": "y"}]})
+    assert answer.status_code == 400, answer.text
+    assert "At most 50,000 metric points a call" in answer.json()["error"]["message"]
+    answer = http.post(
+        path, json={"series": [{**ragged, "timestamps": [T0, T0], "values": [1, "nan"]}]}
+    )
+    assert answer.status_code == 400, answer.text
+    assert "series.0.values.1" in answer.json()["error"]["message"]
+    assert http.post(path, json={"series": [{**ragged, "unit": "s"}]}).status_code == 400
+    history = http.get(
+        "/api/2.0/mlflow/metrics/get-history", params={"run_id": run_id, "metric_key": "x"}
+    ).json()
+    assert history.get("metrics", []) == []
+
+
+def test_runs_come_many_a_call_and_one_refused_leaves_the_others(http: httpx.Client) -> None:
+    first, second = _experiment(http), _experiment(http)
+    taken = uuid.uuid4().hex
+    assert http.put(f"/api/v1/imports/runs/{taken}", json=_run(first)).status_code == 200
+    ids = [uuid.uuid4().hex for _ in range(3)]
+    series = {"key": "acc", "steps": [0, 1], "timestamps": [T0, T0 + 1], "values": [0.5, "NaN"]}
+    runs = [
+        {**_run(second), "run_id": ids[0], "metrics": [series]},
+        {**_run(second), "run_id": taken, "metrics": [series]},
+        {**_run(second, params={"lr": "0.2"}), "run_id": ids[1]},
+        {**_run("999999"), "run_id": ids[2], "metrics": [series]},
+    ]
+    answer = http.post("/api/v1/imports/runs", json={"runs": runs})
+    assert answer.status_code == 200, answer.text
+    results = answer.json()["runs"]
+    assert [r["run_id"] for r in results] == [ids[0], taken, ids[1], ids[2]]
+    assert results[0] == {"run_id": ids[0], "outcome": "imported", "added": 2}
+    assert results[1]["outcome"] is None
+    assert results[1]["error"]["code"] == "RESOURCE_ALREADY_EXISTS"
+    assert "is taken by another candidate" in results[1]["error"]["message"]
+    assert results[2] == {"run_id": ids[1], "outcome": "imported", "added": 0}
+    assert results[3]["error"]["code"] == "RESOURCE_DOES_NOT_EXIST"
+    assert http.get("/api/2.0/mlflow/runs/get", params={"run_id": ids[2]}).status_code == 404
+    kept = http.get("/api/2.0/mlflow/runs/get", params={"run_id": taken}).json()["run"]
+    assert kept["info"]["experiment_id"] == first
+    assert kept["data"].get("metrics", []) == []
+    got = http.get("/api/2.0/mlflow/runs/get", params={"run_id": ids[0]}).json()["run"]
+    assert got["info"]["experiment_id"] == second
+    assert {p["key"]: p["value"] for p in got["data"]["params"]} == {"lr": "0.1"}
+    history = http.get(
+        "/api/2.0/mlflow/metrics/get-history", params={"run_id": ids[0], "metric_key": "acc"}
+    ).json()["metrics"]
+    assert sorted(m["step"] for m in history) == [0, 1]
+    again = http.post("/api/v1/imports/runs", json={"runs": [runs[0], runs[2]]}).json()["runs"]
+    assert again == [
+        {"run_id": ids[0], "outcome": "unchanged", "added": 0},
+        {"run_id": ids[1], "outcome": "unchanged", "added": 0},
+    ]
+    changed = {**runs[2], "params": {"lr": "0.3"}}
+    refused = http.post("/api/v1/imports/runs", json={"runs": [changed]}).json()["runs"][0]
+    assert refused["error"]["code"] == "RESOURCE_CONFLICT"
+    assert http.post("/api/v1/imports/runs", json={"runs": []}).status_code == 400

@@ -140,6 +140,7 @@ class Endpoint(Generic[P, B]):
     description: str = ""
     raw_body: str | None = None  # media type of a body streamed to the page, unread here
     head: bool = False  # HEAD is documented too (downloads)
+    max_body: int = MAX_JSON_BODY  # bytes of JSON body taken
     fields: tuple[_Param, ...] = ()
 
     def __post_init__(self) -> None:
@@ -167,7 +168,7 @@ class Endpoint(Generic[P, B]):
     async def parse_body(self, request: Request) -> tuple[B, dict[str, Any]]:
         if self.body is NoBody:
             return NoBody(), {}  # type: ignore[return-value]
-        data = await json_object(request)
+        data = await json_object(request, self.max_body)
         try:
             return self.body.model_validate(data, strict=True), data
         except ValidationError as exc:
@@ -218,14 +219,14 @@ def _params_of(model: type[Input]) -> list[_Param]:
     return out
 
 
-async def json_object(request: Request) -> dict[str, Any]:
-    """The request's JSON object body ({} when empty), read up to ``MAX_JSON_BODY`` bytes."""
+async def json_object(request: Request, limit: int = MAX_JSON_BODY) -> dict[str, Any]:
+    """The request's JSON object body ({} when empty), read up to ``limit`` bytes."""
     chunks: list[bytes] = []
     size = 0
     async for chunk in request.stream():
         size += len(chunk)
-        if size > MAX_JSON_BODY:
-            raise TooLarge(f"The request body exceeds the limit of {MAX_JSON_BODY} bytes.")
+        if size > limit:
+            raise TooLarge(f"The request body exceeds the limit of {limit} bytes.")
         chunks.append(chunk)
     raw = b"".join(chunks)
     if not raw.strip():
@@ -265,6 +266,7 @@ def endpoint(
     description: str = "",
     raw_body: str | None = None,
     head: bool = False,
+    max_body: int = MAX_JSON_BODY,
 ) -> Callable[[Page[P, B]], Endpoint[P, B]]:
     """Declare the decorated page as the route ``method path``."""
 
@@ -283,6 +285,7 @@ def endpoint(
             description=description,
             raw_body=raw_body,
             head=head,
+            max_body=max_body,
         )
 
     return declare

@@ -13,10 +13,19 @@ import functools
 import math
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, WithJsonSchema
+from pydantic import Field, WithJsonSchema, model_validator
 from starlette.responses import Response
 
-from modelyard.api.declare import PATH, Args, Endpoint, Input, Out, Reply, endpoint
+from modelyard.api.declare import (
+    PATH,
+    Args,
+    Endpoint,
+    Input,
+    NoParams,
+    Out,
+    Reply,
+    endpoint,
+)
 from modelyard.api.fields import _SPACE, LoggedModelId, Millis, ModelName, RunId
 from modelyard.api.wire import respond
 from modelyard.mlflow_api.wire import call
@@ -26,6 +35,10 @@ from modelyard.services.entities import Dataset, DatasetInput, Metric
 PREFIX = "/imports"
 MAX_POINTS = 5000
 MAX_ITEMS = 1000
+# metric points in columns: this many a call at most, in a body of at most SERIES_BODY bytes
+MAX_SERIES_POINTS = 50_000
+SERIES_BODY = 4 * 1024 * 1024
+MAX_RUNS = 100
 # below the 1 MiB body limit, so that a schema the document allows fits in a request
 MAX_SCHEMA = 512 * 1024
 
@@ -195,6 +208,68 @@ class PointsIn(Input):
     )
 
 
+class SeriesIn(Input):
+    """One metric's points as parallel columns: the i-th step, timestamp and value make the
+    i-th point."""
+
+    key: Key
+    steps: list[Int64] = Field(max_length=MAX_SERIES_POINTS)
+    timestamps: list[Int64] = Field(max_length=MAX_SERIES_POINTS)
+    values: list[float | Special] = Field(
+        max_length=MAX_SERIES_POINTS,
+        description="Numbers, or NaN, Infinity, -Infinity as text.",
+    )
+
+    @model_validator(mode="after")
+    def _aligned(self) -> SeriesIn:
+        if not len(self.steps) == len(self.timestamps) == len(self.values):
+            raise ValueError(
+                f"steps, timestamps and values must be equally long, one entry per point "
+                f"(got {len(self.steps)}, {len(self.timestamps)} and {len(self.values)})."
+            )
+        return self
+
+
+def _within_points(series: list[SeriesIn]) -> None:
+    count = sum(len(one.steps) for one in series)
+    if count > MAX_SERIES_POINTS:
+        raise ValueError(
+            f"At most {MAX_SERIES_POINTS:,} metric points a call (got {count:,}); send the "
+            "rest in further calls."
+        )
+
+
+_SERIES_RULE = (
+    f"At most {MAX_SERIES_POINTS:,} points a call (a body of at most {SERIES_BODY:,} bytes); "
+    "points the candidate has are skipped."
+)
+
+
+class SeriesBody(Input):
+    series: list[SeriesIn] = Field(max_length=MAX_ITEMS)
+
+    @model_validator(mode="after")
+    def _bounded(self) -> SeriesBody:
+        _within_points(self.series)
+        return self
+
+
+class RunItem(RunIn):
+    run_id: RunId
+    metrics: list[SeriesIn] = Field(
+        default_factory=list, max_length=MAX_ITEMS, description="The candidate's metric points."
+    )
+
+
+class RunsIn(Input):
+    runs: list[RunItem] = Field(min_length=1, max_length=MAX_RUNS)
+
+    @model_validator(mode="after")
+    def _bounded(self) -> RunsIn:
+        _within_points([one for run in self.runs for one in run.metrics])
+        return self
+
+
 class LoggedModelRef(Input):
     model_id: Annotated[LoggedModelId, PATH]
 
@@ -273,6 +348,24 @@ class PointsImported(Out):
     added: int = Field(description="Points this candidate did not have yet.")
 
 
+class RunError(Out):
+    code: str = Field(description="As in an error answer: RESOURCE_ALREADY_EXISTS, …")
+    message: str
+
+
+class RunOutcome(Out):
+    run_id: str
+    outcome: Outcome | None = Field(description="What happened; null when refused.")
+    added: int = Field(description="Metric points this candidate did not have yet.")
+    error: RunError | None = Field(
+        default=None, description="Why the candidate was refused (nothing of it was written)."
+    )
+
+
+class RunsImported(Out):
+    runs: list[RunOutcome] = Field(description="One per candidate sent, in order.")
+
+
 class VersionImported(Imported):
     semver: str | None
 
@@ -320,9 +413,15 @@ async def import_experiment(args: Args[ExperimentRef, ExperimentIn]) -> Response
     errors={**_NO_EXPERIMENT, **_TAKEN},
 )
 async def import_run(args: Args[RunRef, RunIn]) -> Response:
-    ctx, body = args.ctx, args.body
-    item = imports.RunIn(
-        run_id=args.params.run_id,
+    ctx = args.ctx
+    item = _run(args.params.run_id, args.body)
+    outcome = await call(ctx, imports.import_run, ctx.db, ctx.project_id, item)
+    return respond({"outcome": outcome})
+
+
+def _run(run_id: str, body: RunIn) -> imports.RunIn:
+    return imports.RunIn(
+        run_id=run_id,
         experiment_id=int(body.experiment_id),
         name=body.name,
         user_id=body.user_id,
@@ -349,14 +448,83 @@ async def import_run(args: Args[RunRef, RunIn]) -> Response:
         model_inputs=list(body.model_inputs),
         model_outputs=[(o.model_id, o.step) for o in body.model_outputs],
     )
-    outcome = await call(ctx, imports.import_run, ctx.db, ctx.project_id, item)
-    return respond({"outcome": outcome})
+
+
+_SPECIAL_VALUE = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
+
+
+def _series(series: list[SeriesIn]) -> list[imports.Series]:
+    return [
+        imports.Series(
+            one.key,
+            one.steps,
+            one.timestamps,
+            [_SPECIAL_VALUE[v] if isinstance(v, str) else v for v in one.values],
+        )
+        for one in series
+    ]
+
+
+@endpoint(
+    "POST",
+    PREFIX + "/runs",
+    "importRuns",
+    "Import candidates with their metric points (maintainers)",
+    description=f"Up to {MAX_RUNS} candidates a call, each as importRun and its points as "
+    f"importRunMetricSeries would (at most {MAX_SERIES_POINTS:,} points in all), in one "
+    "transaction. A candidate that cannot be imported (an unknown experiment, an id taken, a "
+    "param that would change) is refused alone: its error is in its answer, nothing of it is "
+    "written, and the others are imported.",
+    body=RunsIn,
+    ok=Reply(200, "What happened to each candidate.", RunsImported),
+    max_body=SERIES_BODY,
+)
+async def import_runs(args: Args[NoParams, RunsIn]) -> Response:
+    ctx = args.ctx
+    items = [
+        imports.RunWithPoints(_run(run.run_id, run), _series(run.metrics)) for run in args.body.runs
+    ]
+    results = await call(ctx, imports.import_runs, ctx.db, ctx.project_id, items)
+    return respond(
+        {
+            "runs": [
+                {"run_id": r.run_id, "outcome": r.outcome, "added": r.added}
+                if r.error is None
+                else {
+                    "run_id": r.run_id,
+                    "outcome": None,
+                    "added": 0,
+                    "error": {"code": r.error.code.value, "message": r.error.message},
+                }
+                for r in results
+            ]
+        }
+    )
+
+
+@endpoint(
+    "POST",
+    PREFIX + "/runs/{run_id}/metric-series",
+    "importRunMetricSeries",
+    "Import metric points of a candidate, in columns (maintainers)",
+    description="Each metric's steps, timestamps and values as parallel arrays. " + _SERIES_RULE,
+    params=RunRef,
+    body=SeriesBody,
+    ok=Reply(200, "How many points were new.", PointsImported),
+    errors={404: "No such candidate."},
+    max_body=SERIES_BODY,
+)
+async def import_run_metric_series(args: Args[RunRef, SeriesBody]) -> Response:
+    ctx = args.ctx
+    series = _series(args.body.series)
+    added = await call(
+        ctx, imports.import_series, ctx.db, ctx.project_id, args.params.run_id, series
+    )
+    return respond({"added": added})
 
 
 def _value(value: float | str) -> float:
-    if isinstance(value, str):
-        return {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}[value]
-    return float(value)
+    return _SPECIAL_VALUE[value] if isinstance(value, str) else float(value)
 
 
 @endpoint(
@@ -479,7 +647,9 @@ async def import_model_version(args: Args[VersionRef, VersionIn]) -> Response:
 ENDPOINTS: tuple[Endpoint[Any, Any], ...] = (
     import_experiment,
     import_run,
+    import_runs,
     import_run_metrics,
+    import_run_metric_series,
     import_logged_model,
     import_model,
     import_model_version,

@@ -160,7 +160,9 @@ NATIVE: dict[tuple[str, str], Rule] = {
     # importing another tracker's history (ids, times and lifecycle as they were)
     ("PUT", "/imports/experiments/{source_id}"): _r(C.MAINTAIN),
     ("PUT", "/imports/runs/{run_id}"): _r(C.MAINTAIN),
+    ("POST", "/imports/runs"): _r(C.MAINTAIN),
     ("POST", "/imports/runs/{run_id}/metrics"): _r(C.MAINTAIN),
+    ("POST", "/imports/runs/{run_id}/metric-series"): _r(C.MAINTAIN),
     ("PUT", "/imports/logged-models/{model_id}"): _r(C.MAINTAIN),
     ("PUT", "/imports/models/{name}"): _r(C.MAINTAIN),
     ("PUT", "/imports/models/{name}/versions/{version}"): _r(C.MAINTAIN),

@@ -9,13 +9,16 @@ conflict, never an overwrite. Names and keys arrive checked by the API's declara
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from itertools import chain, repeat
+from math import isnan
+from operator import itemgetter
 from typing import Any
 
 import orjson
 from sqlalchemy import Connection, Row, insert, select, text, update
 
-from modelyard.db.dialect import insert_for
+from modelyard.db.dialect import driver_rows, insert_for
 from modelyard.db.engine import Database
 from modelyard.db.schema import (
     experiment_tags,
@@ -30,9 +33,9 @@ from modelyard.db.schema import (
     run_tags,
     runs,
 )
-from modelyard.errors import AlreadyExists, Conflict, NotFound
+from modelyard.errors import AlreadyExists, Conflict, ModelyardError, NotFound
 from modelyard.services import experiments as experiment_service
-from modelyard.services import run_data
+from modelyard.services import metric_blocks, run_data
 from modelyard.services import runs as run_service
 from modelyard.services.entities import DatasetInput, Metric, now_ms
 
@@ -65,6 +68,30 @@ class RunIn:
     inputs: Sequence[DatasetInput]
     model_inputs: Sequence[str]
     model_outputs: Sequence[tuple[str, int]]
+
+
+@dataclass(frozen=True, slots=True)
+class Series:
+    """One metric's points in parallel columns (NaN and infinities as floats)."""
+
+    key: str
+    steps: Sequence[int]
+    timestamps: Sequence[int]
+    values: Sequence[float]
+
+
+@dataclass(frozen=True, slots=True)
+class RunWithPoints:
+    run: RunIn
+    series: Sequence[Series] = field(default_factory=tuple)
+
+
+@dataclass(frozen=True, slots=True)
+class RunResult:
+    run_id: str
+    outcome: str | None  # None: refused, see ``error``
+    added: int = 0
+    error: ModelyardError | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -200,53 +227,81 @@ def _insert_experiment(
 def import_run(db: Database, project_id: int, item: RunIn) -> str:
     """Create or bring in line the candidate ``item.run_id`` of the experiment."""
     with db.write() as conn:
-        experiment = experiment_service.load_row(conn, project_id, item.experiment_id)
-        row = conn.execute(select(runs).where(runs.c.id == item.run_id)).first()
-        if row is not None and (row.project_id != project_id or row.experiment_id != experiment.id):
-            raise AlreadyExists(
-                f"Run id {item.run_id} is taken by another candidate (in another experiment or "
-                "project) on this server; nothing was changed."
+        return _import_run(conn, project_id, item)[0]
+
+
+def import_runs(db: Database, project_id: int, items: Sequence[RunWithPoints]) -> list[RunResult]:
+    """Several candidates with their metric points, in one transaction; each is imported as
+    ``import_run`` and ``import_series`` would, or refused alone (its error in its result,
+    nothing of it written)."""
+    results: list[RunResult] = []
+    with db.write() as conn:
+        for item in items:
+            try:
+                with conn.begin_nested():
+                    outcome, run = _import_run(conn, project_id, item.run)
+                    added = sum(_add_series(conn, run, one) for one in item.series)
+            except ModelyardError as exc:
+                results.append(RunResult(item.run.run_id, None, error=exc))
+            else:
+                results.append(RunResult(item.run.run_id, outcome, added))
+    return results
+
+
+def _import_run(conn: Connection, project_id: int, item: RunIn) -> tuple[str, Row[Any]]:
+    experiment = experiment_service.load_row(conn, project_id, item.experiment_id)
+    row = conn.execute(select(runs).where(runs.c.id == item.run_id)).first()
+    if row is not None and (row.project_id != project_id or row.experiment_id != experiment.id):
+        raise AlreadyExists(
+            f"Run id {item.run_id} is taken by another candidate (in another experiment or "
+            "project) on this server; nothing was changed."
+        )
+    wanted = {
+        "name": item.name,
+        "user_id": item.user_id,
+        "status": item.status,
+        "start_time": item.start_time,
+        "end_time": item.end_time,
+        "lifecycle_stage": item.lifecycle_stage,
+    }
+    deleted = item.lifecycle_stage == experiment_service.DELETED
+    created = row is None
+    if row is None:
+        conn.execute(
+            insert(runs).values(
+                id=item.run_id,
+                project_id=project_id,
+                experiment_id=experiment.id,
+                artifact_uri=experiment_service.run_artifact_uri(
+                    experiment.artifact_location, experiment.id, item.run_id
+                ),
+                deleted_time=now_ms() if deleted else None,
+                **wanted,
             )
-        wanted = {
-            "name": item.name,
-            "user_id": item.user_id,
-            "status": item.status,
-            "start_time": item.start_time,
-            "end_time": item.end_time,
-            "lifecycle_stage": item.lifecycle_stage,
-        }
-        deleted = item.lifecycle_stage == experiment_service.DELETED
-        created = row is None
-        if row is None:
+        )
+        row = run_service.load_row(conn, project_id, item.run_id)
+        changed = True
+    else:
+        if deleted and row.lifecycle_stage != experiment_service.DELETED:
+            wanted["deleted_time"] = now_ms()
+        elif not deleted:
+            wanted["deleted_time"] = None
+        changed = _set_values(conn, runs, runs.c.pk == row.pk, row, wanted)
+    changed = _run_params(conn, row, item.params, created) or changed
+    changed = _run_tags(conn, row, item.tags, created) or changed
+    changed = _run_inputs(conn, row, item) or changed
+    return _outcome(created, changed), row
+
+
+def _run_params(conn: Connection, run: Row[Any], values: dict[str, str], new: bool) -> bool:
+    current = (
+        {}
+        if new or not values
+        else dict(
             conn.execute(
-                insert(runs).values(
-                    id=item.run_id,
-                    project_id=project_id,
-                    experiment_id=experiment.id,
-                    artifact_uri=experiment_service.run_artifact_uri(
-                        experiment.artifact_location, experiment.id, item.run_id
-                    ),
-                    deleted_time=now_ms() if deleted else None,
-                    **wanted,
-                )
-            )
-            row = run_service.load_row(conn, project_id, item.run_id)
-            changed = True
-        else:
-            if deleted and row.lifecycle_stage != experiment_service.DELETED:
-                wanted["deleted_time"] = now_ms()
-            elif not deleted:
-                wanted["deleted_time"] = None
-            changed = _set_values(conn, runs, runs.c.pk == row.pk, row, wanted)
-        changed = _run_params(conn, row, item.params) or changed
-        changed = _run_tags(conn, row, item.tags) or changed
-        changed = _run_inputs(conn, row, item) or changed
-    return _outcome(created, changed)
-
-
-def _run_params(conn: Connection, run: Row[Any], values: dict[str, str]) -> bool:
-    current = dict(
-        conn.execute(select(params.c.key, params.c.value).where(params.c.run_pk == run.pk)).all()
+                select(params.c.key, params.c.value).where(params.c.run_pk == run.pk)
+            ).all()
+        )
     )
     for key, value in values.items():
         if key in current and current[key] != value:
@@ -264,11 +319,15 @@ def _run_params(conn: Connection, run: Row[Any], values: dict[str, str]) -> bool
     return bool(fresh)
 
 
-def _run_tags(conn: Connection, run: Row[Any], values: dict[str, str]) -> bool:
-    current = dict(
-        conn.execute(
-            select(run_tags.c.key, run_tags.c.value).where(run_tags.c.run_pk == run.pk)
-        ).all()
+def _run_tags(conn: Connection, run: Row[Any], values: dict[str, str], new: bool) -> bool:
+    current = (
+        {}
+        if new or not values
+        else dict(
+            conn.execute(
+                select(run_tags.c.key, run_tags.c.value).where(run_tags.c.run_pk == run.pk)
+            ).all()
+        )
     )
     owner = {"run_pk": run.pk, "experiment_id": run.experiment_id}
     changed = {k: v for k, v in values.items() if current.get(k) != v}
@@ -324,7 +383,32 @@ def import_points(
         run = run_service.load_row(conn, project_id, run_id)
         if link_only:
             return _link_points(conn, run, points)
-        return _insert_points(conn, run, points)
+        plain: dict[str, list[Metric]] = {}
+        linked: list[Metric] = []
+        for p in points:
+            if p.model_id or p.dataset_name or p.dataset_digest:
+                linked.append(p)
+            else:
+                plain.setdefault(p.key, []).append(p)
+        added = 0
+        for key, some in plain.items():
+            series = Series(
+                key,
+                [p.step for p in some],
+                [p.timestamp for p in some],
+                [p.value for p in some],
+            )
+            added += _add_series(conn, run, series)
+        if linked:
+            added += _insert_linked(conn, run, linked)
+        return added
+
+
+def import_series(db: Database, project_id: int, run_id: str, series: Sequence[Series]) -> int:
+    """``import_points`` for points in columns (none linked to a model or dataset)."""
+    with db.write() as conn:
+        run = run_service.load_row(conn, project_id, run_id)
+        return sum(_add_series(conn, run, one) for one in series)
 
 
 def _link_points(conn: Connection, run: Row[Any], points: Sequence[Metric]) -> int:
@@ -345,35 +429,85 @@ def _link_points(conn: Connection, run: Row[Any], points: Sequence[Metric]) -> i
     return linked
 
 
-def _insert_points(conn: Connection, run: Row[Any], points: Sequence[Metric]) -> int:
-    plain: list[Any] = []
-    linked: list[Any] = []
-    latest: dict[str, tuple[Any, ...]] = {}
-    seen: set[tuple[Any, ...]] = set()
+_STORED = (
+    'SELECT step, "timestamp", "value", is_nan FROM metrics '
+    'WHERE run_pk = ? AND "key" = ? AND step >= ? AND step <= ?'
+)
+_POINT = itemgetter(2, 3, 4, 5)  # a row's (step, timestamp, value, is_nan)
+_ORDER = itemgetter(2, 3, 4)  # what makes a point the latest: step, timestamp, value
+
+
+def _new_rows(conn: Connection, run_pk: int, key: str, rows: list[Any]) -> list[Any]:
+    """The rows (run_pk, key, step, timestamp, value, is_nan, ...) the history does not hold
+    yet: a repeated or resumed import sends points that are stored already, and the chart
+    summaries must count each point once."""
+    steps = [r[2] for r in rows]
+    stored = driver_rows(conn, _STORED, (run_pk, key, min(steps), max(steps)))
+    if not stored:
+        return rows
+    have = {(step, ts, value, bool(nan)) for step, ts, value, nan in stored}
+    return [r for r in rows if _POINT(r) not in have]
+
+
+def _add_series(conn: Connection, run: Row[Any], series: Series) -> int:
+    """Store one key's points that are new, merge them into the chart summaries and move the
+    latest value; how many were new."""
+    if not series.steps:
+        return 0
+    nans = [isnan(v) for v in series.values]
+    values = [0.0 if nan else v for v, nan in zip(series.values, nans, strict=True)]
+    rows = list(
+        zip(repeat(run.pk), repeat(series.key), series.steps, series.timestamps, values, nans)
+    )
+    latest = max(rows, key=_ORDER)
+    rows = _new_rows(conn, run.pk, series.key, rows)
+    added = 0
+    columns = run_data._POINT_COLUMNS
+    if rows and conn.dialect.name == "postgresql":
+        arrays = tuple(list(column) for column in zip(*rows, strict=True))
+        added = max(conn.exec_driver_sql(run_data._unnest_points_sql(columns), arrays).rowcount, 0)
+    elif rows:
+        size = run_data._ROWS_PER_INSERT
+        style = conn.dialect.paramstyle
+        for start in range(0, len(rows), size):
+            chunk = rows[start : start + size]
+            sql = run_data._points_sql(style, columns, len(chunk))
+            added += max(conn.exec_driver_sql(sql, tuple(chain.from_iterable(chunk))).rowcount, 0)
+    conn.exec_driver_sql(
+        run_data._latest_sql(conn.dialect.paramstyle), [(run.pk, run.experiment_id, *latest[1:])]
+    )
+    metric_blocks.add_history(
+        conn, run.pk, series.key, [(r[2], r[3], r[4]) for r in rows if not r[5]]
+    )
+    return added
+
+
+def _insert_linked(conn: Connection, run: Row[Any], points: Sequence[Metric]) -> int:
+    """Points with a model or dataset: stored, or linked when stored already unlinked."""
+    by_key: dict[str, list[Any]] = {}
     for p in points:
         nan = p.value != p.value
-        value = 0.0 if nan else p.value
-        identity = (p.key, p.step, p.timestamp, value, nan)
-        if identity in seen:
-            continue
-        seen.add(identity)
-        if p.model_id or p.dataset_name or p.dataset_digest:
-            linked += (run.pk, *identity, p.model_id, p.dataset_name, p.dataset_digest)
-        else:
-            plain += (run.pk, *identity)
-        best = latest.get(p.key)
-        if best is None or (p.step, p.timestamp, value) > best[3:6]:
-            latest[p.key] = (run.pk, run.experiment_id, *identity)
-    style = conn.dialect.paramstyle
+        row = (run.pk, p.key, p.step, p.timestamp, 0.0 if nan else p.value, nan)
+        by_key.setdefault(p.key, []).append((*row, p.model_id, p.dataset_name, p.dataset_digest))
+    style, columns = conn.dialect.paramstyle, run_data._LINKED_COLUMNS
     added = 0
-    for values, columns in ((plain, run_data._POINT_COLUMNS), (linked, run_data._LINKED_COLUMNS)):
-        width = run_data._ROWS_PER_INSERT * len(columns)
-        for start in range(0, len(values), width):
-            chunk = tuple(values[start : start + width])
-            sql = run_data._points_sql(style, columns, len(chunk) // len(columns))
-            added += max(conn.exec_driver_sql(sql, chunk).rowcount, 0)
-    if latest:
-        conn.exec_driver_sql(run_data._latest_sql(style), list(latest.values()))
+    for key, given in by_key.items():
+        once: dict[tuple[Any, ...], Any] = {}
+        for row in given:  # one statement may not update the same stored point twice
+            once.setdefault(row[:6], row)
+        rows = list(once.values())
+        fresh = _new_rows(conn, run.pk, key, rows)
+        for start in range(0, len(rows), run_data._ROWS_PER_INSERT):
+            chunk = rows[start : start + run_data._ROWS_PER_INSERT]
+            sql = run_data._points_sql(style, columns, len(chunk))
+            added += max(conn.exec_driver_sql(sql, tuple(chain.from_iterable(chunk))).rowcount, 0)
+        latest = max(rows, key=_ORDER)
+        conn.exec_driver_sql(
+            run_data._latest_sql(style), [(run.pk, run.experiment_id, *latest[1:6])]
+        )
+        metric_blocks.add_history(
+            conn, run.pk, key, [(r[2], r[3], r[4]) for r in fresh if not r[5]]
+        )
     return added
 
 

@@ -86,6 +86,16 @@ def add_metrics(conn: Connection, run_pk: int, points: Iterable[Metric]) -> None
     write(conn, run_pk, summarise_by_key(by_key))
 
 
+def add_history(
+    conn: Connection, run_pk: int, key: str, points: list[tuple[int, int, float]]
+) -> None:
+    """Merge one key's new points (step, timestamp, value) into the run's stored blocks; points
+    that are not finite are left out. (``add_metrics`` for points that come in columns.)"""
+    finite = [p for p in points if -_INF < p[2] < _INF]
+    if finite:
+        write(conn, run_pk, summarise_by_key({key: finite}))
+
+
 def summarise_by_key(by_key: dict[str, list[tuple[int, int, float]]]) -> list[BlockRow]:
     """The blocks of every level for finite points (step, timestamp, value) by key. Each
     key's points are sorted, so a block is a slice and its extremes are the first lowest and
