@@ -177,7 +177,7 @@ def create_app(settings: Settings, *, database: Database | None = None) -> Starl
                 db=db,
                 auth=settings.auth,
                 hosts=allowed_hosts(settings.host, settings.host_names),
-            )
+            ),
         ],
         exception_handlers={
             HTTPException: http_error,

@@ -26,9 +26,19 @@ from modelyard_client.errors import ClientError, HttpError
 from modelyard_client.http import Http, file_path, seg
 from modelyard_client.mlflow_rest import Json, pairs
 
-MAX_BODY = 800_000  # bytes of points per request (the server takes up to 1 MiB)
+# steps, timestamps and values (numbers, or "NaN", "Infinity", "-Infinity" as text)
+Columns = tuple[list[int], list[int], list[Any]]
+
+MAX_BODY = 800_000  # bytes of linked points per request (the server takes up to 1 MiB)
 POINT_BYTES = 110  # a point's JSON without its key and optional fields, at most
 MAX_POINTS = 5000
+# Metric points travel in columns: up to SERIES_POINTS a call (the server takes 50,000 in
+# 4 MiB; a point is at most 63 bytes). A run with at most SMALL_RUN points goes with others,
+# up to RUNS_PER_CALL runs and SERIES_POINTS points (RUNS_BODY bytes) a call.
+SERIES_POINTS = 25_000
+SMALL_RUN = 2_000
+RUNS_PER_CALL = 100
+RUNS_BODY = 3_000_000
 ENTITIES = (
     "experiments",
     "runs",
@@ -57,6 +67,8 @@ class Source(Protocol):
     def experiments(self) -> Iterator[Json]: ...
     def runs(self, experiment_id: str) -> Iterator[Json]: ...
     def history(self, run_id: str, key: str) -> Iterator[list[Json]]: ...
+    # optional: ``history_columns(run_id, key) -> Iterator[Columns]``, the same points in
+    # columns (without a dictionary per point)
     def run_files(self, run_id: str) -> Iterator[tuple[str, int]]: ...
     def open_run_file(self, run_id: str, path: str) -> BinaryIO: ...
     def logged_models(self, experiment_ids: list[str]) -> Iterator[Json]: ...
@@ -75,6 +87,15 @@ class Tally:
 
     def add(self, outcome: str, count: int = 1) -> None:
         setattr(self, outcome, getattr(self, outcome) + count)
+
+
+@dataclass(frozen=True, slots=True)
+class Waiting:
+    """A run waiting to be sent with others: as read, its JSON, its number of points."""
+
+    run: Json
+    encoded: str
+    points: int
 
 
 @dataclass
@@ -156,6 +177,10 @@ class Importer:
         self.report = Report()
         self.status = Status(self.report)
         self.sender = ThreadPoolExecutor(max_workers=1, thread_name_prefix="points")
+        self.batch: list[Waiting] = []  # runs waiting to be sent
+        self.batch_points = 0
+        self.batch_bytes = 0
+        self.sent: tuple[list[Waiting], Future[list[Json] | None]] | None = None
 
     # the whole import -------------------------------------------------------------------------
 
@@ -170,6 +195,8 @@ class Importer:
                     for run in self.source.runs(source_id):
                         if self._wanted(run["info"]):
                             self._run(run)
+            self._send_runs()
+            self._take_runs()
             self._logged_models(list(self.report.experiment_ids))
             for model in self.source.registered_models():
                 self._registered_model(model)
@@ -207,12 +234,168 @@ class Importer:
         self.report.count("experiments", found["outcome"])
 
     def _run(self, run: Json) -> None:
+        """A run with at most SMALL_RUN points waits to go with others (``_send_runs``);
+        a longer one goes at once, its points streamed."""
         info, data = run["info"], run.get("data", {})
         run_id = str(info["run_id"])
         self.status.show(f"run {run_id}")
+        payload = self._run_payload(run)
+        keys = sorted({str(m["key"]) for m in data.get("metrics", [])})
+        series = self._small_series(run_id, keys)
+        if series is None:
+            self._long_run(run, payload, keys)
+            return
+        item = {"run_id": run_id, **payload, "metrics": series}
+        encoded = _json(item)
+        points = sum(len(one["steps"]) for one in series)
+        if self.batch and (
+            len(self.batch) >= RUNS_PER_CALL
+            or self.batch_points + points > SERIES_POINTS
+            or self.batch_bytes + len(encoded) > RUNS_BODY
+        ):
+            self._send_runs()
+        self.batch.append(Waiting(run, encoded, points))
+        self.batch_points += points
+        self.batch_bytes += len(encoded) + 1
+
+    def _send_runs(self) -> None:
+        """Send the waiting runs in one call, while the next ones are read; then what the
+        previous call answered is counted and its runs' files follow."""
+        if not self.batch:
+            return
+        batch, self.batch, self.batch_points, self.batch_bytes = self.batch, [], 0, 0
+        body = ('{"runs":[' + ",".join(one.encoded for one in batch) + "]}").encode()
+        self._take_runs()
+        self.sent = (batch, self.sender.submit(self._post_runs, body))
+
+    def _post_runs(self, body: bytes) -> list[Json] | None:
+        """Each run's answer; None when the call as a whole was refused."""
+        try:
+            return self._post("/api/v1/imports/runs", body)["runs"]  # type: ignore[no-any-return]
+        except HttpError:
+            return None
+
+    def _take_runs(self) -> None:
+        if self.sent is None:
+            return
+        batch, pending = self.sent
+        self.sent = None
+        answers = pending.result()
+        if answers is None:  # one by one: the refused one fails alone, with its reason
+            for one in batch:
+                self._one_run(one)
+            return
+        for one, answer in zip(batch, answers, strict=True):
+            self._run_done(one, answer)
+
+    def _one_run(self, waiting: Waiting) -> None:
+        item = json.loads(waiting.encoded)
+        run_id = str(item.pop("run_id"))
+        series = item.pop("metrics")
+        try:
+            found = self._put(f"/imports/runs/{seg(run_id)}", item)
+            answer = {"run_id": run_id, "outcome": found["outcome"], "added": 0}
+            if series:
+                body = _json({"series": series}).encode()
+                path = f"/api/v1/imports/runs/{seg(run_id)}/metric-series"
+                answer["added"] = int(self._post(path, body)["added"])
+        except HttpError as exc:
+            answer = {"run_id": run_id, "error": {"message": str(exc)}}
+        self._run_done(waiting, answer)
+
+    def _run_done(self, waiting: Waiting, answer: Json) -> None:
+        run_id = str(answer["run_id"])
+        if answer.get("error"):
+            self.report.fail("runs", run_id, str(answer["error"]["message"]))
+            return
+        self.report.count("runs", answer["outcome"])
+        added = int(answer["added"])
+        self.report.count("metric points", "imported", added)
+        self.report.count("metric points", "unchanged", waiting.points - added)
+        self._run_files(waiting.run)
+
+    def _run_files(self, run: Json) -> None:
+        run_id = str(run["info"]["run_id"])
+        target_experiment = self.report.experiment_ids[str(run["info"]["experiment_id"])]
+        self._files(
+            self.source.run_files(run_id),
+            lambda path: self.source.open_run_file(run_id, path),
+            f"/packages/{seg(run_id)}/0/files",
+            f"{_ARTIFACTS}/{target_experiment}/{run_id}/artifacts/",
+            run_id,
+        )
+
+    def _post(self, path: str, body: bytes) -> Json:
+        response = self.target.send(
+            "POST", path, body=body, headers={"Content-Type": "application/json"}
+        )
+        raw = self.target.read(response)
+        if response.status >= 400:
+            raise self.target.failure(response, raw)
+        return json.loads(raw)  # type: ignore[no-any-return]
+
+    def _small_series(self, run_id: str, keys: list[str]) -> list[Json] | None:
+        """The run's metrics in columns when they hold at most SMALL_RUN points (none linked
+        to a model or dataset); None otherwise."""
+        series: list[Json] = []
+        count = 0
+        for key in keys:
+            steps: list[int] = []
+            stamps: list[int] = []
+            values: list[Any] = []
+            for page_steps, page_stamps, page_values, linked in self._columns(run_id, key):
+                count += len(page_steps) + len(linked)
+                if linked or count > SMALL_RUN:
+                    return None
+                steps += page_steps
+                stamps += page_stamps
+                values += page_values
+            if steps:
+                series.append({"key": key, "steps": steps, "timestamps": stamps, "values": values})
+        return series
+
+    def _columns(
+        self, run_id: str, key: str
+    ) -> Iterator[tuple[list[int], list[int], list[Any], list[Json]]]:
+        """The metric's points a page at a time: columns of the plain points, and the points
+        linked to a model or dataset (which go as points, not columns)."""
+        reader = getattr(self.source, "history_columns", None)
+        if reader is not None:
+            for steps, stamps, values in reader(run_id, key):
+                yield steps, stamps, values, []
+            return
+        for page in self.source.history(run_id, key):
+            steps, stamps, values, linked = [], [], [], []
+            for point in page:
+                value = _point(key, point)
+                if len(value) > 4:
+                    linked.append(value)
+                    continue
+                steps.append(value["step"])
+                stamps.append(value["timestamp"])
+                values.append(value["value"])
+            yield steps, stamps, values, linked
+
+    def _long_run(self, run: Json, payload: Json, keys: list[str]) -> None:
+        run_id = str(run["info"]["run_id"])
+        try:
+            found = self._put(f"/imports/runs/{seg(run_id)}", payload)
+        except HttpError as exc:
+            self.report.fail("runs", run_id, str(exc))
+            return
+        self.report.count("runs", found["outcome"])
+        try:
+            for key in keys:
+                self._points(run_id, key)
+        except HttpError as exc:
+            self.report.fail("metric points", f"of run {run_id}", str(exc))
+        self._run_files(run)
+
+    def _run_payload(self, run: Json) -> Json:
+        info, data = run["info"], run.get("data", {})
         target_experiment = self.report.experiment_ids[str(info["experiment_id"])]
         inputs = run.get("inputs", {})
-        payload = {
+        return {
             "experiment_id": target_experiment,
             "name": info.get("run_name") or pairs(data.get("tags")).get("mlflow.runName", ""),
             "user_id": info.get("user_id") or "",
@@ -229,53 +412,61 @@ class Importer:
                 for m in run.get("outputs", {}).get("model_outputs", [])
             ],
         }
-        try:
-            found = self._put(f"/imports/runs/{seg(run_id)}", payload)
-        except HttpError as exc:
-            self.report.fail("runs", run_id, str(exc))
-            return
-        self.report.count("runs", found["outcome"])
-        keys = sorted({str(m["key"]) for m in data.get("metrics", [])})
-        try:
-            for key in keys:
-                self._points(run_id, key)
-        except HttpError as exc:
-            self.report.fail("metric points", f"of run {run_id}", str(exc))
-        self._files(
-            self.source.run_files(run_id),
-            lambda path: self.source.open_run_file(run_id, path),
-            f"/packages/{seg(run_id)}/0/files",
-            f"{_ARTIFACTS}/{target_experiment}/{run_id}/artifacts/",
-            run_id,
-        )
 
     def _points(self, run_id: str, key: str) -> None:
-        """The metric's history in batches; each batch is sent while the next one is read."""
+        """The metric's history in columns, SERIES_POINTS a call; each call is sent while
+        the next one is read. Points linked to a model or dataset go as points."""
         pending: Future[None] | None = None
 
-        def flush(batch: list[Json]) -> None:
+        def flush(send: Any, *args: Any) -> None:
             nonlocal pending
             if pending is not None:
                 pending.result()
-            pending = self.sender.submit(self._send_points, run_id, batch)
+            pending = self.sender.submit(send, run_id, *args)
 
-        batch: list[Json] = []
+        steps: list[int] = []
+        stamps: list[int] = []
+        values: list[Any] = []
+        linked: list[Json] = []
         size = 0
-        per_point = POINT_BYTES + len(key)
-        for page in self.source.history(run_id, key):
-            for point in page:
-                value = _point(key, point)
-                batch.append(value)
-                size += per_point
-                if len(value) > 4:  # model and dataset links
-                    size += sum(len(str(v)) + 20 for v in list(value.values())[4:])
-                if size > MAX_BODY or len(batch) >= MAX_POINTS:
-                    flush(batch)
-                    batch, size = [], 0
-        if batch:
-            flush(batch)
+        for page_steps, page_stamps, page_values, page_linked in self._columns(run_id, key):
+            steps += page_steps
+            stamps += page_stamps
+            values += page_values
+            for point in page_linked:  # model and dataset links make a point longer
+                linked.append(point)
+                size += POINT_BYTES + len(key) + sum(len(str(v)) + 20 for v in point.values())
+                if size > MAX_BODY or len(linked) >= MAX_POINTS:
+                    flush(self._send_points, linked)
+                    linked, size = [], 0
+            while len(steps) >= SERIES_POINTS:
+                flush(
+                    self._send_series,
+                    key,
+                    steps[:SERIES_POINTS],
+                    stamps[:SERIES_POINTS],
+                    values[:SERIES_POINTS],
+                )
+                del steps[:SERIES_POINTS], stamps[:SERIES_POINTS], values[:SERIES_POINTS]
+        if steps:
+            flush(self._send_series, key, steps, stamps, values)
+        if linked:
+            flush(self._send_points, linked)
         if pending is not None:
             pending.result()
+
+    def _send_series(
+        self, run_id: str, key: str, steps: list[int], stamps: list[int], values: list[Any]
+    ) -> None:
+        body = {"series": [{"key": key, "steps": steps, "timestamps": stamps, "values": values}]}
+        added = int(
+            self._post(f"/api/v1/imports/runs/{seg(run_id)}/metric-series", _json(body).encode())[
+                "added"
+            ]
+        )
+        self.report.count("metric points", "imported", added)
+        self.report.count("metric points", "unchanged", len(steps) - added)
+        self.status.show(f"run {run_id} metrics")
 
     def _send_points(self, run_id: str, batch: list[Json], *, link_only: bool = False) -> None:
         payload: Json = {"points": batch}
@@ -488,6 +679,10 @@ class Importer:
             moved = True
             self.report.count("aliases", "updated" if alias in have else "imported")
         return moved
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"))
 
 
 def _dataset_input(entry: Json) -> Json:

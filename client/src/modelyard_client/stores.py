@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Iterator
+from operator import itemgetter
 from pathlib import Path
 from typing import Any, BinaryIO
 from urllib.parse import unquote, urlsplit
@@ -59,6 +60,31 @@ def _value(value: float | None, is_nan: bool = False) -> Any:
     if math.isinf(value):
         return "Infinity" if value > 0 else "-Infinity"
     return value
+
+
+# steps, timestamps and values (numbers, or "NaN", "Infinity", "-Infinity" as text)
+Columns = tuple[list[int], list[int], list[Any]]
+_FINITE = 1.7976931348623157e308
+_VALUE, _STAMP, _STEP, _NAN = (itemgetter(i) for i in range(4))
+
+
+def _columns(rows: Any) -> Columns:
+    """Columns of rows (value, timestamp, step, is_nan), in C loops (map) unless a value is
+    NaN or infinite."""
+    steps = list(map(_STEP, rows))
+    stamps = list(map(_STAMP, rows))
+    values = list(map(_VALUE, rows))
+    if values and (
+        None in values
+        or any(map(_NAN, rows))
+        or any(map(math.isnan, values))
+        or min(values) < -_FINITE
+        or max(values) > _FINITE
+    ):
+        for i, (value, _, _, nan) in enumerate(rows):
+            if nan or value is None or not -_FINITE <= value <= _FINITE:
+                values[i] = _value(value, bool(nan))
+    return steps, stamps, values
 
 
 class LocalArtifacts:
@@ -238,6 +264,28 @@ class SqlStore:
                 {"key": key, "value": _value(v, bool(nan)), "timestamp": t, "step": s}
                 for v, t, s, nan in page
             ]
+
+    def history_columns(self, run_id: str, key: str) -> Iterator[Columns]:
+        """The metric's points as columns (steps, timestamps, values), a page at a time:
+        ``history`` without a dictionary per point. SQLite is read on its own cursor (a
+        third of the time of SQLAlchemy's rows); other databases stream through SQLAlchemy,
+        whose server-side cursors keep the memory flat."""
+        sql = (
+            "SELECT value, timestamp, step, is_nan FROM metrics WHERE run_uuid = :r AND "
+            "key = :k ORDER BY step"  # the index's order: no sorting
+        )
+        if self.engine.dialect.name != "sqlite":
+            for page in self._stream(sql, HISTORY_PAGE, r=run_id, k=key):
+                yield _columns(page)
+            return
+        with self.engine.connect() as conn:
+            cursor = conn.connection.driver_connection.cursor()
+            try:
+                cursor.execute(sql.replace(":r", "?").replace(":k", "?"), (run_id, key))
+                while page := cursor.fetchmany(HISTORY_PAGE):
+                    yield _columns(page)
+            finally:
+                cursor.close()
 
     def run_files(self, run_id: str) -> Iterator[tuple[str, int]]:
         yield from self.artifacts.files(self._uri(run_id))

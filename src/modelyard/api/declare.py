@@ -248,9 +248,19 @@ def _whole_numbers(value: Any) -> Any:
         return int(value)
     if isinstance(value, dict):
         return {key: _whole_numbers(item) for key, item in value.items()}
-    if isinstance(value, list):
-        return [_whole_numbers(item) for item in value]
+    if isinstance(value, list):  # long lists of numbers come in metric points: one pass
+        return [
+            int(item)
+            if item.__class__ is float and item.is_integer()
+            else _whole_numbers(item)
+            if item.__class__ in _NESTED
+            else item
+            for item in value
+        ]
     return value
+
+
+_NESTED = frozenset((dict, list))
 
 
 def endpoint(

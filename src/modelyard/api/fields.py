@@ -124,9 +124,7 @@ _SEMVER = (
     f"{_N}\\.{_N}\\.{_N}(?:-{_PRE_ID}(?:\\.{_PRE_ID})*)?(?:\\+[0-9A-Za-z-]+(?:\\.[0-9A-Za-z-]+)*)?"
 )
 _SEMVER_RE = re.compile(_SEMVER)
-_SEMVER_RULE = (
-    "MAJOR.MINOR.PATCH with an optional -prerelease and +build, e.g. 1.4.0 or 2.0.0-rc1."
-)
+_SEMVER_RULE = "MAJOR.MINOR.PATCH with an optional -prerelease and +build, e.g. 1.4.0 or 2.0.0-rc1."
 
 
 def _semver(text: str) -> str:

@@ -455,14 +455,14 @@ _SPECIAL_VALUE = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
 
 def _series(series: list[SeriesIn]) -> list[imports.Series]:
     return [
-        imports.Series(
-            one.key,
-            one.steps,
-            one.timestamps,
-            [_SPECIAL_VALUE[v] if isinstance(v, str) else v for v in one.values],
-        )
-        for one in series
+        imports.Series(one.key, one.steps, one.timestamps, _floats(one.values)) for one in series
     ]
+
+
+def _floats(values: list[float | str]) -> list[float]:
+    if str not in set(map(type, values)):  # no NaN or infinity: the list as it came
+        return values  # type: ignore[return-value]
+    return [_SPECIAL_VALUE[v] if isinstance(v, str) else v for v in values]
 
 
 @endpoint(

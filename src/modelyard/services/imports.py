@@ -433,6 +433,7 @@ _STORED = (
     'SELECT step, "timestamp", "value", is_nan FROM metrics '
     'WHERE run_pk = ? AND "key" = ? AND step >= ? AND step <= ?'
 )
+_SQLITE_ROWS = 500  # rows an INSERT (6 values each: below SQLite's 32,766 variables)
 _POINT = itemgetter(2, 3, 4, 5)  # a row's (step, timestamp, value, is_nan)
 _ORDER = itemgetter(2, 3, 4)  # what makes a point the latest: step, timestamp, value
 
@@ -454,8 +455,13 @@ def _add_series(conn: Connection, run: Row[Any], series: Series) -> int:
     latest value; how many were new."""
     if not series.steps:
         return 0
-    nans = [isnan(v) for v in series.values]
-    values = [0.0 if nan else v for v, nan in zip(series.values, nans, strict=True)]
+    # column by column, with C loops where it can be (map, zip): the common batch has no NaN
+    values = series.values
+    if any(map(isnan, values)):
+        nans: Any = [isnan(v) for v in values]
+        values = [0.0 if nan else v for v, nan in zip(values, nans, strict=True)]
+    else:
+        nans = repeat(False)
     rows = list(
         zip(repeat(run.pk), repeat(series.key), series.steps, series.timestamps, values, nans)
     )
@@ -466,19 +472,25 @@ def _add_series(conn: Connection, run: Row[Any], series: Series) -> int:
     if rows and conn.dialect.name == "postgresql":
         arrays = tuple(list(column) for column in zip(*rows, strict=True))
         added = max(conn.exec_driver_sql(run_data._unnest_points_sql(columns), arrays).rowcount, 0)
-    elif rows:
-        size = run_data._ROWS_PER_INSERT
-        style = conn.dialect.paramstyle
-        for start in range(0, len(rows), size):
-            chunk = rows[start : start + size]
-            sql = run_data._points_sql(style, columns, len(chunk))
-            added += max(conn.exec_driver_sql(sql, tuple(chain.from_iterable(chunk))).rowcount, 0)
+    elif rows:  # SQLite: straight to the driver's cursor, many rows a statement
+        cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+        try:
+            size = _SQLITE_ROWS
+            for start in range(0, len(rows), size):
+                chunk = rows[start : start + size]
+                sql = run_data._points_sql("qmark", columns, len(chunk))
+                cursor.execute(sql, tuple(chain.from_iterable(chunk)))
+                added += max(cursor.rowcount, 0)
+        finally:
+            cursor.close()
     conn.exec_driver_sql(
         run_data._latest_sql(conn.dialect.paramstyle), [(run.pk, run.experiment_id, *latest[1:])]
     )
-    metric_blocks.add_history(
-        conn, run.pk, series.key, [(r[2], r[3], r[4]) for r in rows if not r[5]]
-    )
+    if len(rows) == len(series.steps) and isinstance(nans, repeat):  # all new, none NaN
+        points = list(zip(series.steps, series.timestamps, series.values, strict=True))
+    else:
+        points = [(r[2], r[3], r[4]) for r in rows if not r[5]]
+    metric_blocks.add_history(conn, run.pk, series.key, points)
     return added
 
 

@@ -341,4 +341,3 @@ def find(db: Database, project_id: int, mr_id: str, repository: str | None) -> M
         last_activity=int(row[1]),
         best=None,
     )
-

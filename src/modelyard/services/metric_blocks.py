@@ -32,6 +32,7 @@ LEVELS: tuple[int, ...] = (4, 6, 8, 10, 12, 15, 18, 21, 24)
 FINEST = LEVELS[0]
 _INF = float("inf")
 _VALUE = itemgetter(2)
+_STEP = itemgetter(0)
 
 # A block while it is being summed: [points, min (value, step, ts), max (value, step, ts)]
 Summary = list[Any]
@@ -91,9 +92,12 @@ def add_history(
 ) -> None:
     """Merge one key's new points (step, timestamp, value) into the run's stored blocks; points
     that are not finite are left out. (``add_metrics`` for points that come in columns.)"""
-    finite = [p for p in points if -_INF < p[2] < _INF]
-    if finite:
-        write(conn, run_pk, summarise_by_key({key: finite}))
+    if not points:
+        return
+    if min(map(_VALUE, points)) == -_INF or max(map(_VALUE, points)) == _INF:
+        points = [p for p in points if -_INF < p[2] < _INF]
+    if points:
+        write(conn, run_pk, summarise_by_key({key: points}))
 
 
 def summarise_by_key(by_key: dict[str, list[tuple[int, int, float]]]) -> list[BlockRow]:
@@ -103,16 +107,17 @@ def summarise_by_key(by_key: dict[str, list[tuple[int, int, float]]]) -> list[Bl
     out: list[BlockRow] = []
     for key, points in by_key.items():
         points.sort()
-        steps = [p[0] for p in points]
+        steps = list(map(_STEP, points))
+        values = list(map(_VALUE, points))
         end = len(points)
         finest: dict[int, Summary] = {}
         i = 0
         while i < end:
             bucket = steps[i] >> FINEST
             j = bisect_left(steps, (bucket + 1) << FINEST, i)
-            part = points[i:j]
-            low = min(part, key=_VALUE)
-            high = max(part, key=_VALUE)
+            part = values[i:j]
+            low = points[i + part.index(min(part))]  # the first of equal values: the earliest
+            high = points[i + part.index(max(part))]
             finest[bucket] = [j - i, (low[2], low[0], low[1]), (high[2], high[0], high[1])]
             i = j
         out.extend(_levels(key, finest))

@@ -269,9 +269,7 @@ def _track_health(conn: Connection, claim: Claim, ok: bool, now: int, policy: Po
     disables the webhook, with an audit entry and the reason for its page's banner."""
     if ok:
         if claim.failing_since is not None:
-            conn.execute(
-                update(_w).where(_w.c.id == claim.webhook_pk).values(failing_since=None)
-            )
+            conn.execute(update(_w).where(_w.c.id == claim.webhook_pk).values(failing_since=None))
         return
     since = claim.failing_since
     if since is None:

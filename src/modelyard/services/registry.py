@@ -406,9 +406,7 @@ def rename_model(
                 conn.execute(
                     update(registered_models)
                     .where(registered_models.c.id == row.id)
-                    .values(
-                        name=new_name, name_key=model_key(new_name), last_updated_time=now_ms()
-                    )
+                    .values(name=new_name, name_key=model_key(new_name), last_updated_time=now_ms())
                 )
         except IntegrityError:
             raise _model_exists(conn, project_id, new_name) from None

@@ -94,5 +94,3 @@ def ci_links(tags: dict[str, str], base: str) -> list[CiLink]:
     if tags.get("ci.triggered_by"):
         out.append(CiLink("triggered by", tags["ci.triggered_by"]))
     return out
-
-

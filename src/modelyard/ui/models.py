@@ -207,9 +207,7 @@ async def version_page(request: Request, ctx: Context) -> Response:
         source_tags=_links(lineage.get("source_tags", {})),
         ci_tags=_links(lineage.get("ci", {})),
         ci_chain=[
-            link
-            for link in ci_links(lineage.get("ci", {}), prefix(request))
-            if link.what in CHAIN
+            link for link in ci_links(lineage.get("ci", {}), prefix(request)) if link.what in CHAIN
         ],
         tags=_links(version.tags),
         created=request.query_params.get("created") == "1",

@@ -131,14 +131,10 @@ def upgrade() -> None:
     with op.batch_alter_table("registered_models") as batch:
         batch.alter_column("name_key", existing_type=sa.String(KEY), nullable=False)
         batch.drop_constraint("uq_registered_models_name", type_="unique")
-        batch.create_unique_constraint(
-            "uq_registered_models_name_key", ["project_id", "name_key"]
-        )
+        batch.create_unique_constraint("uq_registered_models_name_key", ["project_id", "name_key"])
     with op.batch_alter_table("registered_model_aliases") as batch:
         batch.alter_column("alias_key", existing_type=sa.String(KEY), nullable=False)
-        batch.create_unique_constraint(
-            "uq_registered_model_aliases_key", ["model_pk", "alias_key"]
-        )
+        batch.create_unique_constraint("uq_registered_model_aliases_key", ["model_pk", "alias_key"])
     op.drop_index("ix_alias_events_model_alias_at", table_name="alias_events")
     with op.batch_alter_table("alias_events") as batch:
         batch.alter_column("alias_key", existing_type=sa.String(KEY), nullable=False)
