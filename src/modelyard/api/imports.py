@@ -459,7 +459,7 @@ def _series(series: list[SeriesIn]) -> list[imports.Series]:
     ]
 
 
-def _floats(values: list[float | str]) -> list[float]:
+def _floats(values: list[float | Special]) -> list[float]:
     if str not in set(map(type, values)):  # no NaN or infinity: the list as it came
         return values  # type: ignore[return-value]
     return [_SPECIAL_VALUE[v] if isinstance(v, str) else v for v in values]
