@@ -4,7 +4,9 @@ survive, and what would overwrite something else is a 409 that changes nothing."
 
 from __future__ import annotations
 
+import base64
 import math
+import struct
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -341,3 +343,49 @@ def test_runs_come_many_a_call_and_one_refused_leaves_the_others(http: httpx.Cli
     refused = http.post("/api/v1/imports/runs", json={"runs": [changed]}).json()["runs"][0]
     assert refused["error"]["code"] == "RESOURCE_CONFLICT"
     assert http.post("/api/v1/imports/runs", json={"runs": []}).status_code == 400
+
+
+def _pack(code: str, column: list[Any]) -> str:
+    return base64.b64encode(struct.pack(f"<{len(column)}{code}", *column)).decode()
+
+
+def test_packed_series_are_exact_and_checked(http: httpx.Client) -> None:
+    run_id = uuid.uuid4().hex
+    experiment = _experiment(http)
+    assert http.put(f"/api/v1/imports/runs/{run_id}", json=_run(experiment)).status_code == 200
+    values = [math.nan, math.inf, -math.inf, -0.0, 5e-324, 0.1 + 0.2, 1e308]
+    steps = [0, 1, 2, 3, 4, 2**62 + 1, -(2**63)]
+    stamps = [T0 + i for i in range(len(values))]
+    packed = {
+        "steps": _pack("q", steps),
+        "timestamps": _pack("q", stamps),
+        "values": _pack("d", values),
+    }
+    path = f"/api/v1/imports/runs/{run_id}/metric-series"
+    answer = http.post(path, json={"series": [{"key": "p", "packed": packed}]})
+    assert answer.status_code == 200, answer.text
+    assert answer.json() == {"added": 7}
+    assert http.post(path, json={"series": [{"key": "p", "packed": packed}]}).json() == {"added": 0}
+    history = http.get(
+        "/api/2.0/mlflow/metrics/get-history", params={"run_id": run_id, "metric_key": "p"}
+    ).json()["metrics"]
+    got = {m["step"]: float(m["value"]) for m in history}
+    assert math.isnan(got[0])
+    assert [got[s] for s in steps[1:]] == values[1:]
+
+    def refused(series: dict[str, Any]) -> str:
+        answer = http.post(path, json={"series": [{"key": "q", **series}]})
+        assert answer.status_code == 400, answer.text
+        return str(answer.json()["error"]["message"])
+
+    assert "should match pattern" in refused({"packed": {**packed, "steps": "AAAA*AAA"}})
+    assert "not valid base64" in refused({"packed": {**packed, "steps": "AAAAA"}})
+    assert "not 8 per point" in refused({"packed": {**packed, "steps": "AAAA"}})
+    assert "as many points" in refused({"packed": {**packed, "steps": _pack("q", [1])}})
+    assert "not both" in refused({"packed": packed, "steps": [1]})
+    assert "all three" in refused({"steps": [1], "timestamps": [T0]})
+    assert "Unknown field 'series.0.packed.extra'" in refused({"packed": {**packed, "extra": ""}})
+    history = http.get(
+        "/api/2.0/mlflow/metrics/get-history", params={"run_id": run_id, "metric_key": "q"}
+    ).json()
+    assert history.get("metrics", []) == []

@@ -11,11 +11,14 @@ where it stopped, since everything it wrote before is found ``unchanged``.
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import hashlib
 import json
 import math
 import re
+import sys
+from array import array
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -26,8 +29,8 @@ from modelyard_client.errors import ClientError, HttpError
 from modelyard_client.http import Http, file_path, seg
 from modelyard_client.mlflow_rest import Json, pairs
 
-# steps, timestamps and values (numbers, or "NaN", "Infinity", "-Infinity" as text)
-Columns = tuple[list[int], list[int], list[Any]]
+# steps, timestamps and values (floats, NaN and infinities included)
+Columns = tuple[list[int], list[int], list[float]]
 
 MAX_BODY = 800_000  # bytes of linked points per request (the server takes up to 1 MiB)
 POINT_BYTES = 110  # a point's JSON without its key and optional fields, at most
@@ -241,13 +244,12 @@ class Importer:
         self.status.show(f"run {run_id}")
         payload = self._run_payload(run)
         keys = sorted({str(m["key"]) for m in data.get("metrics", [])})
-        series = self._small_series(run_id, keys)
-        if series is None:
+        small = self._small_series(run_id, keys)
+        if small is None:
             self._long_run(run, payload, keys)
             return
-        item = {"run_id": run_id, **payload, "metrics": series}
-        encoded = _json(item)
-        points = sum(len(one["steps"]) for one in series)
+        series, points = small
+        encoded = _json({"run_id": run_id, **payload, "metrics": series})
         if self.batch and (
             len(self.batch) >= RUNS_PER_CALL
             or self.batch_points + points > SERIES_POINTS
@@ -334,9 +336,9 @@ class Importer:
             raise self.target.failure(response, raw)
         return json.loads(raw)  # type: ignore[no-any-return]
 
-    def _small_series(self, run_id: str, keys: list[str]) -> list[Json] | None:
-        """The run's metrics in columns when they hold at most SMALL_RUN points (none linked
-        to a model or dataset); None otherwise."""
+    def _small_series(self, run_id: str, keys: list[str]) -> tuple[list[Json], int] | None:
+        """The run's metrics in columns and how many points they hold, when at most
+        SMALL_RUN (none linked to a model or dataset); None otherwise."""
         series: list[Json] = []
         count = 0
         for key in keys:
@@ -351,8 +353,8 @@ class Importer:
                 stamps += page_stamps
                 values += page_values
             if steps:
-                series.append({"key": key, "steps": steps, "timestamps": stamps, "values": values})
-        return series
+                series.append(_series(key, steps, stamps, values))
+        return series, count
 
     def _columns(
         self, run_id: str, key: str
@@ -371,9 +373,14 @@ class Importer:
                 if len(value) > 4:
                     linked.append(value)
                     continue
+                try:
+                    number = float(value["value"])  # "NaN", "Infinity": the float
+                except ValueError:  # not a number: sent as it is, for the server to refuse
+                    linked.append(value)
+                    continue
                 steps.append(value["step"])
                 stamps.append(value["timestamp"])
-                values.append(value["value"])
+                values.append(number)
             yield steps, stamps, values, linked
 
     def _long_run(self, run: Json, payload: Json, keys: list[str]) -> None:
@@ -458,7 +465,7 @@ class Importer:
     def _send_series(
         self, run_id: str, key: str, steps: list[int], stamps: list[int], values: list[Any]
     ) -> None:
-        body = {"series": [{"key": key, "steps": steps, "timestamps": stamps, "values": values}]}
+        body = {"series": [_series(key, steps, stamps, values)]}
         added = int(
             self._post(f"/api/v1/imports/runs/{seg(run_id)}/metric-series", _json(body).encode())[
                 "added"
@@ -683,6 +690,32 @@ class Importer:
 
 def _json(value: Any) -> str:
     return json.dumps(value, separators=(",", ":"))
+
+
+def _series(key: str, steps: list[int], stamps: list[int], values: list[float]) -> Json:
+    """A metric's points as the server takes them: the columns packed as 64-bit numbers
+    (exact, NaN and infinities included, and quick to write and read); as JSON arrays when
+    a step or time does not fit (the server then says why it refuses it)."""
+    try:
+        packed = {
+            "steps": _pack("q", steps),
+            "timestamps": _pack("q", stamps),
+            "values": _pack("d", values),
+        }
+    except (OverflowError, TypeError):
+        text = [_SPECIAL_TEXT.get(repr(v), v) for v in values]
+        return {"key": key, "steps": steps, "timestamps": stamps, "values": text}
+    return {"key": key, "packed": packed}
+
+
+_SPECIAL_TEXT = {"nan": "NaN", "inf": "Infinity", "-inf": "-Infinity"}
+
+
+def _pack(code: str, column: list[Any]) -> str:
+    packed = array(code, column)
+    if sys.byteorder == "big":
+        packed.byteswap()
+    return base64.b64encode(packed.tobytes()).decode()
 
 
 def _dataset_input(entry: Json) -> Json:

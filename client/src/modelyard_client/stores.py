@@ -62,28 +62,20 @@ def _value(value: float | None, is_nan: bool = False) -> Any:
     return value
 
 
-# steps, timestamps and values (numbers, or "NaN", "Infinity", "-Infinity" as text)
-Columns = tuple[list[int], list[int], list[Any]]
-_FINITE = 1.7976931348623157e308
+# steps, timestamps and values (floats, NaN and infinities included)
+Columns = tuple[list[int], list[int], list[float]]
 _VALUE, _STAMP, _STEP, _NAN = (itemgetter(i) for i in range(4))
 
 
 def _columns(rows: Any) -> Columns:
-    """Columns of rows (value, timestamp, step, is_nan), in C loops (map) unless a value is
-    NaN or infinite."""
+    """Columns of rows (value, timestamp, step, is_nan), in C loops (map)."""
     steps = list(map(_STEP, rows))
     stamps = list(map(_STAMP, rows))
     values = list(map(_VALUE, rows))
-    if values and (
-        None in values
-        or any(map(_NAN, rows))
-        or any(map(math.isnan, values))
-        or min(values) < -_FINITE
-        or max(values) > _FINITE
-    ):
+    if any(map(_NAN, rows)) or None in values:
         for i, (value, _, _, nan) in enumerate(rows):
-            if nan or value is None or not -_FINITE <= value <= _FINITE:
-                values[i] = _value(value, bool(nan))
+            if nan or value is None:
+                values[i] = math.nan
     return steps, stamps, values
 
 
