@@ -10,14 +10,14 @@ or logged model exists.
 from __future__ import annotations
 
 import base64
-import binascii
 import functools
 import math
+import re
+import struct
 import sys
-from array import array
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, cast
 
-from pydantic import Field, WithJsonSchema, model_validator
+from pydantic import AfterValidator, Field, WithJsonSchema
 from starlette.responses import Response
 
 from modelyard.api.declare import (
@@ -39,8 +39,7 @@ from modelyard.services.entities import Dataset, DatasetInput, Metric
 PREFIX = "/imports"
 MAX_POINTS = 5000
 MAX_ITEMS = 1000
-# metric points in columns: this many a call at most, in a body of at most SERIES_BODY bytes
-MAX_SERIES_POINTS = 50_000
+# packed metric points (24 bytes each, 32 in base64): in bodies of at most SERIES_BODY bytes
 SERIES_BODY = 4 * 1024 * 1024
 MAX_RUNS = 100
 # below the 1 MiB body limit, so that a schema the document allows fits in a request
@@ -212,125 +211,62 @@ class PointsIn(Input):
     )
 
 
-_PACKED_CHARS = (MAX_SERIES_POINTS * 8 + 2) // 3 * 4
+_ROW = struct.Struct("<qqd")  # a point: step, timestamp (ms), value
+_POINT_CHARS = 32  # 24 bytes in base64: no padding, so any run of 32 characters is a point
+PACKED_PATTERN = "^(?:[A-Za-z0-9+/]{32})*$"
+_PACKED = re.compile(PACKED_PATTERN)
 
 
-def _packed(what: str) -> Any:
-    return Annotated[
-        str,
-        Field(
-            max_length=_PACKED_CHARS,
-            pattern="^[A-Za-z0-9+/]*={0,2}$",
-            description=f"{what}, 8 bytes each, little-endian, in standard base64.",
-            json_schema_extra={"contentEncoding": "base64"},
-        ),
-    ]
+def _checked_packed(text: str) -> str:
+    if not _PACKED.match(text):
+        raise ValueError(
+            "packed must be standard base64 of 24 bytes a point (32 characters each, no "
+            "padding): the step and the timestamp as little-endian signed 64-bit integers, "
+            "then the value as a little-endian IEEE 754 double."
+        )
+    return text
 
 
-class PackedIn(Input):
-    """The three columns as bytes: exact whatever the value (NaN, infinities and every
-    digit), and a fraction of the JSON's size and parsing."""
-
-    steps: _packed("Steps as signed 64-bit integers")  # type: ignore[valid-type]
-    timestamps: _packed("Timestamps (ms) as signed 64-bit integers")  # type: ignore[valid-type]
-    values: _packed("Values as IEEE 754 doubles")  # type: ignore[valid-type]
-
-    def columns(self) -> tuple[list[int], list[int], list[float]]:
-        return _unpack("q", self.steps), _unpack("q", self.timestamps), _unpack("d", self.values)
-
-    @model_validator(mode="after")
-    def _aligned(self) -> PackedIn:
-        sizes = []
-        for name in ("steps", "timestamps", "values"):
-            text = getattr(self, name)
-            try:
-                raw = base64.b64decode(text, validate=True)
-            except binascii.Error:
-                raise ValueError(f"packed.{name} is not valid base64.") from None
-            if len(raw) % 8:
-                raise ValueError(f"packed.{name} holds {len(raw)} bytes, not 8 per point.")
-            sizes.append(len(raw) // 8)
-        if not sizes[0] == sizes[1] == sizes[2]:
-            raise ValueError(
-                "packed steps, timestamps and values must hold as many points as each other "
-                f"(got {sizes[0]}, {sizes[1]} and {sizes[2]})."
-            )
-        return self
-
-
-def _unpack(code: str, text: str) -> list[Any]:
-    column = array(code)
-    column.frombytes(base64.b64decode(text))
-    if sys.byteorder == "big":
-        column.byteswap()
-    return column.tolist()
+Packed = Annotated[
+    str,
+    Field(
+        max_length=SERIES_BODY,
+        description="The points, 24 bytes each, in standard base64 (32 characters a point): "
+        "the step and the timestamp (ms) as little-endian signed 64-bit integers, then the "
+        "value as a little-endian IEEE 754 double (NaN and infinities as they are).",
+        json_schema_extra={"pattern": PACKED_PATTERN, "contentEncoding": "base64"},
+    ),
+    AfterValidator(_checked_packed),
+]
 
 
 class SeriesIn(Input):
-    """One metric's points as parallel columns: the i-th step, timestamp and value make the
-    i-th point. Either steps, timestamps and values as JSON arrays, or the same ``packed``
-    as bytes."""
+    """One metric's points, packed: exact whatever the value, and a fraction of the size and
+    parsing of JSON numbers."""
 
     key: Key
-    steps: list[Int64] | None = Field(default=None, max_length=MAX_SERIES_POINTS)
-    timestamps: list[Int64] | None = Field(default=None, max_length=MAX_SERIES_POINTS)
-    values: list[float | Special] | None = Field(
-        default=None,
-        max_length=MAX_SERIES_POINTS,
-        description="Numbers, or NaN, Infinity, -Infinity as text.",
-    )
-    packed: PackedIn | None = None
-
-    @model_validator(mode="after")
-    def _aligned(self) -> SeriesIn:
-        arrays = (self.steps, self.timestamps, self.values)
-        if self.packed is not None:
-            if any(column is not None for column in arrays):
-                raise ValueError("Send steps, timestamps and values, or packed; not both.")
-            return self
-        if any(column is None for column in arrays):
-            raise ValueError("Send steps, timestamps and values (or packed), all three.")
-        steps, stamps, values = (len(column or ()) for column in arrays)
-        if not steps == stamps == values:
-            raise ValueError(
-                f"steps, timestamps and values must be equally long, one entry per point "
-                f"(got {steps}, {stamps} and {values})."
-            )
-        return self
+    packed: Packed
 
     def count(self) -> int:
-        if self.packed is not None:
-            return len(self.packed.steps) * 3 // 32  # 8 bytes a point, 4 characters a 3
-        return len(self.steps or ())
+        return len(self.packed) // _POINT_CHARS
 
     def columns(self) -> tuple[list[int], list[int], list[float]]:
-        if self.packed is not None:
-            return self.packed.columns()
-        return self.steps or [], self.timestamps or [], _floats(self.values or [])
-
-
-def _within_points(series: list[SeriesIn]) -> None:
-    count = sum(one.count() for one in series)
-    if count > MAX_SERIES_POINTS:
-        raise ValueError(
-            f"At most {MAX_SERIES_POINTS:,} metric points a call (got {count:,}); send the "
-            "rest in further calls."
-        )
+        raw = base64.b64decode(self.packed)
+        if sys.byteorder != "little":
+            rows = list(_ROW.iter_unpack(raw))
+            return [r[0] for r in rows], [r[1] for r in rows], [float(r[2]) for r in rows]
+        ints, doubles = memoryview(raw).cast("q"), memoryview(raw).cast("d")
+        return ints[0::3].tolist(), ints[1::3].tolist(), cast(list[float], doubles[2::3].tolist())
 
 
 _SERIES_RULE = (
-    f"At most {MAX_SERIES_POINTS:,} points a call (a body of at most {SERIES_BODY:,} bytes); "
-    "points the candidate has are skipped."
+    f"A body of at most {SERIES_BODY:,} bytes (about 130,000 points); points the candidate "
+    "has are skipped."
 )
 
 
 class SeriesBody(Input):
     series: list[SeriesIn] = Field(max_length=MAX_ITEMS)
-
-    @model_validator(mode="after")
-    def _bounded(self) -> SeriesBody:
-        _within_points(self.series)
-        return self
 
 
 class RunItem(RunIn):
@@ -342,11 +278,6 @@ class RunItem(RunIn):
 
 class RunsIn(Input):
     runs: list[RunItem] = Field(min_length=1, max_length=MAX_RUNS)
-
-    @model_validator(mode="after")
-    def _bounded(self) -> RunsIn:
-        _within_points([one for run in self.runs for one in run.metrics])
-        return self
 
 
 class LoggedModelRef(Input):
@@ -536,19 +467,13 @@ def _series(series: list[SeriesIn]) -> list[imports.Series]:
     return [imports.Series(one.key, *one.columns()) for one in series]
 
 
-def _floats(values: list[float | Special]) -> list[float]:
-    if str not in set(map(type, values)):  # no NaN or infinity: the list as it came
-        return values  # type: ignore[return-value]
-    return [_SPECIAL_VALUE[v] if isinstance(v, str) else v for v in values]
-
-
 @endpoint(
     "POST",
     PREFIX + "/runs",
     "importRuns",
     "Import candidates with their metric points (maintainers)",
     description=f"Up to {MAX_RUNS} candidates a call, each as importRun and its points as "
-    f"importRunMetricSeries would (at most {MAX_SERIES_POINTS:,} points in all), in one "
+    f"importRunMetricSeries would (a body of at most {SERIES_BODY:,} bytes), in one "
     "transaction. A candidate that cannot be imported (an unknown experiment, an id taken, a "
     "param that would change) is refused alone: its error is in its answer, nothing of it is "
     "written, and the others are imported.",
@@ -583,8 +508,8 @@ async def import_runs(args: Args[NoParams, RunsIn]) -> Response:
     "POST",
     PREFIX + "/runs/{run_id}/metric-series",
     "importRunMetricSeries",
-    "Import metric points of a candidate, in columns (maintainers)",
-    description="Each metric's steps, timestamps and values as parallel arrays. " + _SERIES_RULE,
+    "Import metric points of a candidate, packed (maintainers)",
+    description="Each metric's points as 24 bytes each (step, timestamp, value). " + _SERIES_RULE,
     params=RunRef,
     body=SeriesBody,
     ok=Reply(200, "How many points were new.", PointsImported),
