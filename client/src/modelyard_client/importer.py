@@ -71,8 +71,8 @@ class Source(Protocol):
     def experiments(self) -> Iterator[Json]: ...
     def runs(self, experiment_id: str) -> Iterator[Json]: ...
     def history(self, run_id: str, key: str) -> Iterator[list[Json]]: ...
-    # optional: ``history_columns(run_id, key) -> Iterator[Columns]``, the same points in
-    # columns (without a dictionary per point)
+    # optional: ``history_columns(run_id, key, page) -> Iterator[Columns]``, the same points
+    # in columns (without a dictionary per point), ``page`` points at a time
     def run_files(self, run_id: str) -> Iterator[tuple[str, int]]: ...
     def open_run_file(self, run_id: str, path: str) -> BinaryIO: ...
     def logged_models(self, experiment_ids: list[str]) -> Iterator[Json]: ...
@@ -346,7 +346,8 @@ class Importer:
             steps: list[int] = []
             stamps: list[int] = []
             values: list[Any] = []
-            for page_steps, page_stamps, page_values, linked in self._columns(run_id, key):
+            pages = self._columns(run_id, key, SMALL_RUN + 1)
+            for page_steps, page_stamps, page_values, linked in pages:
                 count += len(page_steps) + len(linked)
                 if linked or count > SMALL_RUN:
                     return None
@@ -361,18 +362,20 @@ class Importer:
         return series, count
 
     def _columns(
-        self, run_id: str, key: str
+        self, run_id: str, key: str, page: int | None = None
     ) -> Iterator[tuple[list[int], list[int], list[Any], list[Json]]]:
-        """The metric's points a page at a time: columns of the plain points, and the points
-        linked to a model or dataset (which go as points, not columns)."""
+        """The metric's points a page at a time (of ``page`` points where the source reads
+        columns): columns of the plain points, and the points linked to a model or dataset
+        (which go as points, not columns)."""
         reader = getattr(self.source, "history_columns", None)
         if reader is not None:
-            for steps, stamps, values in reader(run_id, key):
+            pages = reader(run_id, key) if page is None else reader(run_id, key, page)
+            for steps, stamps, values in pages:
                 yield steps, stamps, values, []
             return
-        for page in self.source.history(run_id, key):
+        for points in self.source.history(run_id, key):
             steps, stamps, values, linked = [], [], [], []
-            for point in page:
+            for point in points:
                 value = _point(key, point)
                 if len(value) > 4:
                     linked.append(value)

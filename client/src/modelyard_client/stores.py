@@ -257,7 +257,7 @@ class SqlStore:
                 for v, t, s, nan in page
             ]
 
-    def history_columns(self, run_id: str, key: str) -> Iterator[Columns]:
+    def history_columns(self, run_id: str, key: str, page: int = HISTORY_PAGE) -> Iterator[Columns]:
         """The metric's points as columns (steps, timestamps, values), a page at a time:
         ``history`` without a dictionary per point. SQLite is read on its own cursor (a
         third of the time of SQLAlchemy's rows); other databases stream through SQLAlchemy,
@@ -267,15 +267,15 @@ class SqlStore:
             "key = :k ORDER BY step"  # the index's order: no sorting
         )
         if self.engine.dialect.name != "sqlite":
-            for page in self._stream(sql, HISTORY_PAGE, r=run_id, k=key):
-                yield _columns(page)
+            for rows in self._stream(sql, page, r=run_id, k=key):
+                yield _columns(rows)
             return
         with self.engine.connect() as conn:
             cursor = conn.connection.driver_connection.cursor()
             try:
                 cursor.execute(sql.replace(":r", "?").replace(":k", "?"), (run_id, key))
-                while page := cursor.fetchmany(HISTORY_PAGE):
-                    yield _columns(page)
+                while rows := cursor.fetchmany(page):
+                    yield _columns(rows)
             finally:
                 cursor.close()
 

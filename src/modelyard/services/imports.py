@@ -16,7 +16,7 @@ from operator import itemgetter
 from typing import Any
 
 import orjson
-from sqlalchemy import Connection, Row, insert, select, text, update
+from sqlalchemy import Connection, Row, bindparam, insert, select, text, update
 
 from modelyard.db.dialect import driver_rows, insert_for
 from modelyard.db.engine import Database
@@ -248,9 +248,18 @@ def import_runs(db: Database, project_id: int, items: Sequence[RunWithPoints]) -
     return results
 
 
+# The statements of a run's import, built once: many runs a call make them hot.
+_RUN = select(runs).where(runs.c.id == bindparam("run_id"))
+_INSERT_RUN = insert(runs)
+_INSERT_PARAMS = insert(params)
+_INSERT_TAGS = insert(run_tags)
+_PARAMS = select(params.c.key, params.c.value).where(params.c.run_pk == bindparam("pk"))
+_TAGS = select(run_tags.c.key, run_tags.c.value).where(run_tags.c.run_pk == bindparam("pk"))
+
+
 def _import_run(conn: Connection, project_id: int, item: RunIn) -> tuple[str, Row[Any]]:
     experiment = experiment_service.load_row(conn, project_id, item.experiment_id)
-    row = conn.execute(select(runs).where(runs.c.id == item.run_id)).first()
+    row = conn.execute(_RUN, {"run_id": item.run_id}).first()
     if row is not None and (row.project_id != project_id or row.experiment_id != experiment.id):
         raise AlreadyExists(
             f"Run id {item.run_id} is taken by another candidate (in another experiment or "
@@ -268,18 +277,19 @@ def _import_run(conn: Connection, project_id: int, item: RunIn) -> tuple[str, Ro
     created = row is None
     if row is None:
         conn.execute(
-            insert(runs).values(
-                id=item.run_id,
-                project_id=project_id,
-                experiment_id=experiment.id,
-                artifact_uri=experiment_service.run_artifact_uri(
+            _INSERT_RUN,
+            {
+                "id": item.run_id,
+                "project_id": project_id,
+                "experiment_id": experiment.id,
+                "artifact_uri": experiment_service.run_artifact_uri(
                     experiment.artifact_location, experiment.id, item.run_id
                 ),
-                deleted_time=now_ms() if deleted else None,
+                "deleted_time": now_ms() if deleted else None,
                 **wanted,
-            )
+            },
         )
-        row = run_service.load_row(conn, project_id, item.run_id)
+        row = conn.execute(_RUN, {"run_id": item.run_id}).one()
         changed = True
     else:
         if deleted and row.lifecycle_stage != experiment_service.DELETED:
@@ -295,13 +305,7 @@ def _import_run(conn: Connection, project_id: int, item: RunIn) -> tuple[str, Ro
 
 def _run_params(conn: Connection, run: Row[Any], values: dict[str, str], new: bool) -> bool:
     current = (
-        {}
-        if new or not values
-        else dict(
-            conn.execute(
-                select(params.c.key, params.c.value).where(params.c.run_pk == run.pk)
-            ).all()
-        )
+        {} if new or not values else dict(conn.execute(_PARAMS, {"pk": run.pk}).tuples().all())
     )
     for key, value in values.items():
         if key in current and current[key] != value:
@@ -315,24 +319,19 @@ def _run_params(conn: Connection, run: Row[Any], values: dict[str, str], new: bo
         if k not in current
     ]
     if fresh:
-        conn.execute(insert(params), fresh)
+        conn.execute(_INSERT_PARAMS, fresh)
     return bool(fresh)
 
 
 def _run_tags(conn: Connection, run: Row[Any], values: dict[str, str], new: bool) -> bool:
-    current = (
-        {}
-        if new or not values
-        else dict(
-            conn.execute(
-                select(run_tags.c.key, run_tags.c.value).where(run_tags.c.run_pk == run.pk)
-            ).all()
-        )
-    )
+    current = {} if new or not values else dict(conn.execute(_TAGS, {"pk": run.pk}).tuples().all())
     owner = {"run_pk": run.pk, "experiment_id": run.experiment_id}
     changed = {k: v for k, v in values.items() if current.get(k) != v}
     if not changed:
         return False
+    if new:  # nothing to replace
+        conn.execute(_INSERT_TAGS, [{**owner, "key": k, "value": v} for k, v in changed.items()])
+        return True
     upsert = insert_for(conn.dialect.name, run_tags)
     conn.execute(
         upsert.on_conflict_do_update(
