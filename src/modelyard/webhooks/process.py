@@ -1,6 +1,7 @@
 """The delivery process: each server process runs its webhook worker in a child process of its
-own, at a lower CPU priority, so sending never competes with answering requests (neither for
-the interpreter lock nor, on a busy machine, for the CPU).
+own, so sending never competes with answering requests for the interpreter lock; its threads
+run at the lowest CPU priority (but SQLite's recorder, which holds the database's write lock:
+see ``worker._lowered``), so on a busy machine they use what CPU answering requests leaves.
 
 - Waking: the commit of a write that queued deliveries writes a byte to a pipe the child
   reads (``Database.wake_listeners``); the child's worker then sends at once, or, on SQLite
@@ -16,6 +17,7 @@ the interpreter lock nor, on a busy machine, for the CPU).
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import multiprocessing
 import os
@@ -28,8 +30,7 @@ from modelyard.db.engine import Database
 from modelyard.webhooks.worker import DeliveryWorker, WorkerSettings
 
 logger = logging.getLogger("modelyard.webhooks")
-#: the delivery process's niceness above its server's: the lowest priority, it uses what CPU
-#: answering requests leaves
+#: the delivery threads' niceness above their server's: the lowest priority
 NICENESS = 19
 RESTART_SECONDS = 1.0
 STOP_SECONDS = 5.0
@@ -38,10 +39,8 @@ STOP_SECONDS = 5.0
 def _run_child(url: str, busy_timeout: float, settings: WorkerSettings, bell: Connection) -> None:
     """The child: a delivery worker, woken by each byte on ``bell``, ended by its end-of-file."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # a terminal's Ctrl-C: the server ends us
-    with contextlib.suppress(OSError):
-        os.nice(NICENESS)
     db = Database(url, busy_timeout=busy_timeout)
-    worker = DeliveryWorker(db, settings)
+    worker = DeliveryWorker(db, dataclasses.replace(settings, niceness=NICENESS))
     worker.start()
     fd = bell.fileno()
     try:

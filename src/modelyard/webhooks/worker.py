@@ -28,6 +28,7 @@ import socket
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -56,6 +57,27 @@ class WorkerSettings:
     allow_private: bool = False
     senders: int = 4
     policy: outbox.Policy = field(default_factory=outbox.Policy)
+    #: added to the niceness of every thread but SQLite's recorder (see ``_lowered``)
+    niceness: int = 0
+
+
+def _lowered(target: Callable[[], None], niceness: int) -> Callable[[], None]:
+    """``target`` run in a thread of lower CPU priority. On Linux a thread has a niceness of
+    its own: the threads that wait on receivers, look for due deliveries and prune run at the
+    lowest priority, while SQLite's recorder, which holds the database's write lock that the
+    server's writes wait for, keeps its server's priority: a busy machine does not starve it
+    while it holds the lock."""
+
+    def run() -> None:
+        if niceness:
+            with contextlib.suppress(OSError, AttributeError):
+                tid = threading.get_native_id()
+                os.setpriority(
+                    os.PRIO_PROCESS, tid, os.getpriority(os.PRIO_PROCESS, tid) + niceness
+                )
+        target()
+
+    return run
 
 
 def attempt(
@@ -210,17 +232,21 @@ class DeliveryWorker:
         self._spawn(self._prune, "webhook-pruner")
         if self.db.is_sqlite:
             self._pool = ThreadPoolExecutor(
-                max(self.settings.senders, 1), thread_name_prefix="webhook-sender"
+                max(self.settings.senders, 1),
+                thread_name_prefix="webhook-sender",
+                initializer=_lowered(lambda: None, self.settings.niceness),
             )
             self._spawn(self._run, "webhook-dispatcher")
-            self._spawn(self._record_sent, "webhook-recorder")
+            self._spawn(self._record_sent, "webhook-recorder", lowered=False)
             self._spawn(self._listen, "webhook-doorbell")
             return
         for n in range(max(self.settings.senders, 1)):
             self._spawn(self._run, f"webhook-sender-{n}")
 
-    def _spawn(self, target: object, name: str) -> None:
-        thread = threading.Thread(target=target, name=name, daemon=True)  # type: ignore[arg-type]
+    def _spawn(self, target: Callable[[], None], name: str, *, lowered: bool = True) -> None:
+        if lowered:
+            target = _lowered(target, self.settings.niceness)
+        thread = threading.Thread(target=target, name=name, daemon=True)
         thread.start()
         self._threads.append(thread)
 
