@@ -10,6 +10,7 @@ loopback port. Results are printed as a table and written as JSON to
 
     .venv/bin/python bench/artifacts.py --quick
     .venv/bin/python bench/artifacts.py --only modelyard --size-mib 2048
+    .venv/bin/python bench/artifacts.py --sweep 1,4,16,64,256,1024   # see artifact_sweep.py
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import artifact_sweep
 import harness
 import results
 from harness import (
@@ -611,7 +613,25 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="where the temporary data goes (default: the system temp folder)",
     )
     parser.add_argument("--output", type=Path, help="JSON file to write (default bench/results/)")
+    parser.add_argument(
+        "--sweep",
+        nargs="?",
+        const="",
+        metavar="MIB,MIB,...",
+        help="instead: raw upload/download speed at each size, with dd as the disk's baseline "
+        "(default sizes 1,4,16,64,256,1024; quick 1,4,16,64)",
+    )
+    parser.add_argument(
+        "--repeats", type=int, metavar="N", help="repetitions per size in --sweep mode"
+    )
     args = parser.parse_args(argv)
+    if args.sweep is not None:
+        try:
+            artifact_sweep.parse_sizes(args.sweep, args.quick)
+        except ValueError as exc:
+            parser.error(str(exc))
+    if args.repeats is not None and args.repeats <= 0:
+        parser.error("--repeats must be positive")
     if args.size_mib is not None and args.size_mib <= 0:
         parser.error("--size-mib must be positive")
     if args.small_files is not None and args.small_files <= 0:
@@ -627,6 +647,8 @@ def main(argv: list[str] | None = None) -> int:
         os.environ.pop(name, None)
 
     stop_on_sigterm()
+    if args.sweep is not None:
+        return artifact_sweep.run_sweep(args, UNSET_ENV)
     plan = make_plan(args)
     kinds = [args.only] if args.only else list(SERVERS)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
