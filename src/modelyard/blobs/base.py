@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 READ_CHUNK = 1024 * 1024
@@ -54,6 +54,11 @@ class BlobWriter(ABC):
 
     @abstractmethod
     def write(self, data: bytes | bytearray | memoryview) -> None: ...
+
+    def write_pieces(self, pieces: Sequence[bytes | bytearray | memoryview]) -> None:
+        """Several pieces, in order, as if joined (a store may write them without joining)."""
+        for piece in pieces:
+            self.write(piece)
 
     @abstractmethod
     def finish(self) -> StoredBlob:
@@ -111,9 +116,13 @@ class BlobStore(ABC):
 
     def put(self, data: bytes | bytearray) -> StoredBlob:
         """Store a body that is already in memory, in one call."""
+        return self.put_pieces([data])
+
+    def put_pieces(self, pieces: Sequence[bytes | bytearray | memoryview]) -> StoredBlob:
+        """Store a body that is already in memory, in pieces, in one call."""
         writer = self.writer()
         try:
-            writer.write(data)
+            writer.write_pieces(pieces)
             return writer.finish()
         except BaseException:
             writer.abort()

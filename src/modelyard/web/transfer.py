@@ -1,8 +1,9 @@
 """Bytes between HTTP and the blob store, streamed both ways with bounded memory.
 
-Uploads: the request body is gathered into chunks of ``CHUNK`` bytes; each chunk is hashed and
-written by a worker thread while the next one is being received, so the network, the hash and
-the disk (or the bucket) work at the same time. At most two chunks are held at once.
+Uploads: the request body's pieces are gathered until they make ``CHUNK`` bytes; each such
+chunk is hashed and written (as a list of pieces, never joined) by a worker thread while the
+next one is being received, so the network, the hash and the disk (or the bucket) work at the
+same time. At most two chunks are held at once.
 
 Downloads: chunks are read by a worker thread, the next read starting before the previous chunk
 is sent; the server's send waits while the client is slower than the disk, so memory stays
@@ -25,7 +26,7 @@ from modelyard.errors import DataLoss
 
 log = logging.getLogger(__name__)
 
-CHUNK = 4 * 1024 * 1024
+CHUNK = 1024 * 1024  # small enough that each piece is still in the CPU cache when written
 #: every download is a sandboxed document: even if a browser renders it, it runs no script,
 #: submits no form and reaches no origin (added to the security headers every response has)
 DOWNLOAD_CSP = (
@@ -86,17 +87,15 @@ async def _store_stream(store: BlobStore, body: AsyncIterator[bytes]) -> StoredB
                     writer = await run_in_threadpool(store.writer)
                 if pending is not None:
                     await pending
-                chunk = b"".join(pieces)
-                pieces, size = [], 0
-                pending = asyncio.ensure_future(run_in_threadpool(writer.write, chunk))
-        rest = b"".join(pieces)
+                chunk, pieces, size = pieces, [], 0
+                pending = asyncio.ensure_future(run_in_threadpool(writer.write_pieces, chunk))
         if writer is None:
-            return await run_in_threadpool(store.put, rest)
+            return await run_in_threadpool(store.put_pieces, pieces)
         if pending is not None:
             await pending
             pending = None
-        if rest:
-            await run_in_threadpool(writer.write, rest)
+        if pieces:
+            await run_in_threadpool(writer.write_pieces, pieces)
         return await run_in_threadpool(writer.finish)
     except BaseException:
         if pending is not None:
