@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from itertools import chain, repeat
+from itertools import chain
 from math import isnan
 from operator import itemgetter
 from typing import Any
@@ -435,6 +435,7 @@ _STORED = (
 _SQLITE_ROWS = 500  # rows an INSERT (6 values each: below SQLite's 32,766 variables)
 _POINT = itemgetter(2, 3, 4, 5)  # a row's (step, timestamp, value, is_nan)
 _ORDER = itemgetter(2, 3, 4)  # what makes a point the latest: step, timestamp, value
+_ORDER3 = itemgetter(0, 1, 2)  # the same of a point (step, timestamp, value, is_nan)
 
 
 def _new_rows(conn: Connection, run_pk: int, key: str, rows: list[Any]) -> list[Any]:
@@ -451,45 +452,56 @@ def _new_rows(conn: Connection, run_pk: int, key: str, rows: list[Any]) -> list[
 
 def _add_series(conn: Connection, run: Row[Any], series: Series) -> int:
     """Store one key's points that are new, merge them into the chart summaries and move the
-    latest value; how many were new."""
-    if not series.steps:
+    latest value; how many were new. Column by column, in C loops where it can be (map, zip,
+    slices): no object per point but the summaries' own."""
+    steps, stamps, values = list(series.steps), list(series.timestamps), list(series.values)
+    if not steps:
         return 0
-    # column by column, with C loops where it can be (map, zip): the common batch has no NaN
-    values = series.values
-    if any(map(isnan, values)):
-        nans: Any = [isnan(v) for v in values]
+    nans: list[bool] = [False] * len(steps)
+    if any(map(isnan, values)):  # NaN is stored as 0 with is_nan
+        nans = list(map(isnan, values))
         values = [0.0 if nan else v for v, nan in zip(values, nans, strict=True)]
-    else:
-        nans = repeat(False)
-    rows = list(
-        zip(repeat(run.pk), repeat(series.key), series.steps, series.timestamps, values, nans)
-    )
-    latest = max(rows, key=_ORDER)
-    rows = _new_rows(conn, run.pk, series.key, rows)
-    added = 0
-    columns = run_data._POINT_COLUMNS
-    if rows and conn.dialect.name == "postgresql":
-        arrays = tuple(list(column) for column in zip(*rows, strict=True))
-        added = max(conn.exec_driver_sql(run_data._unnest_points_sql(columns), arrays).rowcount, 0)
-    elif rows:  # SQLite: straight to the driver's cursor, many rows a statement
-        cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
-        try:
-            size = _SQLITE_ROWS
-            for start in range(0, len(rows), size):
-                chunk = rows[start : start + size]
-                sql = run_data._points_sql("qmark", columns, len(chunk))
-                cursor.execute(sql, tuple(chain.from_iterable(chunk)))
-                added += max(cursor.rowcount, 0)
-        finally:
-            cursor.close()
+    columns: list[list[Any]] = [steps, stamps, values, nans]
+    latest = max(zip(*columns, strict=True), key=_ORDER3)
+    stored = driver_rows(conn, _STORED, (run.pk, series.key, min(steps), max(steps)))
+    if stored:  # a repeated or resumed import: only what the history does not hold
+        have = {(step, ts, value, bool(nan)) for step, ts, value, nan in stored}
+        fresh = [p for p in zip(*columns, strict=True) if p not in have]
+        columns = [list(c) for c in zip(*fresh, strict=True)] if fresh else [[], [], [], []]
+    added = _insert_columns(conn, run.pk, series.key, columns) if columns[0] else 0
     conn.exec_driver_sql(
-        run_data._latest_sql(conn.dialect.paramstyle), [(run.pk, run.experiment_id, *latest[1:])]
+        run_data._latest_sql(conn.dialect.paramstyle),
+        [(run.pk, run.experiment_id, series.key, *latest)],
     )
-    if len(rows) == len(series.steps) and isinstance(nans, repeat):  # all new, none NaN
-        points = list(zip(series.steps, series.timestamps, series.values, strict=True))
+    if any(columns[3]):
+        points = [(s, t, v) for s, t, v, nan in zip(*columns, strict=True) if not nan]
     else:
-        points = [(r[2], r[3], r[4]) for r in rows if not r[5]]
+        points = list(zip(*columns[:3], strict=True))
     metric_blocks.add_history(conn, run.pk, series.key, points)
+    return added
+
+
+def _insert_columns(conn: Connection, run_pk: int, key: str, columns: list[list[Any]]) -> int:
+    """Insert points given as columns (steps, timestamps, values, is_nan); how many were new.
+    Straight to the driver: PostgreSQL takes the columns as arrays, SQLite rows of a
+    statement interleaved by slice assignment."""
+    count = len(columns[0])
+    names = run_data._POINT_COLUMNS
+    if conn.dialect.name == "postgresql":
+        arrays = ([run_pk] * count, [key] * count, *columns)
+        return max(conn.exec_driver_sql(run_data._unnest_points_sql(names), arrays).rowcount, 0)
+    added = 0
+    cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+    try:
+        for start in range(0, count, _SQLITE_ROWS):
+            rows = min(_SQLITE_ROWS, count - start)
+            flat: list[Any] = [run_pk, key] * (3 * rows)
+            for i, column in enumerate(columns, start=2):
+                flat[i::6] = column[start : start + rows]
+            cursor.execute(run_data._points_sql("qmark", names, rows), flat)
+            added += max(cursor.rowcount, 0)
+    finally:
+        cursor.close()
     return added
 
 
