@@ -6,7 +6,7 @@ port) a model with two versions gets its ``production`` alias moved back and for
 1. latency: with one webhook, each move waits for its delivery at a receiver in this process;
    the figure is the time from sending the move to the delivery's arrival (p50, p95);
 2. cost: moves timed with three webhooks disabled, then enabled (deliveries are not waited
-   for), in rounds of 50 moves each, so that the load of a shared machine weighs on both
+   for), in rounds of 25 moves each, so that the load of a shared machine weighs on both
    alike; a round's deliveries have all arrived before the next round's moves without
    webhooks start. The ratio with/without is what an alias move pays for its webhooks
    (modelyard's target: at most 1.10). The receiver of this phase runs in a process of its own
@@ -60,7 +60,7 @@ RESULTS_DIR = BENCH_DIR / "results"
 SERVERS = ("modelyard", "mlflow")
 COST_TARGET = 1.10
 #: moves per round of the cost phase (without, then with the webhooks)
-ROUND = 50
+ROUND = 25
 ALIAS_EVENT = [{"entity": "MODEL_VERSION_ALIAS", "action": "CREATED"}]
 MLFLOW_ENV = {
     "MLFLOW_WEBHOOK_ALLOW_PRIVATE_IPS": "true",
