@@ -65,12 +65,19 @@ def unwritable(exc: UnsafeBlob) -> UnreadableBlob:
 
 
 async def store_stream(store: BlobStore, body: AsyncIterator[bytes]) -> StoredBlob:
-    """Write a body into the store; the blob is durable when this returns. A body smaller
-    than one chunk is stored with a single call to a worker thread."""
+    """Write a body into the store; the blob is durable when this returns. A body of up to
+    one chunk (and the piece that completes it) is stored with a single call to a worker
+    thread; the last chunk of a longer one is written and made durable in one call."""
     try:
         return await _store_stream(store, body)
     except UnsafeBlob as exc:
         raise unwritable(exc) from exc
+
+
+def _write_and_finish(writer: BlobWriter, pieces: list[bytes]) -> StoredBlob:
+    if pieces:
+        writer.write_pieces(pieces)
+    return writer.finish()
 
 
 async def _store_stream(store: BlobStore, body: AsyncIterator[bytes]) -> StoredBlob:
@@ -80,23 +87,24 @@ async def _store_stream(store: BlobStore, body: AsyncIterator[bytes]) -> StoredB
     size = 0
     try:
         async for piece in body:
-            pieces.append(piece)
-            size += len(piece)
+            if not piece:
+                continue
             if size >= CHUNK:
+                # More of the body follows: the gathered chunk goes to the store now.
                 if writer is None:
                     writer = await run_in_threadpool(store.writer)
                 if pending is not None:
                     await pending
                 chunk, pieces, size = pieces, [], 0
                 pending = asyncio.ensure_future(run_in_threadpool(writer.write_pieces, chunk))
+            pieces.append(piece)
+            size += len(piece)
         if writer is None:
             return await run_in_threadpool(store.put_pieces, pieces)
         if pending is not None:
             await pending
             pending = None
-        if pieces:
-            await run_in_threadpool(writer.write_pieces, pieces)
-        return await run_in_threadpool(writer.finish)
+        return await run_in_threadpool(_write_and_finish, writer, pieces)
     except BaseException:
         if pending is not None:
             with contextlib.suppress(BaseException):
