@@ -328,3 +328,26 @@ def test_finished_deliveries_are_removed_after_the_retention(  # type: ignore[no
         assert states() == ["pending"]
     finally:
         server.stop()
+
+
+def test_a_delivery_process_that_dies_is_started_again(  # type: ignore[no-untyped-def]
+    make_backend, receiver: Receiver
+) -> None:
+    """The server starts its delivery process again when it dies; what was queued meanwhile
+    goes out."""
+    server = Server(make_backend("sqlite"), env=ALLOW_PRIVATE)
+    try:
+        events = [{"entity": "MODEL_VERSION_ALIAS", "action": "CREATED"}]
+        model = setup_model(server, receiver.url, events)
+        before = set(_children(server.proc.pid))
+        for child in before:
+            os.kill(child, signal.SIGKILL)
+        moved = mlflow(
+            server, "POST", "registered-models/alias", name=model, alias="production", version="1"
+        )
+        assert moved.status_code == 200, moved.text
+        got = receiver.wait_for(1, timeout=30, where=lambda r: r.json["data"]["name"] == model)
+        assert got[0].json["data"]["version"] == "1"
+        assert set(_children(server.proc.pid)) - before, "no new delivery process"
+    finally:
+        server.stop()
