@@ -33,7 +33,7 @@ from typing import Any
 
 import harness
 from harness import RESULTS_DIR, Rest, Server, artifact_server_command, log, stop_server
-from procs import wait_until_quiet
+from procs import cpu_seconds, server_pids, wait_until_quiet
 from results import host_info, load_string, print_errors, save_results
 
 MIB = 2**20
@@ -217,10 +217,20 @@ class SizeResult:
     load_before: str = ""
     load_after: str = ""
     seconds: dict[str, list[float]] = field(default_factory=dict)  # "<who>.<step>" -> times
+    # "<server>.upload" -> CPU seconds its processes used during each timed upload
+    cpu_s: dict[str, list[float]] = field(default_factory=dict)
     errors: list[str] = field(default_factory=list)
 
     def add(self, key: str, seconds: float) -> None:
         self.seconds.setdefault(key, []).append(seconds)
+
+    def cpu_ms_per_mib(self, key: str) -> float:
+        """Server CPU per MiB over all repetitions (/proc counts in 10 ms ticks: a sum over
+        the repetitions, not a median)."""
+        used = self.cpu_s.get(key)
+        if not used:
+            return math.nan
+        return 1000 * sum(used) / (self.size_mib * len(used))
 
     def mib_s(self, key: str) -> float:
         times = self.seconds.get(key)
@@ -234,8 +244,16 @@ def measure_size(
 ) -> SizeResult:
     size = size_mib * MIB
     result = SizeResult(size_mib, reps, load_before=load_string())
+
+    def upload(endpoint: Endpoint, rep: int) -> float:
+        pids = server_pids(endpoint.server.proc.pid)
+        before = cpu_seconds(pids)
+        elapsed = endpoint.put(f"f{size_mib}-{rep}.bin", source, size)
+        result.cpu_s.setdefault(f"{endpoint.kind}.upload", []).append(cpu_seconds(pids) - before)
+        return elapsed
+
     uploaders: list[tuple[str, Any]] = [
-        (f"{kind}.upload", lambda r, e=endpoint: e.put(f"f{size_mib}-{r}.bin", source, size))
+        (f"{kind}.upload", lambda r, e=endpoint: upload(e, r))
         for kind, endpoint in endpoints.items()
     ]
     uploaders.append(("dd-fsync.upload", lambda _r: dd(source, dd_dir / "copy.bin", True)))
@@ -295,6 +313,10 @@ def figure(value: float) -> str:
     return "-" if math.isnan(value) else f"{value:,.0f}"
 
 
+def cpu_figure(value: float) -> str:
+    return "-" if math.isnan(value) else f"{value:.1f}"
+
+
 def label(size_mib: int) -> str:
     return f"{size_mib // 1024} GiB" if size_mib % 1024 == 0 else f"{size_mib} MiB"
 
@@ -312,6 +334,7 @@ def print_sweep(rows: list[SizeResult]) -> None:
         "down modelyard",
         "down mlflow",
         "my/mlflow",
+        "up CPU ms/MiB my, mlflow",
         "load (1-min) before-after",
     )
     lines = []
@@ -332,6 +355,7 @@ def print_sweep(rows: list[SizeResult]) -> None:
                 figure(down_mine),
                 figure(down_theirs),
                 ratio(down_mine, down_theirs),
+                ", ".join(cpu_figure(row.cpu_ms_per_mib(f"{kind}.upload")) for kind in SERVERS),
                 f"{row.load_before.split()[0]}-{row.load_after.split()[0]}",
             )
         )
@@ -345,7 +369,9 @@ def print_sweep(rows: list[SizeResult]) -> None:
         "proxied artifact route; modelyard answers once the bytes are fsynced, MLflow does not "
         "sync. dd copies the same file with bs=1M into a new file on the servers' filesystem, "
         "with conv=fsync and without; the time is dd's own. Downloads are raw GETs of the "
-        "last upload, read into memory. Ratios above 1: modelyard faster."
+        "last upload, read into memory. Ratios above 1: modelyard faster. Up CPU: the CPU time "
+        "the server's processes used during the uploads, per MiB (on a loaded machine the "
+        "server that needs less CPU loses less)."
     )
 
 
