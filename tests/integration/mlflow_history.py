@@ -1,10 +1,11 @@
 """An MLflow history as the stock client makes it, and what the stock client reads back.
 
 ``python -m tests.integration.mlflow_history fill URI FOLDER`` logs: an experiment with tags;
-a parent run with params, tags, a 3,000-step history, NaN and ±infinity, a dataset input, a
-folder of artifacts and a logged (pyfunc) model registered as version 1; a nested child run;
-a second run registered from its folder as version 2; a registered model with a description,
-tags, a stage and two aliases; a deleted run, and a deleted experiment with a run.
+a parent run with params, tags, a 100,000-step history, NaN and ±infinity, a dataset input, a
+folder of artifacts, one 200 MiB file and a logged (pyfunc) model registered as version 1; a
+nested child run; a second run registered from its folder as version 2; a registered model
+with a description, tags, a stage and two aliases; a deleted run, and a deleted experiment
+with a run.
 
 ``python -m tests.integration.mlflow_history read URI OUT.json`` writes what the stock client
 reads: experiments by name, every run by id (info, params, tags, latest metrics, inputs),
@@ -32,7 +33,8 @@ from mlflow import MlflowClient
 from mlflow.entities import Metric, Param, RunTag, ViewType
 
 MODEL = "imported-model"
-STEPS = 3000
+STEPS = 100_000
+BIG_FILE = 200 * 1024 * 1024
 
 
 class Doubler(mlflow.pyfunc.PythonModel):  # type: ignore[misc,name-defined]
@@ -65,6 +67,13 @@ def fill(uri: str, folder: Path) -> None:
         (files / "nested" / "data.bin").write_bytes(os.urandom(300_000))
         (files / "nested" / "deeper" / "empty.txt").write_bytes(b"")
         mlflow.log_artifacts(str(files), "data")
+        big = folder / "big" / "weights.bin"
+        big.parent.mkdir()
+        with big.open("wb") as out:  # incompressible, written a piece at a time
+            for _ in range(BIG_FILE // (8 * 1024 * 1024)):
+                out.write(os.urandom(8 * 1024 * 1024))
+        mlflow.log_artifact(str(big), "big")
+        big.unlink()
         with mlflow.start_run(run_name="child", nested=True):
             mlflow.log_param("fold", "1")
             mlflow.log_metric("acc", 0.9, step=1)
