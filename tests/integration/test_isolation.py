@@ -29,7 +29,7 @@ import pytest
 import requests
 
 from tests.conftest import BACKENDS
-from tests.integration.test_auth import (
+from tests.integration.auth_world import (
     ARTIFACTS,
     MLFLOW,
     NATIVE,
