@@ -46,9 +46,9 @@ from harness import (
     CLIENT_ENV,
     Rest,
     Server,
-    executable,
     log,
     percentile,
+    server_command,
     start_server,
     stop_on_sigterm,
     stop_server,
@@ -203,28 +203,9 @@ class Outcome:
 
 
 def command_for(kind: str, workdir: Path, port: int) -> list[str]:
-    if kind == "modelyard":
-        return [
-            executable("modelyard"),
-            "server",
-            "--data-dir",
-            str(workdir / "data"),
-            "--port",
-            str(port),
-            "--webhook-allow-private",
-        ]
-    return [
-        executable("mlflow"),
-        "server",
-        "--backend-store-uri",
-        f"sqlite:///{workdir / 'mlflow.db'}",
-        "--default-artifact-root",
-        str(workdir / "art"),
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-    ]
+    """The bench's usual server; modelyard allowed to deliver to the receiver on loopback."""
+    command = server_command(kind, workdir, port)
+    return [*command, "--webhook-allow-private"] if kind == "modelyard" else command
 
 
 def prepare(rest: Rest, name: str) -> None:

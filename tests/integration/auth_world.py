@@ -19,6 +19,7 @@ import requests
 from modelyard.services import access
 from modelyard.settings import Settings
 from tests.conftest import (
+    BACKENDS,
     Backend,
     Server,
     _create_pg_database,
@@ -342,3 +343,10 @@ def start_yard(kind: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
         server.stop()
         if pg_name:
             _drop_pg_database(pg_name)
+
+
+@pytest.fixture(scope="module", params=BACKENDS)
+def yard(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Yard]:
+    yield from start_yard(request.param, tmp_path_factory)

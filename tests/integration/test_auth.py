@@ -14,7 +14,7 @@ import re
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,7 +30,6 @@ from modelyard.auth.gate import GatedRoute, gate_routes
 from modelyard.auth.roles import Role
 from modelyard.settings import Settings
 from tests.conftest import (
-    BACKENDS,
     free_port,
 )
 from tests.integration.auth_world import (
@@ -43,16 +42,10 @@ from tests.integration.auth_world import (
     error_message,
     make_candidate,
     now_ms,
-    start_yard,
+    yard,
 )
 
-
-@pytest.fixture(scope="module", params=BACKENDS)
-def yard(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Yard]:
-    yield from start_yard(request.param, tmp_path_factory)
-
+__all__ = ["yard"]  # the fixture, shared with the other authentication tests
 
 
 # ---------------------------------------------------------------------- 1. route inventory
@@ -481,7 +474,6 @@ def test_a_read_token_of_a_maintainer_reads_and_downloads_only(roles: RolesWorld
     # the token may not mint a write token for its user either
     minted = roles.yard.request("POST", f"{NATIVE}/tokens", token, json={"name": "escalate"})
     assert minted.status_code == 403, minted.text
-
 
 
 # -------------------------------------------------------------------- 6. secure by default

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,9 +21,6 @@ from modelyard.app import create_app
 from modelyard.auth import policy
 from modelyard.auth.gate import GatedRoute
 from modelyard.settings import Settings
-from tests.conftest import (
-    BACKENDS,
-)
 from tests.integration.auth_world import (
     MLFLOW,
     NATIVE,
@@ -35,16 +31,10 @@ from tests.integration.auth_world import (
     error_code,
     error_message,
     http_session,
-    start_yard,
+    yard,
 )
 
-
-@pytest.fixture(scope="module", params=BACKENDS)
-def yard(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Yard]:
-    yield from start_yard(request.param, tmp_path_factory)
-
+__all__ = ["yard"]  # the fixture, shared with the other authentication tests
 
 
 # ----------------------------------------------------------------------------- 5. attacks

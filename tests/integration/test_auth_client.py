@@ -13,22 +13,13 @@ import numpy as np
 import pytest
 from mlflow.exceptions import MlflowException
 
-from tests.conftest import (
-    BACKENDS,
-)
 from tests.integration.auth_world import (
     Yard,
     error_message,
-    start_yard,
+    yard,
 )
 
-
-@pytest.fixture(scope="module", params=BACKENDS)
-def yard(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Yard]:
-    yield from start_yard(request.param, tmp_path_factory)
-
+__all__ = ["yard"]  # the fixture, shared with the other authentication tests
 
 
 # ---------------------------------------------------------------- 4. the real mlflow client

@@ -21,14 +21,12 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
 import requests
 
-from tests.conftest import BACKENDS
 from tests.integration.auth_world import (
     ARTIFACTS,
     MLFLOW,
@@ -37,17 +35,12 @@ from tests.integration.auth_world import (
     Yard,
     error_code,
     make_candidate,
-    start_yard,
+    yard,
 )
 
+__all__ = ["yard"]  # the fixture, shared with the other authentication tests
+
 A, B, NOWHERE = "alpha", "bravo", "no-such-project"
-
-
-@pytest.fixture(scope="module", params=BACKENDS)
-def yard(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Yard]:
-    yield from start_yard(request.param, tmp_path_factory)
 
 
 @dataclass

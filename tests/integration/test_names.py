@@ -12,28 +12,21 @@ from __future__ import annotations
 import re
 import unicodedata
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 import requests
 
-from tests.conftest import BACKENDS
 from tests.integration.auth_world import (
     ARTIFACTS,
     NATIVE,
     Yard,
     error_code,
     error_message,
-    start_yard,
+    yard,
 )
 
-
-@pytest.fixture(scope="module", params=BACKENDS)
-def yard(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Yard]:
-    yield from start_yard(request.param, tmp_path_factory)
+__all__ = ["yard"]  # the fixture, shared with the other authentication tests
 
 
 class Team:
