@@ -9,6 +9,7 @@ import os
 import statistics
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 SAMPLE_INTERVAL_S = 0.05
@@ -24,9 +25,8 @@ QUIET_LIMIT_S = 240.0
 # --------------------------------------------------------------------------------------------
 
 
-def process_tree(root: int) -> list[int]:
-    """``root`` and all its descendants, from the parent ids in /proc/<pid>/stat."""
-    children: dict[int, list[int]] = {}
+def _processes() -> Iterator[tuple[int, int, int]]:
+    """(pid, parent pid, process group) of every process, from /proc/<pid>/stat."""
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
@@ -34,8 +34,15 @@ def process_tree(root: int) -> list[int]:
             stat = (entry / "stat").read_text()
         except OSError:
             continue
-        ppid = int(stat.rsplit(")", 1)[1].split()[1])
-        children.setdefault(ppid, []).append(int(entry.name))
+        fields = stat.rsplit(")", 1)[1].split()
+        yield int(entry.name), int(fields[1]), int(fields[2])
+
+
+def process_tree(root: int) -> list[int]:
+    """``root`` and all its descendants, from the parent ids in /proc/<pid>/stat."""
+    children: dict[int, list[int]] = {}
+    for pid, ppid, _group in _processes():
+        children.setdefault(ppid, []).append(pid)
     found: list[int] = []
     stack = [root]
     while stack:
@@ -64,15 +71,7 @@ def server_pids(root: int) -> list[int]:
     """Processes in the process group led by ``root``, plus any descendant that left it."""
     children: dict[int, list[int]] = {}
     found: set[int] = set()
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        fields = stat.rsplit(")", 1)[1].split()
-        pid, ppid, pgrp = int(entry.name), int(fields[1]), int(fields[2])
+    for pid, ppid, pgrp in _processes():
         children.setdefault(ppid, []).append(pid)
         if pgrp == root:
             found.add(pid)
