@@ -33,7 +33,8 @@ DAY_MS = 86_400_000
 # The filter language over a model's name and tags -----------------------------------------------
 
 _text = st.text(alphabet=st.characters(codec="utf-8", exclude_categories=("Cs",)), max_size=12).map(
-    lambda s: "'" + s.replace("'", "''") + "'"
+    # a backslash escapes the next character, as in MLflow's filters, so it is written doubled
+    lambda s: "'" + s.replace("\\", "\\\\").replace("'", "''") + "'"
 )
 _key = st.from_regex(r"[A-Za-z_][A-Za-z0-9_]{0,10}", fullmatch=True)
 _target = st.one_of(st.just("name"), st.just("attributes.name"), _key.map("tags.{}".format))

@@ -107,8 +107,14 @@ def _unquote(tok: _Tok) -> str:
     body = tok.text[1:-1]
     if tok.kind == "bq":
         return body
-    quote = tok.text[0]
-    return body.replace(quote * 2, quote).replace("\\" + quote, quote).replace("\\\\", "\\")
+    # One pass, left to right: a doubled quote, or a backslash before the string's own quote or
+    # before a backslash, stands for that character; a backslash before anything else is kept.
+    escapes = _SINGLE_ESCAPES if tok.text[0] == "'" else _DOUBLE_ESCAPES
+    return escapes.sub(lambda m: m.group(0)[-1], body)
+
+
+_SINGLE_ESCAPES = re.compile(r"''|\\['\\]")
+_DOUBLE_ESCAPES = re.compile(r'\\["\\]')
 
 
 class _Parser:
