@@ -46,4 +46,5 @@ def test_any_text_written_with_escapes_reads_back(text: str) -> None:
     written = "'" + text.replace("\\", "\\\\").replace("'", "''") + "'"
     assert _value(written) == text
     in_list = parse_filter(f"tags.k IN ({written}, 'x')")
-    assert isinstance(in_list, Comparison) and in_list.value == (text, "x")
+    assert isinstance(in_list, Comparison)
+    assert in_list.value == (text, "x")
