@@ -29,7 +29,6 @@ import time
 import traceback
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +37,6 @@ import harness
 import results
 from harness import (
     CLIENT_ENV,
-    RESULTS_DIR,
     Outcome,
     Server,
     artifact_server_command,
@@ -47,7 +45,7 @@ from harness import (
     stop_server,
 )
 from procs import RssSampler, wait_until_quiet
-from results import host_info, print_errors, save_results
+from results import begin
 
 SERVERS = ("modelyard", "mlflow")
 MIB = 2**20
@@ -650,13 +648,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.sweep is not None:
         return artifact_sweep.run_sweep(args, UNSET_ENV)
     plan = make_plan(args)
-    kinds = [args.only] if args.only else list(SERVERS)
-    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-    output = args.output or RESULTS_DIR / f"artifacts-{stamp}.json"
-    host = host_info()
-    log(f"plan: {plan}")
-    log(f"versions: {host}")
-    started = time.perf_counter()
+    run = begin("artifacts", plan, args.only, SERVERS, args.output)
+    host = run.host
     outcomes: dict[str, Outcome] = {}
     cp: dict[str, Any] | None = None
     errors: list[dict[str, str]] = []
@@ -672,38 +665,27 @@ def main(argv: list[str] | None = None) -> int:
             cp = measure_cp(inputs, tmp, plan)
         except (OSError, subprocess.CalledProcessError) as exc:
             errors.append({"server": "-", "workload": "cp", "error": str(exc)})
-        for kind in kinds:
-            outcomes[kind] = bench_server(
-                kind, tmp, inputs, plan, output.parent / f"artifacts-{stamp}-logs"
-            )
+        for kind in run.kinds:
+            outcomes[kind] = bench_server(kind, tmp, inputs, plan, run.logs)
     add_cp_ratios(outcomes, cp)
     report = build_report(plan, outcomes, cp)
     print()
     print_table(report)
     print_notes(plan, outcomes, cp)
     errors += [e for o in outcomes.values() for e in o.errors]
-    print_errors(errors)
-    save_results(
-        output,
-        stamp=stamp,
-        started=started,
-        plan=plan,
-        host=host,
-        fields={
-            "inputs": {
-                "big_bytes": plan.size_bytes,
-                "big_sha256": inputs.big_sha256,
-                "small_files": inputs.small_count,
-                "small_bytes": inputs.small_bytes,
-            },
-            "cp": cp,
-            "rows": report,
-            "servers": {kind: asdict(o) for kind, o in outcomes.items()},
-            "errors": errors,
+    fields = {
+        "inputs": {
+            "big_bytes": plan.size_bytes,
+            "big_sha256": inputs.big_sha256,
+            "small_files": inputs.small_count,
+            "small_bytes": inputs.small_bytes,
         },
-        where=host["tmp_filesystem"],
-    )
-    return 1 if errors else 0
+        "cp": cp,
+        "rows": report,
+        "servers": {kind: asdict(o) for kind, o in outcomes.items()},
+        "errors": errors,
+    }
+    return run.finish(plan, errors, fields, where=host["tmp_filesystem"])
 
 
 if __name__ == "__main__":

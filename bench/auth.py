@@ -35,7 +35,6 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -43,7 +42,6 @@ import harness
 import results
 from harness import (
     BASE_TS,
-    CLIENT_ENV,
     Outcome,
     Rest,
     Server,
@@ -51,11 +49,10 @@ from harness import (
     log,
     percentile,
     record_error,
-    stop_on_sigterm,
     stop_server,
 )
 from procs import process_tree
-from results import fmt, host_info, print_errors, save_results
+from results import begin, fmt
 from tracking_workloads import (
     SEARCH_FILTER,
     SEARCH_MAX,
@@ -683,23 +680,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    os.environ.update(CLIENT_ENV)
-    os.environ.pop(TOKEN_ENV, None)
-
-    stop_on_sigterm()
     plan = make_plan(args)
-    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-    output = args.output or RESULTS_DIR / f"auth-{stamp}.json"
-    host = host_info()
-    log(f"plan: {plan}")
-    log(f"versions: {host}")
-    started = time.perf_counter()
+    run = begin("auth", plan, "modelyard", (), args.output)
+    os.environ.pop(TOKEN_ENV, None)
     databases: dict[str, str] = {}
     with tempfile.TemporaryDirectory(prefix="modelyard-auth-") as name:
         try:
-            out, databases = run_bench(
-                Path(name), plan, args.database_url, output.parent / f"auth-{stamp}-logs"
-            )
+            out, databases = run_bench(Path(name), plan, args.database_url, run.logs)
         finally:
             if databases:
                 drop_pg_databases(databases)
@@ -718,23 +705,9 @@ def main(argv: list[str] | None = None) -> int:
                 f"server CPU per call, {label}: no-auth server {plain:.2f} ms, --auth server "
                 f"{auth:.2f} ms ({auth / plain - 1:+.0%})"
             )
-    print_errors(out.errors)
     where = "PostgreSQL" if args.database_url else "SQLite"
-    save_results(
-        output,
-        stamp=stamp,
-        started=started,
-        plan=plan,
-        host=host,
-        fields={
-            "database": where,
-            "rows": report,
-            "outcome": asdict(out),
-            "errors": out.errors,
-        },
-        where=where,
-    )
-    return 1 if out.errors else 0
+    fields = {"database": where, "rows": report, "outcome": asdict(out), "errors": out.errors}
+    return run.finish(plan, out.errors, fields, where=where)
 
 
 if __name__ == "__main__":

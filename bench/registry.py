@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import logging
 import math
-import os
 import shutil
 import sys
 import tempfile
@@ -27,14 +26,12 @@ import urllib.parse
 import warnings
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import harness
 import results
 from harness import (
-    CLIENT_ENV,
     HttpError,
     Outcome,
     Rest,
@@ -43,12 +40,11 @@ from harness import (
     log,
     percentile,
     record_error,
-    stop_on_sigterm,
     stop_server,
     timed_calls,
 )
 from procs import wait_until_quiet
-from results import fmt, host_info, print_errors, save_results
+from results import begin, fmt
 
 BENCH_DIR = Path(__file__).resolve().parent
 RESULTS_DIR = BENCH_DIR / "results"
@@ -502,23 +498,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    os.environ.update(CLIENT_ENV)
-
-    stop_on_sigterm()
     plan = make_plan(args)
-    kinds = [args.only] if args.only else list(SERVERS)
-    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-    output = args.output or RESULTS_DIR / f"registry-{stamp}.json"
-    host = host_info()
-    log(f"plan: {plan}")
-    log(f"versions: {host}")
-    started = time.perf_counter()
+    run = begin("registry", plan, args.only, SERVERS, args.output)
     outcomes: dict[str, Outcome] = {}
     with tempfile.TemporaryDirectory(prefix="modelyard-registry-") as name:
-        for kind in kinds:
-            outcomes[kind] = bench_server(
-                kind, Path(name), plan, output.parent / f"registry-{stamp}-logs"
-            )
+        for kind in run.kinds:
+            outcomes[kind] = bench_server(kind, Path(name), plan, run.logs)
     report = build_report(plan, outcomes)
     print()
     print_table(report)
@@ -544,20 +529,12 @@ def main(argv: list[str] | None = None) -> int:
             f"search returned {plan.versions} distinct versions 1..{plan.versions}, latest and "
             "alias answers as expected"
         )
-    print_errors(errors)
-    save_results(
-        output,
-        stamp=stamp,
-        started=started,
-        plan=plan,
-        host=host,
-        fields={
-            "rows": report,
-            "servers": {kind: asdict(o) for kind, o in outcomes.items()},
-            "errors": errors,
-        },
-    )
-    return 1 if errors else 0
+    fields = {
+        "rows": report,
+        "servers": {kind: asdict(o) for kind, o in outcomes.items()},
+        "errors": errors,
+    }
+    return run.finish(plan, errors, fields)
 
 
 if __name__ == "__main__":

@@ -10,12 +10,14 @@ import platform
 import subprocess
 import sys
 import time
-from dataclasses import asdict
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from harness import BENCH_DIR
+from harness import BENCH_DIR, CLIENT_ENV, RESULTS_DIR, log, stop_on_sigterm
 
 
 def fmt(value: float | None, unit: str) -> str:
@@ -129,3 +131,63 @@ def save_results(
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(json.dumps(document, indent=2, default=str) + "\n")
     print(f"results written to {output}")
+
+
+@dataclass
+class Session:
+    """One benchmark run: the servers it measures, when it started, where its results go."""
+
+    name: str
+    kinds: list[str]
+    stamp: str
+    output: Path
+    host: dict[str, Any]
+    started: float
+
+    @property
+    def logs(self) -> Path:
+        """Where the servers' logs are kept."""
+        return self.output.parent / f"{self.name}-{self.stamp}-logs"
+
+    def finish(
+        self,
+        plan: Any,
+        errors: list[dict[str, str]],
+        fields: dict[str, Any],
+        *,
+        where: str = "",
+        failed: bool = False,
+    ) -> int:
+        """Print the errors, write the results document; the exit status."""
+        print_errors(errors)
+        save_results(
+            self.output,
+            stamp=self.stamp,
+            started=self.started,
+            plan=plan,
+            host=self.host,
+            fields=fields,
+            where=where,
+        )
+        return 1 if errors or failed else 0
+
+
+def begin(
+    name: str, plan: Any, only: str | None, servers: Iterable[str], output: Path | None
+) -> Session:
+    """Start a run: the reference client's environment, SIGTERM ending it cleanly, the plan and
+    the versions logged; results go to ``output`` or ``bench/results/<name>-<stamp>.json``."""
+    os.environ.update(CLIENT_ENV)
+    stop_on_sigterm()
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    host = host_info()
+    log(f"plan: {plan}")
+    log(f"versions: {host}")
+    return Session(
+        name=name,
+        kinds=[only] if only else list(servers),
+        stamp=stamp,
+        output=output or RESULTS_DIR / f"{name}-{stamp}.json",
+        host=host,
+        started=time.perf_counter(),
+    )

@@ -12,17 +12,14 @@ whole process group. Results are printed as a table and written as JSON to
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import tempfile
-import time
 from dataclasses import asdict
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from harness import CLIENT_ENV, RESULTS_DIR, Outcome, log, stop_on_sigterm
-from results import host_info, load_string, print_errors, print_table, save_results
+from harness import Outcome
+from results import begin, load_string, print_table
 from tracking_report import build_report
 from tracking_workloads import WORKLOAD_NAMES, Plan, bench_server
 
@@ -132,24 +129,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    os.environ.update(CLIENT_ENV)
-
-    stop_on_sigterm()
     plan = make_plan(args)
-    kinds = [args.only] if args.only else list(SERVERS)
-    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-    output = args.output or RESULTS_DIR / f"tracking-{stamp}.json"
-    host = host_info()
-    log(f"plan: {plan}")
-    log(f"versions: {host}")
-    started = time.perf_counter()
+    run = begin("tracking", plan, args.only, SERVERS, args.output)
     load_before = load_string()
     outcomes: dict[str, Outcome] = {}
     with tempfile.TemporaryDirectory(prefix="modelyard-bench-") as tmp:
-        for kind in kinds:
-            outcomes[kind] = bench_server(
-                kind, Path(tmp) / kind, plan, output.parent / f"tracking-{stamp}-logs"
-            )
+        for kind in run.kinds:
+            outcomes[kind] = bench_server(kind, Path(tmp) / kind, plan, run.logs)
     report = build_report(plan, outcomes)
     print()
     print_table(report)
@@ -184,20 +170,12 @@ def main(argv: list[str] | None = None) -> int:
     print(f"load average (1, 5, 15 min): before {load_before}, after {load_string()}")
     for line in mismatches:
         print(f"CHECK FAILED: {line} (or different order)")
-    print_errors(errors)
-    save_results(
-        output,
-        stamp=stamp,
-        started=started,
-        plan=plan,
-        host=host,
-        fields={
-            "rows": report,
-            "servers": {kind: asdict(o) for kind, o in outcomes.items()},
-            "search_mismatches": mismatches,
-        },
-    )
-    return 1 if errors or mismatches else 0
+    fields = {
+        "rows": report,
+        "servers": {kind: asdict(o) for kind, o in outcomes.items()},
+        "search_mismatches": mismatches,
+    }
+    return run.finish(plan, errors, fields, failed=bool(mismatches))
 
 
 if __name__ == "__main__":

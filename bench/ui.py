@@ -33,7 +33,6 @@ import html
 import http.client
 import io
 import json
-import os
 import random
 import re
 import shutil
@@ -44,7 +43,6 @@ import time
 import urllib.parse
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -53,19 +51,17 @@ import results
 import ui_charts
 from harness import (
     BASE_TS,
-    CLIENT_ENV,
     Outcome,
     Server,
     executable,
     log,
     percentile,
     record_error,
-    stop_on_sigterm,
     stop_server,
     timed_calls,
 )
 from procs import wait_until_quiet
-from results import fmt, host_info, print_errors, save_results
+from results import begin, fmt
 
 BENCH_DIR = Path(__file__).resolve().parent
 RESULTS_DIR = BENCH_DIR / "results"
@@ -658,25 +654,18 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    os.environ.update(CLIENT_ENV)
-    stop_on_sigterm()
     plan = make_plan(args)
-    kinds = [args.only] if args.only else list(SERVERS)
-    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-    output = args.output or RESULTS_DIR / f"ui-{stamp}.json"
-    host = host_info()
-    log(f"plan: {plan}")
-    started = time.perf_counter()
+    run = begin("ui", plan, args.only, SERVERS, args.output)
     outcomes: dict[str, Outcome] = {}
     databases: dict[str, str] = {}
-    if args.database_url and "modelyard" in kinds:
+    if args.database_url and "modelyard" in run.kinds:
         from auth import fresh_pg_databases
 
         databases = fresh_pg_databases(args.database_url, ["ui", "charts"])
     try:
         with tempfile.TemporaryDirectory(prefix="modelyard-ui-") as name:
-            logs = output.parent / f"ui-{stamp}-logs"
-            for kind in kinds:
+            logs = run.logs
+            for kind in run.kinds:
                 outcomes[kind] = out = Outcome()
                 if args.part in (None, "candidates"):
                     out = bench_server(kind, Path(name), plan, databases.get("ui"), logs)
@@ -720,21 +709,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"all {checked} answers equal the locally computed rows, in order")
     for line in failed:
         print(f"CHECK FAILED: {line}")
-    print_errors(errors)
-    save_results(
-        output,
-        stamp=stamp,
-        started=started,
-        plan=plan,
-        host=host,
-        fields={
-            "database": database,
-            "rows": report,
-            "servers": {kind: asdict(o) for kind, o in outcomes.items()},
-            "check_failures": failed,
-        },
-    )
-    return 1 if errors or failed else 0
+    fields = {
+        "database": database,
+        "rows": report,
+        "servers": {kind: asdict(o) for kind, o in outcomes.items()},
+        "check_failures": failed,
+    }
+    return run.finish(plan, errors, fields, failed=bool(failed))
 
 
 if __name__ == "__main__":

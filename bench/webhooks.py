@@ -36,27 +36,24 @@ import threading
 import time
 import urllib.request
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 from harness import (
-    CLIENT_ENV,
+    Outcome,
     Rest,
     Server,
     log,
     percentile,
+    record_error,
     server_command,
     start_server,
-    stop_on_sigterm,
     stop_server,
 )
-from results import host_info, save_results
+from results import begin
 
-BENCH_DIR = Path(__file__).resolve().parent
-RESULTS_DIR = BENCH_DIR / "results"
 SERVERS = ("modelyard", "mlflow")
 COST_TARGET = 1.10
 #: moves per round of the cost phase (without, then with the webhooks)
@@ -195,13 +192,6 @@ class Plan:
     warmup: int
 
 
-@dataclass
-class Outcome:
-    kind: str
-    figures: dict[str, float] = field(default_factory=dict)
-    errors: list[str] = field(default_factory=list)
-
-
 def command_for(kind: str, workdir: Path, port: int) -> list[str]:
     """The bench's usual server; modelyard allowed to deliver to the receiver on loopback."""
     command = server_command(kind, workdir, port)
@@ -336,7 +326,7 @@ def outbox_cost(workdir: Path, moves: int) -> dict[str, float]:
 
 
 def bench(kind: str, workdir: Path, args: Plan) -> Outcome:
-    out = Outcome(kind)
+    out = Outcome()
     if kind == "mlflow":
         os.environ.update(MLFLOW_ENV)
     receiver = Receiver()
@@ -353,8 +343,7 @@ def bench(kind: str, workdir: Path, args: Plan) -> Outcome:
             out.figures.update(outbox_cost(workdir, args.moves * 2))
             log(f"{kind}: outbox {out.figures}")
     except Exception as exc:  # recorded, the other server still runs
-        out.errors.append(f"{kind}: {exc!r}")
-        log(f"{kind} failed: {exc!r}")
+        record_error(out, kind, "webhooks", exc)
     finally:
         rest.close()
         stop_server(server)
@@ -374,8 +363,8 @@ def report(outcomes: dict[str, Outcome]) -> None:
         ("service call p50, 3 queued (ms)", "outbox_move_with_3_webhooks_p50_ms"),
         ("service: 3 webhooks / none", "outbox_cost_ratio"),
     ]
-    mine = outcomes.get("modelyard", Outcome("modelyard")).figures
-    theirs = outcomes.get("mlflow", Outcome("mlflow")).figures
+    mine = outcomes.get("modelyard", Outcome()).figures
+    theirs = outcomes.get("mlflow", Outcome()).figures
     print(f"{'':34} {'modelyard':>10} {'mlflow':>10} {'mlflow/modelyard':>17}")
     for label, key in rows:
         a, b = mine.get(key), theirs.get(key)
@@ -409,25 +398,18 @@ def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, Plan]:
 
 def main(argv: list[str] | None = None) -> int:
     args, plan = parse_args(argv)
-    os.environ.update(CLIENT_ENV)
-    stop_on_sigterm()
-    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-    output = args.output or RESULTS_DIR / f"webhooks-{stamp}.json"
-    started = time.perf_counter()
+    run = begin("webhooks", plan, args.only, SERVERS, args.output)
     outcomes: dict[str, Outcome] = {}
     with tempfile.TemporaryDirectory(prefix="modelyard-bench-") as tmp:
-        for kind in [args.only] if args.only else list(SERVERS):
+        for kind in run.kinds:
             outcomes[kind] = bench(kind, Path(tmp) / kind, plan)
     print()
     report(outcomes)
     errors = [e for o in outcomes.values() for e in o.errors]
-    for error in errors:
-        print(f"ERROR {error}")
     fields: dict[str, Any] = {
         k: {"figures": o.figures, "errors": o.errors} for k, o in outcomes.items()
     }
-    save_results(output, stamp=stamp, started=started, plan=plan, host=host_info(), fields=fields)
-    return 1 if errors else 0
+    return run.finish(plan, errors, fields)
 
 
 if __name__ == "__main__":
