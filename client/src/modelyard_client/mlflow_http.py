@@ -2,8 +2,9 @@
 ``/api/2.0/mlflow``, the ``mlflow-artifacts`` proxy (listing, streamed downloads and uploads),
 and every error status as one line naming the server and the call.
 
-Used by ``export mlflow`` on both sides: the modelyard server it reads (its MLflow routes) and
-the MLflow server it writes."""
+Used by ``export mlflow`` on both sides (the modelyard server it reads through its MLflow
+routes, and the MLflow server it writes), and by ``import mlflow``, whose reader of a live
+server (``mlflow_rest.MlflowRest``) is built on it."""
 
 from __future__ import annotations
 
@@ -74,10 +75,11 @@ class Rest:
     def post(self, route: str, payload: Mapping[str, Any]) -> dict[str, Any]:
         return self.call("POST", route, payload)
 
-    def pages(
-        self, method: str, route: str, key: str, payload: dict[str, Any]
+    def each_page(
+        self, method: str, route: str, payload: Mapping[str, Any]
     ) -> Iterator[dict[str, Any]]:
-        """Every item of a paged search, following ``next_page_token``."""
+        """Every answer of a paged call, following ``next_page_token`` (in the query of a
+        GET, in the body otherwise)."""
         token: str | None = None
         while True:
             request = {**payload, **({"page_token": token} if token else {})}
@@ -85,10 +87,17 @@ class Rest:
                 page = self.call("GET", route, query=request)
             else:
                 page = self.call(method, route, request)
-            yield from page.get(key, [])
+            yield page
             token = page.get("next_page_token") or None
             if not token:
                 return
+
+    def pages(
+        self, method: str, route: str, key: str, payload: Mapping[str, Any]
+    ) -> Iterator[dict[str, Any]]:
+        """Every item of a paged search."""
+        for page in self.each_page(method, route, payload):
+            yield from page.get(key, [])
 
     def failure(self, response: http.client.HTTPResponse, raw: bytes, what: str) -> HttpError:
         code, message = "", ""

@@ -17,7 +17,7 @@ CHUNK = 1024 * 1024
 
 def verify(source: Source, target: Http, report: Report, *, skip_deleted: bool) -> list[str]:
     """Every difference found, one line each (empty: they agree)."""
-    mirror = MlflowRest(target)
+    mirror = MlflowRest(target, f"the modelyard server {target.target.base}")
     found: list[str] = []
     counts = {"experiments": [0, 0], "runs": [0, 0], "logged models": [0, 0], "versions": [0, 0]}
     experiments = [
@@ -43,7 +43,7 @@ def verify(source: Source, target: Http, report: Report, *, skip_deleted: bool) 
         counts["logged models"][0] += 1
         model_id = str(model["info"]["model_id"])
         try:
-            mirror.get(f"/api/2.0/mlflow/logged-models/{seg(model_id)}")
+            mirror.get(f"/logged-models/{seg(model_id)}")
         except HttpError:
             found.append(f"logged model {model_id} is missing")
             continue
@@ -71,7 +71,7 @@ def verify(source: Source, target: Http, report: Report, *, skip_deleted: bool) 
                 if (a.get(field) or "") != (b.get(field) or "")
             )
         try:
-            here = mirror.get("/api/2.0/mlflow/registered-models/get", {"name": name})
+            here = mirror.get("/registered-models/get", name=name)
         except HttpError:
             found.append(f"model {name!r} is missing")
             continue
@@ -91,7 +91,7 @@ def _run(source: Source, mirror: MlflowRest, target: Http, run: Any, found: list
     info, data = run["info"], run.get("data", {})
     run_id = str(info["run_id"])
     try:
-        here = mirror.get("/api/2.0/mlflow/runs/get", {"run_id": run_id})["run"]
+        here = mirror.get("/runs/get", run_id=run_id)["run"]
     except HttpError:
         found.append(f"run {run_id} is missing")
         return False
