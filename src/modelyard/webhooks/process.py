@@ -21,8 +21,11 @@ import dataclasses
 import logging
 import multiprocessing
 import os
+import select
 import signal
 import threading
+import time
+from collections.abc import Callable
 from multiprocessing.connection import Connection
 from typing import Any
 
@@ -34,28 +37,55 @@ logger = logging.getLogger("modelyard.webhooks")
 NICENESS = 19
 RESTART_SECONDS = 1.0
 STOP_SECONDS = 5.0
+#: deliveries go once the server's changes pause this long, or at the latest this long after
+#: the first change waiting (see ``quiet_wakes``)
+QUIET_SECONDS = 0.005
+MOST_SECONDS = 0.1
 
 
 def _run_child(url: str, busy_timeout: float, settings: WorkerSettings, bell: Connection) -> None:
-    """The child: a delivery worker, woken by each byte on ``bell``, ended by its end-of-file."""
+    """The child: a delivery worker, woken by the bytes on ``bell`` once its server's changes
+    pause (see ``quiet_wakes``), ended by the pipe's end-of-file."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # a terminal's Ctrl-C: the server ends us
     db = Database(url, busy_timeout=busy_timeout)
     worker = DeliveryWorker(db, dataclasses.replace(settings, niceness=NICENESS))
     worker.start()
-    fd = bell.fileno()
     try:
-        while True:
-            try:
-                rang = os.read(fd, 4096)
-            except InterruptedError:
-                continue
-            if not rang:  # the server closed the pipe, or died
-                break
-            worker.wake()
+        quiet_wakes(bell.fileno(), worker.wake)
     finally:
         worker.stop(timeout=1.0)
         db.dispose()
         os._exit(0)
+
+
+def quiet_wakes(
+    fd: int, wake: Callable[[], None], quiet: float = QUIET_SECONDS, most: float = MOST_SECONDS
+) -> None:
+    """Read the bell ``fd`` until its end-of-file; ``wake()`` once the bytes have stopped for
+    ``quiet`` seconds, or ``most`` seconds after the first unanswered byte. A burst of changes
+    is sent after it, not while it runs: on a small machine the sending would otherwise take
+    CPU from the burst's own requests."""
+    first: float | None = None  # when the first byte not yet answered came
+    last = 0.0
+    while True:
+        if first is None:
+            timeout = None
+        else:
+            timeout = max(min(last + quiet, first + most) - time.monotonic(), 0.0)
+        ready, _, _ = select.select([fd], [], [], timeout)
+        if not ready:
+            first = None
+            wake()
+            continue
+        try:
+            rang = os.read(fd, 4096)
+        except (InterruptedError, BlockingIOError):
+            continue
+        if not rang:  # the server closed the pipe, or died
+            return
+        last = time.monotonic()
+        if first is None:
+            first = last
 
 
 class SenderProcess:
