@@ -9,7 +9,7 @@ from sqlalchemy import Connection, inspect, text
 from modelyard.db.engine import Database
 from modelyard.errors import ModelyardError
 
-HEAD_REVISION = "0010"
+HEAD_REVISION = "0011"
 _MIGRATIONS = Path(__file__).parent / "migrations"
 
 

@@ -490,6 +490,20 @@ webhooks = Table(
     Index("ix_webhooks_project", "project_id", "created_at"),
 )
 
+# Events written in the transaction of the change that raised them, one row per change whatever
+# the number of webhooks listening (``webhook_pks``: theirs, comma-separated, at that moment);
+# the delivery worker turns each into one delivery per webhook, in id order, and removes it.
+webhook_events = Table(
+    "webhook_events",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("project_id", Integer, nullable=False),
+    Column("event", String(64), nullable=False),
+    Column("body", Text, nullable=False),
+    Column("webhook_pks", Text, nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+)
+
 webhook_deliveries = Table(
     "webhook_deliveries",
     metadata,

@@ -1,15 +1,18 @@
-"""The webhook outbox: events become delivery rows in the transaction of the change that raises
-them; the delivery worker claims, records and retries them.
+"""The webhook outbox: an event is written in the transaction of the change that raises it;
+the delivery worker turns it into deliveries, claims, records and retries them.
 
 ``emit`` runs inside the caller's write transaction: one query finds the project's active
-webhooks subscribed to the event, and one INSERT queues a delivery for each, with the exact body
-that will be signed and sent. Nothing is written when no webhook listens. The commit wakes the
-worker of this process (``Database.wake_listeners``).
+webhooks subscribed to the event, and one row keeps the event, with the exact body that will
+be signed and sent and the webhooks it goes to. Nothing is written when no webhook listens.
+The commit wakes the worker of this process (``Database.wake_listeners``). The worker's
+``fan_out`` turns waiting events into one delivery per webhook, in event order, and removes
+them, in one transaction of its own: a change pays for one row however many webhooks listen.
 
 Order: a webhook's deliveries go out one at a time, oldest first; a delivery is due only when
 it is the oldest pending one of its webhook. On PostgreSQL a claim is a row lock
 (``FOR UPDATE SKIP LOCKED``) held while the delivery is sent, so several processes never send
-the same delivery and a process that dies releases its claim at once.
+the same delivery and a process that dies releases its claim at once; fan-outs take an
+advisory lock, so that they number deliveries in event order.
 """
 
 from __future__ import annotations
@@ -58,6 +61,10 @@ _SUBSCRIBERS = (
     "SELECT w.id, p.name FROM webhooks w JOIN projects p ON p.id = w.project_id "
     "WHERE w.project_id = ? AND w.status = 'ACTIVE' AND w.events LIKE ? ESCAPE '!'"
 )
+_EVENT = (
+    "INSERT INTO webhook_events (project_id, event, body, webhook_pks, created_at) "
+    "VALUES (?, ?, ?, ?, ?)"
+)
 _QUEUE = (
     "INSERT INTO webhook_deliveries (delivery_id, webhook_pk, event, body, state, test, "
     "attempts, created_at, next_attempt_at, last_error, response_excerpt) "
@@ -66,25 +73,69 @@ _QUEUE = (
 
 
 def emit(conn: Connection, project_id: int, event: str, data: dict[str, Any]) -> int:
-    """Queue ``event`` for every active webhook of the project that subscribes to it, in the
-    caller's transaction. Returns how many deliveries were queued. (Driver-level statements:
-    this runs inside every registry change.)"""
+    """Keep ``event`` for every active webhook of the project that subscribes to it, in the
+    caller's transaction (one row, see ``fan_out``). Returns how many webhooks it goes to.
+    (Driver-level statements: this runs inside every registry change.)"""
     pattern = "%," + event.replace("!", "!!").replace("_", "!_").replace("%", "!%") + ",%"
     rows = driver_rows(conn, _SUBSCRIBERS, (project_id, pattern))
     if not rows:
         return 0
     now = now_ms()
     body = payload(event, data, rows[0][1], now).decode()
-    cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
-    try:
-        cursor.executemany(
-            driver_sql(_QUEUE, conn.dialect.paramstyle),
-            [(str(uuid.uuid4()), pk, event, body, False, now, now) for pk, _name in rows],
-        )
-    finally:
-        cursor.close()
+    pks = ",".join(str(pk) for pk, _name in rows)
+    _execute(conn, _EVENT, (project_id, event, body, pks, now))
     conn.info[WAKE] = True
     return len(rows)
+
+
+#: events turned into deliveries per transaction, at most
+FAN_OUT_BATCH = 500
+_WAITING = "SELECT id FROM webhook_events LIMIT 1"
+_EVENTS = "SELECT id, event, body, webhook_pks, created_at FROM webhook_events ORDER BY id LIMIT ?"
+#: any number: the key of the PostgreSQL advisory lock that fan-outs take
+_FAN_OUT_LOCK = 0x6D79_6477
+
+
+def events_waiting(conn: Connection) -> bool:
+    """Whether events wait to be turned into deliveries."""
+    return bool(driver_rows(conn, _WAITING, ()))
+
+
+def fan_out(conn: Connection, limit: int = FAN_OUT_BATCH) -> int:
+    """Turn up to ``limit`` waiting events, oldest first, into one pending delivery per webhook
+    that still exists, and remove them; in the caller's write transaction. Deliveries are
+    numbered in event order (on PostgreSQL under an advisory lock held to the commit, so two
+    processes never interleave). Returns how many events were taken."""
+    if conn.dialect.name == "postgresql":
+        _execute(conn, "SELECT pg_advisory_xact_lock(?)", (_FAN_OUT_LOCK,))
+    events = driver_rows(conn, _EVENTS, (limit,))
+    if not events:
+        return 0
+    wanted = {int(pk) for row in events for pk in str(row[3]).split(",") if pk}
+    marks = ", ".join("?" * len(wanted))
+    alive = {
+        row[0]
+        for row in driver_rows(
+            conn, f"SELECT id FROM webhooks WHERE id IN ({marks})", tuple(wanted)
+        )
+    }
+    queued = [
+        (str(uuid.uuid4()), int(pk), event, body, False, created_at, created_at)
+        for _id, event, body, pks, created_at in events
+        for pk in str(pks).split(",")
+        if pk and int(pk) in alive
+    ]
+    if queued:
+        cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+        try:
+            cursor.executemany(driver_sql(_QUEUE, conn.dialect.paramstyle), queued)
+        finally:
+            cursor.close()
+    # by id, not by range: on PostgreSQL an event of a transaction that commits meanwhile may
+    # have a lower id than the last one read, and must wait for the next fan-out
+    taken = tuple(row[0] for row in events)
+    _execute(conn, f"DELETE FROM webhook_events WHERE id IN ({', '.join('?' * len(taken))})", taken)
+    return len(events)
 
 
 # ---------------------------------------------------------------- the worker's side

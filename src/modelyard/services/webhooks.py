@@ -19,7 +19,7 @@ import orjson
 from sqlalchemy import Connection, Row, delete, insert, select, update
 
 from modelyard.db.engine import Database
-from modelyard.db.schema import projects, webhook_deliveries, webhooks
+from modelyard.db.schema import projects, webhook_deliveries, webhook_events, webhooks
 from modelyard.errors import InvalidParameter, NotFound
 from modelyard.services import audit
 from modelyard.services.entities import now_ms
@@ -404,7 +404,8 @@ def prepare_test(
 
 
 def purge_project(conn: Connection, project_id: int) -> None:
-    """Every webhook of a project being purged, with its deliveries."""
+    """Every webhook of a project being purged, with its events and deliveries."""
     owned = select(webhooks.c.id).where(webhooks.c.project_id == project_id)
+    conn.execute(delete(webhook_events).where(webhook_events.c.project_id == project_id))
     conn.execute(delete(webhook_deliveries).where(webhook_deliveries.c.webhook_pk.in_(owned)))
     conn.execute(delete(webhooks).where(webhooks.c.project_id == project_id))

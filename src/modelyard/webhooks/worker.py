@@ -224,12 +224,15 @@ class DeliveryWorker:
         self._done_cv = threading.Condition()
         self._busy_guard = threading.Lock()
         self._pool: ThreadPoolExecutor | None = None
+        #: set when events may wait to be turned into deliveries
+        self._events = threading.Event()
 
     # ------------------------------------------------------------ lifecycle
 
     def start(self) -> None:
         self.db.wake_listeners.append(self.wake)
         self._spawn(self._prune, "webhook-pruner")
+        self._spawn(self._fan_out, "webhook-fan-out", lowered=False)
         if self.db.is_sqlite:
             self._pool = ThreadPoolExecutor(
                 max(self.settings.senders, 1),
@@ -273,9 +276,36 @@ class DeliveryWorker:
             self._bell.ring()
 
     def _notify(self) -> None:
+        self._events.set()
+        self._notify_senders()
+
+    def _notify_senders(self) -> None:
         with self._cv:
             self._generation += 1
             self._cv.notify_all()
+
+    def _fan_out(self) -> None:
+        """Turn waiting events into deliveries (``outbox.fan_out``) when woken, and every second
+        at least (events of other processes and the CLI), then wake the senders. On SQLite in
+        the process that sends. Not lowered: it holds the database's write lock."""
+        while not self._stopping.is_set():
+            self._events.wait(POLL_SECONDS)
+            self._events.clear()
+            if self._stopping.is_set() or not self._lock.held():
+                continue
+            moved = 0
+            try:
+                with self.db.read() as conn:
+                    waiting = outbox.events_waiting(conn)
+                while waiting:
+                    with self.db.write() as conn:
+                        taken = outbox.fan_out(conn)
+                    moved += taken
+                    waiting = taken == outbox.FAN_OUT_BATCH
+            except Exception:
+                logger.exception("turning webhook events into deliveries failed")
+            if moved:
+                self._notify_senders()
 
     def _listen(self) -> None:
         while not self._stopping.is_set():
