@@ -464,9 +464,10 @@ audit_events = Table(
     Index("ix_audit_events_project_at", "project_id", "at"),
 )
 
-# Webhooks of a project and their outbox. A delivery row is written in the transaction of the
-# change that raises its event (one row per subscribed webhook) and carries the exact body that
-# is signed and sent, so a crash between the change and the send loses nothing. The secret is
+# Webhooks of a project and their outbox. An event row is written in the transaction of the
+# change that raises it, and becomes a delivery row per subscribed webhook (see webhook_events);
+# both carry the exact body that is signed and sent, so a crash between the change and the send
+# loses nothing. The secret is
 # kept as given (it signs every delivery) and is never returned by any read.
 webhooks = Table(
     "webhooks",
