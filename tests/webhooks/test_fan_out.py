@@ -82,3 +82,21 @@ def test_no_webhook_listening_writes_nothing(make_backend, kind: str) -> None:
     with db.write() as conn:
         assert outbox.emit(conn, 1, EVENT, {"name": "m", "alias": "a", "version": "1"}) == 0
     assert _count(db, "webhook_events") == 0
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
+def test_an_event_listing_no_webhook_is_only_removed(make_backend, kind: str) -> None:
+    db = Database(make_backend(kind).url)
+    ensure_schema(db)
+    with db.write() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO webhook_events (project_id, event, body, webhook_pks, created_at) "
+                "VALUES (1, :event, '{}', '', 0)"
+            ),
+            {"event": EVENT},
+        )
+    with db.write() as conn:
+        assert outbox.fan_out(conn) == 1
+    assert _count(db, "webhook_events") == 0
+    assert _count(db, "webhook_deliveries") == 0

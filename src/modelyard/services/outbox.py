@@ -111,14 +111,12 @@ def fan_out(conn: Connection, limit: int = FAN_OUT_BATCH) -> int:
     events = driver_rows(conn, _EVENTS, (limit,))
     if not events:
         return 0
-    wanted = {int(pk) for row in events for pk in str(row[3]).split(",") if pk}
-    marks = ", ".join("?" * len(wanted))
-    alive = {
-        row[0]
-        for row in driver_rows(
-            conn, f"SELECT id FROM webhooks WHERE id IN ({marks})", tuple(wanted)
-        )
-    }
+    wanted = tuple({int(pk) for row in events for pk in str(row[3]).split(",") if pk})
+    alive: set[int] = set()
+    if wanted:  # (an event listing no webhook is only removed)
+        marks = ", ".join("?" * len(wanted))
+        found = driver_rows(conn, f"SELECT id FROM webhooks WHERE id IN ({marks})", wanted)
+        alive = {row[0] for row in found}
     queued = [
         (str(uuid.uuid4()), int(pk), event, body, False, created_at, created_at)
         for _id, event, body, pks, created_at in events
