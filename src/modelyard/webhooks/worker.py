@@ -439,8 +439,8 @@ class DeliveryWorker:
             with self._cv:
                 # an event queued since the last look may have been skipped as busy
                 recheck = recheck or self._generation != generation
-            if recheck:
-                self._notify()
+            if recheck:  # (recording makes no new events: the fan-out need not look)
+                self._notify_senders()
 
     def _send_locked(self) -> bool:
         """PostgreSQL: claim, send and record in one transaction, and go on with what falls
