@@ -56,7 +56,7 @@ TARGET_MS = 100.0  # search p50 after ANALYZE
 # Each statement fills one table for the runs numbered %(first)s..%(last)s, generated inside
 # PostgreSQL (the rows never cross the connection). Values are a fixed function of the run and
 # step numbers (acc and loss independent of each other), so every load of a size holds the
-# same data.
+# same data. The products are bigint: at a million runs they pass 2^31.
 _LOAD = {
     "runs": """
         INSERT INTO runs (pk, id, project_id, experiment_id, name, user_id, status, start_time,
@@ -84,7 +84,7 @@ _LOAD = {
     "metrics": """
         INSERT INTO metrics (run_pk, key, step, timestamp, value, is_nan)
         SELECT g, k, s, %(base)s::bigint + g * 1000 + s,
-               ((g * CASE k WHEN 'acc' THEN 7919 ELSE 15401 END + s * 104729) %% 10007)
+               ((g::bigint * CASE k WHEN 'acc' THEN 7919 ELSE 15401 END + s * 104729) %% 10007)
                / 10007.0, false
         FROM generate_series(%(first)s::int, %(last)s::int) AS g, unnest(ARRAY['acc', 'loss']) AS k,
              generate_series(0, %(steps)s::int - 1) AS s""",
@@ -92,8 +92,8 @@ _LOAD = {
         INSERT INTO latest_metrics (run_pk, experiment_id, key, step, timestamp, value, is_nan)
         SELECT g, %(experiment)s::int, k, %(steps)s::int - 1,
                %(base)s::bigint + g * 1000 + %(steps)s::int - 1,
-               ((g * CASE k WHEN 'acc' THEN 7919 ELSE 15401 END + (%(steps)s::int - 1) * 104729)
-                %% 10007) / 10007.0, false
+               ((g::bigint * CASE k WHEN 'acc' THEN 7919 ELSE 15401 END
+                 + (%(steps)s::int - 1) * 104729) %% 10007) / 10007.0, false
         FROM generate_series(%(first)s::int, %(last)s::int) AS g,
              unnest(ARRAY['acc', 'loss']) AS k""",
 }

@@ -488,8 +488,9 @@ def _insert_columns(conn: Connection, run_pk: int, key: str, columns: list[list[
     count = len(columns[0])
     names = run_data._POINT_COLUMNS
     if conn.dialect.name == "postgresql":
-        arrays = ([run_pk] * count, [key] * count, *columns)
-        return max(conn.exec_driver_sql(run_data._unnest_points_sql(names), arrays).rowcount, 0)
+        return run_data.insert_point_arrays(
+            conn, names, [[run_pk] * count, [key] * count, *columns]
+        )
     added = 0
     cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
     try:

@@ -22,7 +22,7 @@ from typing import Any
 
 from sqlalchemy import Connection
 
-from modelyard.db.dialect import driver_rows
+from modelyard.db.dialect import driver_rows, pg_array
 from modelyard.services.entities import Metric
 
 #: the levels kept (stored data: changing them needs a migration): blocks of 16, 64, 256,
@@ -168,6 +168,12 @@ def write(conn: Connection, run_pk: int, rows: list[BlockRow]) -> None:
     """Upsert blocks, in key order (concurrent writers of a run lock them in one order)."""
     style = conn.dialect.paramstyle
     rows.sort()
+    if conn.dialect.name == "postgresql" and rows:
+        # one short statement (the driver caches its parsing): a literal array per column
+        columns = [[run_pk] * len(rows), *map(list, zip(*rows, strict=True))]
+        literals = tuple(pg_array(c, t) for c, t in zip(columns, _ARRAY_TYPES, strict=True))
+        conn.exec_driver_sql(_UNNEST_UPSERT, literals)
+        return
     for start in range(0, len(rows), _ROWS_PER_STATEMENT):
         chunk = rows[start : start + _ROWS_PER_STATEMENT]
         values = tuple(v for row in chunk for v in (run_pk, *row))
@@ -189,19 +195,42 @@ def _pick(column: str, better: str) -> str:
     return f"{column} = CASE WHEN {better} THEN excluded.{column} ELSE {_B}.{column} END"
 
 
-@functools.cache
-def _upsert_sql(paramstyle: str, rows: int) -> str:
-    mark = "?" if paramstyle == "qmark" else "%s"
-    row = f"({', '.join([mark] * len(_COLUMNS))})"
-    sets = [
+_MERGE = 'ON CONFLICT (run_pk, "key", level, bucket) DO UPDATE SET ' + ", ".join(
+    [
         f"points = {_B}.points + excluded.points",
         *(_pick(column, _LOWER) for column in ("min_value", "min_step", "min_ts")),
         *(_pick(column, _HIGHER) for column in ("max_value", "max_step", "max_ts")),
     ]
-    return (
-        f"INSERT INTO {_B} ({', '.join(_COLUMNS)}) VALUES {', '.join([row] * rows)} "
-        f'ON CONFLICT (run_pk, "key", level, bucket) DO UPDATE SET {", ".join(sets)}'
-    )
+)
+
+
+@functools.cache
+def _upsert_sql(paramstyle: str, rows: int) -> str:
+    mark = "?" if paramstyle == "qmark" else "%s"
+    row = f"({', '.join([mark] * len(_COLUMNS))})"
+    return f"INSERT INTO {_B} ({', '.join(_COLUMNS)}) VALUES {', '.join([row] * rows)} {_MERGE}"
+
+
+# PostgreSQL: the blocks as one array per column. (A VALUES list of 1,100 placeholders was
+# parsed again by the driver on every call, half the server's work for a 1,000-point batch.)
+_ARRAY_TYPES = (
+    "int",
+    "text",
+    "smallint",
+    "bigint",
+    "bigint",
+    "float8",
+    "bigint",
+    "bigint",
+    "float8",
+    "bigint",
+    "bigint",
+)
+_UNNEST_UPSERT = (
+    f"INSERT INTO {_B} ({', '.join(_COLUMNS)}) SELECT * FROM unnest("
+    + ", ".join(f"%s::{t}[]" for t in _ARRAY_TYPES)
+    + f") {_MERGE}"
+)
 
 
 _FILL_CHUNK = 50_000

@@ -9,7 +9,7 @@ from typing import Any
 import orjson
 from sqlalchemy import Connection, Row, delete, insert, select
 
-from modelyard.db.dialect import insert_for
+from modelyard.db.dialect import insert_for, pg_array
 from modelyard.db.engine import Database
 from modelyard.db.schema import (
     datasets,
@@ -140,7 +140,7 @@ def _insert_metrics(conn: Connection, run: Row[Any], points: list[Metric]) -> No
     if conn.dialect.name == "postgresql":
         # one statement whatever the batch's size: a column of values per array parameter
         n = len(columns)
-        conn.exec_driver_sql(_unnest_points_sql(columns), tuple(values[i::n] for i in range(n)))
+        insert_point_arrays(conn, columns, [values[i::n] for i in range(n)])
     else:
         width = _ROWS_PER_INSERT * len(columns)
         for start in range(0, len(values), width):
@@ -171,26 +171,33 @@ def _points_sql(paramstyle: str, columns: tuple[str, ...], rows: int) -> str:
 # PostgreSQL: the points as one array per column, turned back into rows by unnest. A short
 # statement whatever the batch's size: the driver parses it once and caches it (a VALUES list
 # of 600 placeholders is parsed again on every call, which cost more than the insert itself).
+# Each array goes as one literal (db.dialect.pg_array), which PostgreSQL reads in C.
 _ARRAY_TYPES = {
-    "run_pk": "int[]",
-    '"key"': "text[]",
-    "step": "bigint[]",
-    '"timestamp"': "bigint[]",
-    '"value"': "float8[]",
-    "is_nan": "bool[]",
-    "model_id": "text[]",
-    "dataset_name": "text[]",
-    "dataset_digest": "text[]",
+    "run_pk": "int",
+    '"key"': "text",
+    "step": "bigint",
+    '"timestamp"': "bigint",
+    '"value"': "float8",
+    "is_nan": "bool",
+    "model_id": "text",
+    "dataset_name": "text",
+    "dataset_digest": "text",
 }
 
 
 @functools.cache
 def _unnest_points_sql(columns: tuple[str, ...]) -> str:
-    arrays = ", ".join(f"%s::{_ARRAY_TYPES[c]}" for c in columns)
+    arrays = ", ".join(f"%s::{_ARRAY_TYPES[c]}[]" for c in columns)
     return (
         f"INSERT INTO metrics ({', '.join(columns)}) SELECT * FROM unnest({arrays}) "
         + _on_conflict(columns)
     )
+
+
+def insert_point_arrays(conn: Connection, columns: tuple[str, ...], arrays: list[Any]) -> int:
+    """PostgreSQL: insert points given as one sequence per column; how many were new."""
+    literals = tuple(pg_array(a, _ARRAY_TYPES[c]) for c, a in zip(columns, arrays, strict=True))
+    return max(conn.exec_driver_sql(_unnest_points_sql(columns), literals).rowcount, 0)
 
 
 def _on_conflict(columns: tuple[str, ...]) -> str:
