@@ -160,6 +160,17 @@ def prepare(database_url: str) -> str:
         db.dispose()
 
 
+def find_experiment(database_url: str) -> str:
+    """The experiment an earlier run loaded (``--reuse``)."""
+    import psycopg
+
+    with psycopg.connect(plain_url(database_url)) as conn:
+        found = conn.execute("SELECT id FROM experiments WHERE name = 'pg-scale'").fetchone()
+    if found is None:
+        raise SystemExit(f"{database_url} holds no experiment pg-scale: not a kept load")
+    return str(found[0])
+
+
 def bulk_load(
     database_url: str, experiment: str, runs: int, steps: int, chunk: int
 ) -> dict[str, Any]:
@@ -440,6 +451,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="a PostgreSQL server; a fresh database is made on it and dropped at the end",
     )
     parser.add_argument("--keep", action="store_true", help="keep the database (its URL is logged)")
+    parser.add_argument(
+        "--reuse",
+        metavar="URL",
+        help="measure on a database an earlier --keep run loaded (same --runs and --points): "
+        "no load and no searches without statistics; the database is kept",
+    )
     parser.add_argument("--output", type=Path, default=None)
     return parser.parse_args(argv)
 
@@ -498,11 +515,11 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.update(harness.CLIENT_ENV)
     steps = max(1, args.points // (2 * args.runs))
     out = Results()
-    name, url = create_database(args.database_url)
+    name, url = (None, args.reuse) if args.reuse else create_database(args.database_url)
     workdir = Path(tempfile.mkdtemp(prefix="bench-pgscale-"))
     server: Server | None = None
     try:
-        experiment = prepare(url)
+        experiment = find_experiment(url) if args.reuse else prepare(url)
 
         def command(_kind: str, wd: Path, port: int) -> list[str]:
             return [
@@ -512,14 +529,16 @@ def main(argv: list[str] | None = None) -> int:
 
         # the server runs before the load, as it would while an import fills its database
         server = start_server("modelyard", workdir, command)
-        log(f"loading {args.runs:,} runs x 2 metrics x {steps} steps into {name}")
-        out.load = bulk_load(url, experiment, args.runs, steps, args.chunk)
         expected = expected_matches(args.runs, steps)
-        time.sleep(2)  # the load's table counters reach the statistics views
-        log("searches right after the load (no statistics)")
-        stale_searches(server, experiment, out)
-        out.load["analyze_s"] = analyze(url)
-        log(f"ANALYZE: {out.load['analyze_s']:,.1f} s; searches")
+        if name is not None:
+            log(f"loading {args.runs:,} runs x 2 metrics x {steps} steps into {name}")
+            out.load = bulk_load(url, experiment, args.runs, steps, args.chunk)
+            time.sleep(2)  # the load's table counters reach the statistics views
+            log("searches right after the load (no statistics)")
+            stale_searches(server, experiment, out)
+            out.load["analyze_s"] = analyze(url)
+            log(f"ANALYZE: {out.load['analyze_s']:,.1f} s")
+        log("searches")
         searches(server, experiment, args.calls, out)
         log("where the time goes (in this process, without HTTP)")
         where_time_goes(url, experiment, min(args.calls, 10), out)
@@ -536,7 +555,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if server is not None:
             stop_server(server)
-        if args.keep:
+        if args.keep or name is None:
             log(f"kept {url}")
         else:
             drop_database(args.database_url, name)
