@@ -188,9 +188,25 @@ def _children_any_sql(what: str) -> str:
     return _CHILDREN[what].format(marks="?").replace("IN (?)", "= ANY(?)")
 
 
+# Where RunInfo's fields sit in a row that starts with the runs table's columns.
+_INFO_AT = tuple(
+    runs.c.keys().index(c)
+    for c in ("id", "experiment_id", "name", "user_id", "status", "start_time", "end_time")
+)
+_PK_AT, _URI_AT, _STAGE_AT = (
+    runs.c.keys().index(c) for c in ("pk", "artifact_uri", "lifecycle_stage")
+)
+
+
 def hydrate(conn: Connection, rows: Sequence[Row[Any]]) -> list[Run]:
-    """Full runs (params, tags, latest metrics, inputs, outputs) in a fixed number of queries."""
-    found = {row.pk: Run(info=_info(row)) for row in rows}
+    """Full runs (params, tags, latest metrics, inputs, outputs) in a fixed number of queries.
+    Each row starts with the runs table's columns (``select(runs, ...)``), read by position."""
+    found = {
+        row[_PK_AT]: Run(
+            info=RunInfo(*map(row.__getitem__, _INFO_AT), row[_URI_AT] or "", row[_STAGE_AT])
+        )
+        for row in rows
+    }
     pks = tuple(found)
     if not pks:
         return []
@@ -209,7 +225,7 @@ def hydrate(conn: Connection, rows: Sequence[Row[Any]]) -> list[Run]:
             found[pk].model_inputs.append(model_id)
         else:
             found[pk].model_outputs.append((model_id, step))
-    return [found[row.pk] for row in rows]
+    return [found[row[_PK_AT]] for row in rows]
 
 
 def update_info(
