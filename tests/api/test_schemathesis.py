@@ -47,9 +47,7 @@ def fuzz_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Serv
             _drop_pg_database(pg_name)
 
 
-def test_schemathesis_finds_nothing(
-    fuzz_server: tuple[Server, str, int], tmp_path: Path
-) -> None:
+def test_schemathesis_finds_nothing(fuzz_server: tuple[Server, str, int], tmp_path: Path) -> None:
     srv, secret, token_id = fuzz_server
     config = tmp_path / "schemathesis.toml"
     # Links are declared; the guessed ones would take a project's id for its name. A range

@@ -245,9 +245,9 @@ def test_failing_deliveries_are_given_up_and_the_webhook_disabled(  # type: igno
             # the move's own delivery (its event becomes one a moment after the commit)
             wait_until(
                 lambda n=n: (
-                    len(rows := deliveries(server)) > n and rows[-1]["state"] == "failed"
-                )
-                or status() == "DISABLED",
+                    (len(rows := deliveries(server)) > n and rows[-1]["state"] == "failed")
+                    or status() == "DISABLED"
+                ),
                 timeout=20,
             )
             if status() == "DISABLED":

@@ -111,9 +111,7 @@ def as_points(series: chart_data.ChartSeries) -> list[Point]:
     return list(zip(series.steps, series.timestamps, series.values, strict=True))
 
 
-def check(
-    found: chart_data.ChartSeries, want: Expected, *, counted_exactly: bool = True
-) -> None:
+def check(found: chart_data.ChartSeries, want: Expected, *, counted_exactly: bool = True) -> None:
     if counted_exactly:
         assert found.sampled is not want.fits
     if found.sampled:

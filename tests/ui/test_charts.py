@@ -214,9 +214,7 @@ def test_images_across_steps(charted: Any, browser: Any) -> None:
     source = figure.locator("img").get_attribute("src") or ""
     assert "%2Bstep%2B0%2B" in source
     assert figure.locator(".image-step").inner_text() == "step 0"
-    shown = page.evaluate(
-        "s => fetch(s).then(r => r.ok && r.headers.get('content-type'))", source
-    )
+    shown = page.evaluate("s => fetch(s).then(r => r.ok && r.headers.get('content-type'))", source)
     assert shown == "image/webp"
     page.wait_for_function("() => document.querySelector('figure.image-key img').complete")
     assert page.eval_on_selector("figure.image-key img", "i => i.naturalWidth") > 0

@@ -69,9 +69,10 @@ def test_the_list_leads_to_candidates_and_compare(yard: Yard, logged: dict[str, 
     tables = hrefs(section(html, "in-tables"))
     assert len(tables) == 2  # the two experiments it ran in, filtered to it
     filters = [parse_qs(urlsplit(t).query)["filter"] for t in tables]
-    assert filters == [
-        [f"tags.`ci.merge_request_id` = '12' AND tags.`ci.repository_url` = '{GITLAB}'"]
-    ] * 2
+    assert (
+        filters
+        == [[f"tags.`ci.merge_request_id` = '12' AND tags.`ci.repository_url` = '{GITLAB}'"]] * 2
+    )
     shown = set()
     for table_url in tables:
         in_table = get(server, table_url)
@@ -93,8 +94,9 @@ def test_the_list_leads_to_candidates_and_compare(yard: Yard, logged: dict[str, 
     assert all(name in compared.text for name in ("b", "c", "a", "nan"))
 
     # a merge request of another repository is another merge request
-    github = get(server, f"{base}/ui/merge-requests/candidates", params={"id": "12",
-                                                                        "repository": GITHUB})
+    github = get(
+        server, f"{base}/ui/merge-requests/candidates", params={"id": "12", "repository": GITHUB}
+    )
     assert [cells[1] for _, cells in rows(github.text, "mr-candidates")[1:]] == ["gh"]
     assert "Merge request #12" in github.text
     bare = get(server, f"{base}/ui/merge-requests/candidates", params={"id": "3"})
@@ -137,7 +139,9 @@ def test_paging_the_list(yard: Yard) -> None:
     following = next(h for h in hrefs(section(first, "next-page")))
     second = get(yard.server, following).text
     assert [cells[0].split()[0] for _, cells in rows(second, "merge-requests")[1:]] == [
-        "!2", "!1", "!0"
+        "!2",
+        "!1",
+        "!0",
     ]
     assert 'id="next-page"' not in second
 
