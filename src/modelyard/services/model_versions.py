@@ -3,8 +3,8 @@ stage transitions, tags, delete.
 
 Version numbers come from ``registered_models.next_version``, advanced inside the transaction
 that inserts the version, so concurrent creations get distinct numbers on SQLite (one writer)
-and PostgreSQL (the counter row is locked by the UPDATE). A deleted version keeps its row
-(``deleted``), so neither its number nor its semver is used again. Promotion: a version's files
+and PostgreSQL (the model's row is read FOR UPDATE, then advanced). A deleted version keeps
+its row (``deleted``), so neither its number nor its semver is used again. Promotion: a version's files
 are a published package whose files point at the same blobs as its source (the candidate's or
 logged model's files); nothing is copied.
 """
@@ -114,14 +114,16 @@ _SET_HIGHEST = (
     .where(registered_models.c.id == bindparam("model_pk"))
     .values(highest_semver=bindparam("highest"))
 )
-_NEXT_NUMBER = (
+# The model's counter and highest semver, read from its row (locked on PostgreSQL until the
+# version is in; SQLite's writes are serial), advanced by one UPDATE.
+_ADVANCE = (
     update(registered_models)
     .where(registered_models.c.id == bindparam("model_pk"))
     .values(
-        next_version=registered_models.c.next_version + 1,
+        next_version=bindparam("next"),
         last_updated_time=bindparam("now"),
+        highest_semver=bindparam("highest"),
     )
-    .returning(registered_models.c.next_version, registered_models.c.highest_semver)
 )
 _INSERT_VERSION = insert(model_versions).returning(model_versions.c.id)
 _INSERT_VERSION_TAG = insert(model_version_tags)
@@ -145,11 +147,12 @@ def _logged_model_source(conn: Connection, project_id: int, model_id: str) -> _S
     return _Source(model.source_run_id, model_id, package.id if package else None, "")
 
 
-def _next_semver(
+def _choose_semver(
     conn: Connection, model_pk: int, highest: str | None, wanted: str | None, part: str
-) -> str:
-    """The new version's semver: the one wanted (if free) or the highest bumped. The model's
-    highest semver is kept on its row (versions are never freed, so it never goes down)."""
+) -> tuple[str, str | None]:
+    """The new version's semver: the one wanted (if free) or the highest bumped; and the
+    model's highest semver after it (kept on its row: versions are never freed, so it never
+    goes down)."""
     top = semver.parse(highest) if highest else None
     if wanted:
         chosen = semver.parse(wanted)
@@ -158,8 +161,18 @@ def _next_semver(
     else:
         chosen = semver.bump(top, part)
     if top is None or chosen.key() > top.key():
-        conn.execute(_SET_HIGHEST, {"model_pk": model_pk, "highest": str(chosen)})
-    return str(chosen)
+        return str(chosen), str(chosen)
+    return str(chosen), highest
+
+
+def _next_semver(
+    conn: Connection, model_pk: int, highest: str | None, wanted: str | None, part: str
+) -> str:
+    """``_choose_semver``, with the model's highest semver stored."""
+    chosen, new_highest = _choose_semver(conn, model_pk, highest, wanted, part)
+    if new_highest != highest:
+        conn.execute(_SET_HIGHEST, {"model_pk": model_pk, "highest": new_highest})
+    return chosen
 
 
 def create_version(
@@ -190,15 +203,17 @@ def create_version(
     wanted = checked.pop(SEMVER_TAG, None) or semantic_version
     now = now_ms()
     with db.write() as conn:
-        model = _model_row(conn, project_id, name)
+        model = _model_row(conn, project_id, name, lock=True)
         origin = (
             _resolve_source(conn, project_id, source, run_id, model_id)
             if from_package is None
             else _Source(None, None, from_package, "")
         )
-        counter, highest = conn.execute(_NEXT_NUMBER, {"model_pk": model.id, "now": now}).one()
-        number = counter - 1
-        chosen = _next_semver(conn, model.id, highest, wanted, bump)
+        number = model.next_version
+        chosen, highest = _choose_semver(conn, model.id, model.highest_semver, wanted, bump)
+        conn.execute(
+            _ADVANCE, {"model_pk": model.id, "next": number + 1, "now": now, "highest": highest}
+        )
         package_id = _promote_files(conn, project_id, model.id, number, origin, now)
         if require_files and package_id is None:
             raise Conflict(f"There are no files at {source} to promote.")

@@ -166,13 +166,20 @@ _MODEL_BY_NAME = select(registered_models).where(
 )
 
 
-def find_model_row(conn: Connection, project_id: int, name: str) -> Row[Any] | None:
-    """The model whose name is ``name`` or the same name spelled otherwise."""
-    return conn.execute(_MODEL_BY_NAME, {"project_id": project_id, "key": model_key(name)}).first()
+_MODEL_BY_NAME_LOCKED = _MODEL_BY_NAME.with_for_update()  # (SQLite ignores the lock)
 
 
-def _model_row(conn: Connection, project_id: int, name: str) -> Row[Any]:
-    row = find_model_row(conn, project_id, name)
+def find_model_row(
+    conn: Connection, project_id: int, name: str, lock: bool = False
+) -> Row[Any] | None:
+    """The model whose name is ``name`` or the same name spelled otherwise; with ``lock``, its
+    row stays locked until the transaction ends (PostgreSQL)."""
+    query = _MODEL_BY_NAME_LOCKED if lock else _MODEL_BY_NAME
+    return conn.execute(query, {"project_id": project_id, "key": model_key(name)}).first()
+
+
+def _model_row(conn: Connection, project_id: int, name: str, lock: bool = False) -> Row[Any]:
+    row = find_model_row(conn, project_id, name, lock)
     if row is None:
         raise _missing_model(name)
     return row
