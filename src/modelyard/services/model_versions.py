@@ -4,9 +4,9 @@ stage transitions, tags, delete.
 Version numbers come from ``registered_models.next_version``, advanced inside the transaction
 that inserts the version, so concurrent creations get distinct numbers on SQLite (one writer)
 and PostgreSQL (the model's row is read FOR UPDATE, then advanced). A deleted version keeps
-its row (``deleted``), so neither its number nor its semver is used again. Promotion: a version's files
-are a published package whose files point at the same blobs as its source (the candidate's or
-logged model's files); nothing is copied.
+its row (``deleted``), so neither its number nor its semver is used again. Promotion: a
+version's files are a published package whose files point at the same blobs as its source (the
+candidate's or logged model's files); nothing is copied.
 """
 
 from __future__ import annotations
