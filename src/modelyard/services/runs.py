@@ -189,24 +189,28 @@ def _children_any_sql(what: str) -> str:
 
 
 # Where RunInfo's fields sit in a row that starts with the runs table's columns.
-_INFO_AT = tuple(
-    runs.c.keys().index(c)
-    for c in ("id", "experiment_id", "name", "user_id", "status", "start_time", "end_time")
-)
-_PK_AT, _URI_AT, _STAGE_AT = (
-    runs.c.keys().index(c) for c in ("pk", "artifact_uri", "lifecycle_stage")
-)
+_AT = {name: at for at, name in enumerate(runs.c.keys())}
+
+
+def _info_at(row: Row[Any]) -> RunInfo:
+    return RunInfo(
+        run_id=row[_AT["id"]],
+        experiment_id=row[_AT["experiment_id"]],
+        run_name=row[_AT["name"]],
+        user_id=row[_AT["user_id"]],
+        status=row[_AT["status"]],
+        start_time=row[_AT["start_time"]],
+        end_time=row[_AT["end_time"]],
+        artifact_uri=row[_AT["artifact_uri"]] or "",
+        lifecycle_stage=row[_AT["lifecycle_stage"]],
+    )
 
 
 def hydrate(conn: Connection, rows: Sequence[Row[Any]]) -> list[Run]:
     """Full runs (params, tags, latest metrics, inputs, outputs) in a fixed number of queries.
     Each row starts with the runs table's columns (``select(runs, ...)``), read by position."""
-    found = {
-        row[_PK_AT]: Run(
-            info=RunInfo(*map(row.__getitem__, _INFO_AT), row[_URI_AT] or "", row[_STAGE_AT])
-        )
-        for row in rows
-    }
+    at_pk = _AT["pk"]
+    found = {row[at_pk]: Run(info=_info_at(row)) for row in rows}
     pks = tuple(found)
     if not pks:
         return []
@@ -225,7 +229,7 @@ def hydrate(conn: Connection, rows: Sequence[Row[Any]]) -> list[Run]:
             found[pk].model_inputs.append(model_id)
         else:
             found[pk].model_outputs.append((model_id, step))
-    return [found[row[_PK_AT]] for row in rows]
+    return [found[row[at_pk]] for row in rows]
 
 
 def update_info(
