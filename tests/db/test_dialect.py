@@ -34,6 +34,7 @@ def test_numbers_text_and_booleans_round_trip(make_backend) -> None:  # type: ig
         -math.inf,
     ]
     texts = ["a,b", 'x"y', "back\\slash", '\\"', "{}", " padded ", "NULL", "", "ünï ☃", None]
+    texts += ["loss", None, "loss", 'x"y']  # repeated values (quoted once each)
     integers = [0, -1, 2**63 - 1, -(2**63), 7]
     try:
         with db.read() as conn:

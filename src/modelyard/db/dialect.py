@@ -52,8 +52,10 @@ def pg_array(values: Iterable[Any], element: str) -> str:
     does PostgreSQL's reader); ``inf`` and ``-inf`` are read as infinities."""
     if element == "bool":
         body = ",".join(["t" if v else "f" for v in values])
-    elif element == "text":
-        body = ",".join(["NULL" if v is None else '"' + v.translate(_QUOTED) + '"' for v in values])
+    elif element == "text":  # (a column of text repeats a few values: each is quoted once)
+        values = list(values)
+        quoted = {v: "NULL" if v is None else '"' + v.translate(_QUOTED) + '"' for v in set(values)}
+        body = ",".join(map(quoted.__getitem__, values))
     else:
         body = ",".join(map(repr, values))
     return "{" + body + "}"
