@@ -122,14 +122,17 @@ def fetch_page(
     first, rest = keys[0], list(keys[1:])
     if not first.nullable or first.present is None:
         query = base if after is None else base.where(_after(keys, after))
+        if after is not None and not first.nullable:
+            # implied by the keyset condition, but a plain range: an index on the first key
+            # starts at the page instead of walking every row before it (flat paging)
+            query = query.where(_within(first, first.expr, after[0]))
         return list(conn.execute(query.order_by(*order_clauses(keys)).limit(limit)).all())
     rows: list[Row[Any]] = []
     if after is None or after[0] is not None:
         head = [replace(first, expr=first.plain, nullable=False), *rest]
         query = base.where(first.present)
         if after is not None:
-            bound = first.plain <= after[0] if first.descending else first.plain >= after[0]
-            query = query.where(bound, _after(head, after))
+            query = query.where(_within(first, first.plain, after[0]), _after(head, after))
         rows = list(conn.execute(query.order_by(*order_clauses(head)).limit(limit)).all())
     if len(rows) < limit:
         query = base.where(first.absent)
@@ -138,6 +141,11 @@ def fetch_page(
         tail = query.order_by(*order_clauses(rest)).limit(limit - len(rows))
         rows += conn.execute(tail).all()
     return rows
+
+
+def _within(key: SortKey, expr: Any, value: Any) -> ColumnElement[bool]:
+    """``expr`` at or beyond ``value`` in the key's direction."""
+    return expr <= value if key.descending else expr >= value  # type: ignore[no-any-return]
 
 
 def select_columns(keys: Sequence[SortKey]) -> list[Any]:
