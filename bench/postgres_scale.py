@@ -214,6 +214,18 @@ def bulk_load(
     return {"seconds": timings, "bytes": sizes}
 
 
+def forget_statistics(database_url: str) -> None:
+    """The state right after a bulk load on a kept database (``--reuse``): the loaded tables'
+    planner statistics deleted and their row counts unknown (superuser), autovacuum off."""
+    import psycopg
+
+    with psycopg.connect(plain_url(database_url), autocommit=True) as conn:
+        for table in LOADED:
+            conn.execute(f"ALTER TABLE {table} SET (autovacuum_enabled = false)")
+            conn.execute("DELETE FROM pg_statistic WHERE starelid = %s::regclass", (table,))
+            conn.execute("UPDATE pg_class SET reltuples = -1 WHERE oid = %s::regclass", (table,))
+
+
 def analyze(database_url: str) -> float:
     import psycopg
 
@@ -454,8 +466,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--reuse",
         metavar="URL",
-        help="measure on a database an earlier --keep run loaded (same --runs and --points): "
-        "no load and no searches without statistics; the database is kept",
+        help="measure on a database an earlier --keep run loaded (same --runs and --points) "
+        "instead of loading one: its statistics are deleted first, as after a load; it is kept",
     )
     parser.add_argument("--output", type=Path, default=None)
     return parser.parse_args(argv)
@@ -533,11 +545,13 @@ def main(argv: list[str] | None = None) -> int:
         if name is not None:
             log(f"loading {args.runs:,} runs x 2 metrics x {steps} steps into {name}")
             out.load = bulk_load(url, experiment, args.runs, steps, args.chunk)
-            time.sleep(2)  # the load's table counters reach the statistics views
-            log("searches right after the load (no statistics)")
-            stale_searches(server, experiment, out)
-            out.load["analyze_s"] = analyze(url)
-            log(f"ANALYZE: {out.load['analyze_s']:,.1f} s")
+        else:
+            forget_statistics(url)
+        time.sleep(2.5)  # the table counters reach the statistics views; the server looks again
+        log("searches right after the load (no statistics)")
+        stale_searches(server, experiment, out)
+        out.load["analyze_s"] = analyze(url)
+        log(f"ANALYZE: {out.load['analyze_s']:,.1f} s")
         log("searches")
         searches(server, experiment, args.calls, out)
         log("where the time goes (in this process, without HTTP)")
