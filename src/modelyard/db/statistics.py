@@ -127,8 +127,3 @@ class PlannerStatistics:
                     conn.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": _REFINE_LOCK_KEY})
         except Exception:  # the quick statistics stand; autovacuum refines them later
             log.exception("analysing with the full sample failed")
-
-    def wait_refined(self, timeout: float | None = None) -> None:
-        """Until the thread analysing with the full sample (if any) is done (for tests)."""
-        if self._refining is not None:
-            self._refining.join(timeout)
