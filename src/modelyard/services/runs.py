@@ -188,29 +188,9 @@ def _children_any_sql(what: str) -> str:
     return _CHILDREN[what].format(marks="?").replace("IN (?)", "= ANY(?)")
 
 
-# Where RunInfo's fields sit in a row that starts with the runs table's columns.
-_AT = {name: at for at, name in enumerate(runs.c.keys())}
-
-
-def _info_at(row: Row[Any]) -> RunInfo:
-    return RunInfo(
-        run_id=row[_AT["id"]],
-        experiment_id=row[_AT["experiment_id"]],
-        run_name=row[_AT["name"]],
-        user_id=row[_AT["user_id"]],
-        status=row[_AT["status"]],
-        start_time=row[_AT["start_time"]],
-        end_time=row[_AT["end_time"]],
-        artifact_uri=row[_AT["artifact_uri"]] or "",
-        lifecycle_stage=row[_AT["lifecycle_stage"]],
-    )
-
-
 def hydrate(conn: Connection, rows: Sequence[Row[Any]]) -> list[Run]:
-    """Full runs (params, tags, latest metrics, inputs, outputs) in a fixed number of queries.
-    Each row starts with the runs table's columns (``select(runs, ...)``), read by position."""
-    at_pk = _AT["pk"]
-    found = {row[at_pk]: Run(info=_info_at(row)) for row in rows}
+    """Full runs (params, tags, latest metrics, inputs, outputs) in a fixed number of queries."""
+    found = {row.pk: Run(info=_info(row)) for row in rows}
     pks = tuple(found)
     if not pks:
         return []
@@ -229,7 +209,7 @@ def hydrate(conn: Connection, rows: Sequence[Row[Any]]) -> list[Run]:
             found[pk].model_inputs.append(model_id)
         else:
             found[pk].model_outputs.append((model_id, step))
-    return [found[row[at_pk]] for row in rows]
+    return [found[row.pk] for row in rows]
 
 
 def update_info(
