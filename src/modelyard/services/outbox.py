@@ -111,17 +111,18 @@ def fan_out(conn: Connection, limit: int = FAN_OUT_BATCH) -> int:
     events = driver_rows(conn, _EVENTS, (limit,))
     if not events:
         return 0
-    wanted = tuple({int(pk) for row in events for pk in str(row[3]).split(",") if pk})
+    targets = [[int(pk) for pk in str(row[3]).split(",") if pk] for row in events]
+    wanted = tuple({pk for pks in targets for pk in pks})
     alive: set[int] = set()
     if wanted:  # (an event listing no webhook is only removed)
         marks = ", ".join("?" * len(wanted))
         found = driver_rows(conn, f"SELECT id FROM webhooks WHERE id IN ({marks})", wanted)
         alive = {row[0] for row in found}
     queued = [
-        (str(uuid.uuid4()), int(pk), event, body, False, created_at, created_at)
-        for _id, event, body, pks, created_at in events
-        for pk in str(pks).split(",")
-        if pk and int(pk) in alive
+        (str(uuid.uuid4()), pk, event, body, False, created_at, created_at)
+        for (_id, event, body, _pks, created_at), pks in zip(events, targets, strict=True)
+        for pk in pks
+        if pk in alive
     ]
     if queued:
         cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
